@@ -1,0 +1,23 @@
+//! panda-feed: a low-latency market-data feed handler for the Zerodha Kite
+//! Connect streaming API.
+//!
+//! Contract of the tick path: the binary decoder ([`wire`]) borrows the
+//! received bytes and never allocates; a [`Tick`] is fixed-size `Copy` data;
+//! JSON encoding ([`json`]) writes into a reused buffer and never allocates once
+//! the buffer has reached its working size. Malformed input is an error value,
+//! never a panic.
+//!
+//! Modules and the threads they run on:
+//! - [`wire`]: Kite binary and text frames (network thread, `decode` command);
+//! - [`tick`]: the normalized tick moved between threads;
+//! - [`json`]: the published tick object (publisher threads, `decode` command);
+//! - [`cmd`]: the binary's subcommands (main thread);
+//! - [`cli`]: argument parsing, the only place argv is read.
+
+pub mod cli;
+pub mod cmd;
+pub mod json;
+pub mod tick;
+pub mod wire;
+
+pub use tick::{InstrumentToken, Mode, PacketKind, Tick};
