@@ -1,9 +1,10 @@
 //! Criterion benches of the tick path's parsing half.
 //!
 //! - `decode/<kind>`: one single-packet message → frame validation → packet
-//!   view → `Tick` (what the network thread does per packet);
+//!   view → `Tick` decoded in place into a slot (what the network thread
+//!   does per packet, into a ring slot);
 //! - `decode/full_x3000`: one 3000-packet full-mode message (the most one
-//!   socket can be subscribed to) → 3000 `Tick`s;
+//!   socket can be subscribed to) → 3000 `Tick`s in consecutive slots;
 //! - `json/<kind>`: `Tick` → JSON object into a reused buffer (what a publisher does).
 //!
 //! Run: `cargo bench --bench decode`. Figures are in the README.
@@ -11,7 +12,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use panda_feed::json::write_tick;
+use panda_feed::json::{JsonBuf, write_tick};
 use panda_feed::tick::{Depth, DepthLevel, Ohlc};
 use panda_feed::wire::{self, Message, MessageWriter};
 use panda_feed::{PacketKind, Tick};
@@ -53,16 +54,17 @@ fn sample(kind: PacketKind, token: u32) -> Tick {
     }
 }
 
-fn decode_all(msg: &[u8]) -> u64 {
-    let mut sum = 0u64;
+/// Decodes every packet of `msg` in place into consecutive `slots` (as the
+/// network thread writes into ring slots).
+fn decode_all(msg: &[u8], slots: &mut [Tick]) -> usize {
+    let mut n = 0;
     if let Ok(Message::Packets(p)) = wire::decode(msg) {
-        for packet in p {
-            if let Some(t) = Tick::from_packet(&packet) {
-                sum = sum.wrapping_add(u64::from(black_box(t).last_price));
-            }
+        for (packet, slot) in p.zip(slots.iter_mut()) {
+            n += usize::from(slot.decode_from(&packet));
         }
     }
-    sum
+    black_box(slots);
+    n
 }
 
 const KINDS: [(&str, PacketKind, u32); 5] = [
@@ -80,7 +82,8 @@ fn bench_decode(c: &mut Criterion) {
         let mut w = MessageWriter::with_capacity(256);
         w.push(&sample(kind, token)).expect("one packet fits");
         let msg = w.finish().to_vec();
-        g.bench_function(name, |b| b.iter(|| decode_all(black_box(&msg))));
+        let mut slots = vec![Tick::default(); 1];
+        g.bench_function(name, |b| b.iter(|| decode_all(black_box(&msg), &mut slots)));
     }
     let mut w = MessageWriter::with_capacity(3000 * 186 + 2);
     for i in 0..3000u32 {
@@ -89,20 +92,23 @@ fn bench_decode(c: &mut Criterion) {
     }
     let msg = w.finish().to_vec();
     g.throughput(Throughput::Elements(3000));
-    g.bench_function("full_x3000", |b| b.iter(|| decode_all(black_box(&msg))));
+    let mut slots = vec![Tick::default(); 4096];
+    g.bench_function("full_x3000", |b| {
+        b.iter(|| decode_all(black_box(&msg), &mut slots))
+    });
     g.finish();
 }
 
 fn bench_json(c: &mut Criterion) {
     let mut g = c.benchmark_group("json");
     g.throughput(Throughput::Elements(1));
-    let mut out = Vec::with_capacity(4096);
+    let mut out = JsonBuf::with_capacity(4096);
     for (name, kind, token) in KINDS {
         let t = sample(kind, token);
         g.bench_function(name, |b| {
             b.iter(|| {
                 out.clear();
-                write_tick(black_box(&t), &mut out);
+                write_tick(black_box(&t), &mut out).expect("room for a tick");
                 out.len()
             })
         });

@@ -13,74 +13,290 @@
 
 use crate::tick::{DepthLevel, PacketKind, Tick};
 
-/// Upper bound of the encoded length of any tick, in bytes. Callers that
-/// reserve this much once never see the encoder allocate.
+/// Upper bound of the encoded length of any tick, in bytes (a full CDS tick
+/// with every field at `u32::MAX` is 1,063 bytes; `tests::full_tick_layout_and_bound`).
 pub const MAX_TICK_JSON_LEN: usize = 1536;
 
-#[inline]
-fn raw(out: &mut Vec<u8>, s: &[u8]) {
-    out.extend_from_slice(s);
+/// A [`JsonBuf`] had less than [`MAX_TICK_JSON_LEN`] bytes left; nothing was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonBufFull;
+
+impl std::fmt::Display for JsonBufFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "JSON buffer has less than {MAX_TICK_JSON_LEN} bytes left"
+        )
+    }
 }
 
-#[inline]
-fn uint(out: &mut Vec<u8>, v: impl itoa::Integer) {
-    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+impl std::error::Error for JsonBufFull {}
+
+/// A fixed-capacity output buffer, allocated once and reused for every tick.
+///
+/// NB: writes go straight into a preallocated byte array with inline digit
+/// formatting; the first encoder, built on `Vec::extend_from_slice`, spent
+/// most of its time in small variable-length `memcpy` calls (478 ns → see the
+/// README for the current figure of a full tick).
+#[derive(Debug)]
+pub struct JsonBuf {
+    buf: Box<[u8]>,
+    len: usize,
 }
 
-/// Writes `raw / divisor` as an exact decimal. `divisor` is a power of ten
-/// (100, 10^4 or 10^7); the fraction is trimmed of trailing zeros but keeps at
-/// least one digit.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
 #[inline]
-pub fn write_price(out: &mut Vec<u8>, raw_units: u32, divisor: u32) {
-    uint(out, raw_units / divisor);
-    out.push(b'.');
-    let mut frac = raw_units % divisor;
-    if frac == 0 {
-        out.push(b'0');
-        return;
+const fn digit_count(v: u32) -> usize {
+    match v {
+        0..=9 => 1,
+        10..=99 => 2,
+        100..=999 => 3,
+        1_000..=9_999 => 4,
+        10_000..=99_999 => 5,
+        100_000..=999_999 => 6,
+        1_000_000..=9_999_999 => 7,
+        10_000_000..=99_999_999 => 8,
+        100_000_000..=999_999_999 => 9,
+        _ => 10,
     }
-    // Digits of the fraction, most significant first, zero-padded to the
-    // divisor's width: 10^k has k fractional digits.
-    let mut digits = [b'0'; 10];
-    let mut width = 0;
-    let mut d = divisor;
-    while d > 1 {
-        d /= 10;
-        width += 1;
-    }
-    for slot in digits[..width].iter_mut().rev() {
-        *slot = b'0' + (frac % 10) as u8;
-        frac /= 10;
-    }
-    let mut end = width;
-    while end > 1 && digits[end - 1] == b'0' {
-        end -= 1;
-    }
-    out.extend_from_slice(&digits[..end]);
 }
 
-/// Writes Unix seconds as a quoted RFC 3339 UTC timestamp, or `null` for 0.
-#[inline]
-pub fn write_timestamp(out: &mut Vec<u8>, unix_s: u32) {
-    if unix_s == 0 {
-        raw(out, b"null");
-        return;
+impl JsonBuf {
+    /// A buffer of `capacity` bytes (at least [`MAX_TICK_JSON_LEN`]).
+    #[must_use]
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            buf: vec![0; capacity.max(MAX_TICK_JSON_LEN)].into_boxed_slice(),
+            len: 0,
+        }
     }
-    let mut b = *b"\"0000-00-00T00:00:00Z\"";
-    let (y, m, d) = civil_from_days(unix_s / 86_400);
-    let sod = unix_s % 86_400;
-    let put2 = |b: &mut [u8; 22], at: usize, v: u32| {
-        b[at] = b'0' + (v / 10) as u8;
-        b[at + 1] = b'0' + (v % 10) as u8;
-    };
-    put2(&mut b, 1, y / 100);
-    put2(&mut b, 3, y % 100);
-    put2(&mut b, 6, m);
-    put2(&mut b, 9, d);
-    put2(&mut b, 12, sod / 3600);
-    put2(&mut b, 15, sod / 60 % 60);
-    put2(&mut b, 18, sod % 60);
-    out.extend_from_slice(&b);
+
+    /// Forgets the contents, keeping the allocation.
+    #[inline]
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// The bytes written since the last [`clear`](Self::clear).
+    #[must_use]
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// Bytes written.
+    #[must_use]
+    #[inline]
+    pub const fn len(&self) -> usize {
+        self.len
+    }
+
+    /// `true` when nothing has been written.
+    #[must_use]
+    #[inline]
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes that can still be written.
+    #[must_use]
+    #[inline]
+    pub const fn remaining(&self) -> usize {
+        self.buf.len() - self.len
+    }
+
+    /// Appends raw bytes.
+    ///
+    /// # Panics
+    /// When `s` does not fit; callers check [`remaining`](Self::remaining) first.
+    pub fn put(&mut self, s: &[u8]) {
+        self.with_writer(|w| w.put(s));
+    }
+
+    /// Appends `v` in decimal.
+    ///
+    /// # Panics
+    /// When fewer than 10 bytes remain.
+    pub fn put_u32(&mut self, v: u32) {
+        self.with_writer(|w| w.put_u32(v));
+    }
+
+    /// Appends `raw / divisor` as an exact decimal. `divisor` is a power of
+    /// ten (100, 10^4 or 10^7); the fraction is trimmed of trailing zeros but
+    /// keeps at least one digit (`1575.0`, `72.7475`, `0.0000001`).
+    ///
+    /// # Panics
+    /// When fewer than 22 bytes remain.
+    pub fn put_price(&mut self, raw_units: u32, divisor: u32) {
+        self.with_writer(|w| w.put_price(raw_units, divisor));
+    }
+
+    /// Appends Unix seconds as a quoted RFC 3339 UTC timestamp, or `null` for 0.
+    ///
+    /// # Panics
+    /// When fewer than 22 bytes remain.
+    pub fn put_timestamp(&mut self, unix_s: u32) {
+        self.with_writer(|w| w.put_timestamp(unix_s));
+    }
+
+    /// Runs `f` on a cursor over the free space and commits what it wrote.
+    #[inline(always)]
+    fn with_writer(&mut self, f: impl FnOnce(&mut Writer<'_>)) {
+        let mut w = Writer {
+            buf: &mut self.buf[self.len..],
+            len: 0,
+        };
+        f(&mut w);
+        self.len += w.len;
+    }
+}
+
+/// A cursor over free buffer space. NB: a local with `len` in a register;
+/// formatting through `&mut JsonBuf` stored and reloaded `len` on every call,
+/// a serial dependency through memory that cost ~35% of a full tick.
+struct Writer<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl Writer<'_> {
+    #[inline(always)]
+    fn put(&mut self, s: &[u8]) {
+        let end = self.len + s.len();
+        self.buf[self.len..end].copy_from_slice(s);
+        self.len = end;
+    }
+
+    #[inline(always)]
+    fn byte(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    #[inline(always)]
+    fn put_u32(&mut self, mut v: u32) {
+        let n = digit_count(v);
+        let out = &mut self.buf[self.len..self.len + n];
+        let mut i = n;
+        while v >= 100 {
+            let r = (v % 100) as usize * 2;
+            v /= 100;
+            i -= 2;
+            out[i] = DIGIT_PAIRS[r];
+            out[i + 1] = DIGIT_PAIRS[r + 1];
+        }
+        if v >= 10 {
+            let r = v as usize * 2;
+            out[i - 2] = DIGIT_PAIRS[r];
+            out[i - 1] = DIGIT_PAIRS[r + 1];
+        } else {
+            out[i - 1] = b'0' + v as u8;
+        }
+        self.len += n;
+    }
+
+    /// NB: dispatches to a copy per divisor so the divisions are by constants
+    /// (multiply + shift); a runtime `raw / divisor` costs a hardware divide
+    /// per price, 23 per full tick.
+    #[inline(always)]
+    fn put_price(&mut self, raw_units: u32, divisor: u32) {
+        match divisor {
+            100 => self.put_price_by::<100, 2>(raw_units),
+            10_000 => self.put_price_by::<10_000, 4>(raw_units),
+            10_000_000 => self.put_price_by::<10_000_000, 7>(raw_units),
+            d => self.put_price_slow(raw_units, d),
+        }
+    }
+
+    #[inline(always)]
+    fn put_price_by<const DIV: u32, const WIDTH: usize>(&mut self, raw_units: u32) {
+        self.put_u32(raw_units / DIV);
+        self.put_fraction(raw_units % DIV, WIDTH);
+    }
+
+    #[cold]
+    fn put_price_slow(&mut self, raw_units: u32, divisor: u32) {
+        let divisor = divisor.max(1);
+        self.put_u32(raw_units / divisor);
+        self.put_fraction(raw_units % divisor, digit_count(divisor) - 1);
+    }
+
+    /// `.` and `frac` as `width` digits, trailing zeros trimmed, at least one digit.
+    #[inline(always)]
+    fn put_fraction(&mut self, mut frac: u32, mut width: usize) {
+        self.byte(b'.');
+        if frac == 0 {
+            self.byte(b'0');
+            return;
+        }
+        while frac.is_multiple_of(10) {
+            frac /= 10;
+            width -= 1;
+        }
+        for _ in digit_count(frac)..width {
+            self.byte(b'0');
+        }
+        self.put_u32(frac);
+    }
+
+    #[inline]
+    fn put_timestamp(&mut self, unix_s: u32) {
+        if unix_s == 0 {
+            self.put(b"null");
+            return;
+        }
+        let mut b = *b"\"0000-00-00T00:00:00Z\"";
+        let (y, m, d) = civil_from_days(unix_s / 86_400);
+        let sod = unix_s % 86_400;
+        let put2 = |b: &mut [u8; 22], at: usize, v: u32| {
+            let r = v as usize * 2;
+            b[at] = DIGIT_PAIRS[r];
+            b[at + 1] = DIGIT_PAIRS[r + 1];
+        };
+        put2(&mut b, 1, y / 100);
+        put2(&mut b, 3, y % 100);
+        put2(&mut b, 6, m);
+        put2(&mut b, 9, d);
+        put2(&mut b, 12, sod / 3600);
+        put2(&mut b, 15, sod / 60 % 60);
+        put2(&mut b, 18, sod % 60);
+        self.put(&b);
+    }
+
+    #[inline(always)]
+    fn key_price(&mut self, key: &[u8], raw_units: u32, divisor: u32) {
+        self.put(key);
+        self.put_price(raw_units, divisor);
+    }
+
+    #[inline(always)]
+    fn key_u32(&mut self, key: &[u8], v: u32) {
+        self.put(key);
+        self.put_u32(v);
+    }
+
+    #[inline]
+    fn levels(&mut self, levels: &[DepthLevel; 5], divisor: u32) {
+        self.byte(b'[');
+        for (i, l) in levels.iter().enumerate() {
+            self.put(if i == 0 {
+                b"{\"quantity\":"
+            } else {
+                b",{\"quantity\":"
+            });
+            self.put_u32(l.quantity);
+            self.key_price(b",\"price\":", l.price, divisor);
+            self.key_u32(b",\"orders\":", u32::from(l.orders));
+            self.byte(b'}');
+        }
+        self.byte(b']');
+    }
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
@@ -100,120 +316,102 @@ const fn civil_from_days(days: u32) -> (u32, u32, u32) {
     (y, m, d)
 }
 
-#[inline]
-fn key_price(out: &mut Vec<u8>, key: &[u8], raw_units: u32, divisor: u32) {
-    raw(out, key);
-    write_price(out, raw_units, divisor);
-}
-
-#[inline]
-fn key_uint(out: &mut Vec<u8>, key: &[u8], v: u32) {
-    raw(out, key);
-    uint(out, v);
-}
-
-#[inline]
-fn write_levels(out: &mut Vec<u8>, levels: &[DepthLevel; 5], divisor: u32) {
-    out.push(b'[');
-    for (i, l) in levels.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        key_uint(out, b"{\"quantity\":", l.quantity);
-        key_price(out, b",\"price\":", l.price, divisor);
-        raw(out, b",\"orders\":");
-        uint(out, l.orders);
-        out.push(b'}');
-    }
-    out.push(b']');
-}
-
 /// Appends the JSON object of `tick` to `out` (no trailing newline).
 ///
-/// Allocation-free when `out` has [`MAX_TICK_JSON_LEN`] bytes of spare capacity.
+/// Never allocates.
+///
+/// # Errors
+/// [`JsonBufFull`] when `out` has less than [`MAX_TICK_JSON_LEN`] bytes left;
+/// nothing is written then.
 ///
 /// ```
-/// use panda_feed::{Tick, PacketKind, json::write_tick};
+/// use panda_feed::{Tick, PacketKind, json::{JsonBuf, write_tick}};
 /// let t = Tick { last_price: 157_370, ..Tick::for_token(408_065, PacketKind::Ltp) };
-/// let mut out = Vec::new();
-/// write_tick(&t, &mut out);
-/// assert_eq!(out, br#"{"tradable":true,"mode":"ltp","instrument_token":408065,"last_price":1573.7}"#);
+/// let mut out = JsonBuf::with_capacity(4096);
+/// write_tick(&t, &mut out).unwrap();
+/// assert_eq!(out.as_bytes(), br#"{"tradable":true,"mode":"ltp","instrument_token":408065,"last_price":1573.7}"#);
 /// ```
-pub fn write_tick(tick: &Tick, out: &mut Vec<u8>) {
-    out.reserve(MAX_TICK_JSON_LEN);
-    let div = tick.price_divisor;
-    raw(
-        out,
-        if tick.tradable {
+pub fn write_tick(tick: &Tick, out: &mut JsonBuf) -> Result<(), JsonBufFull> {
+    if out.remaining() < MAX_TICK_JSON_LEN {
+        return Err(JsonBufFull);
+    }
+    out.with_writer(|w| w.tick(tick));
+    Ok(())
+}
+
+impl Writer<'_> {
+    fn tick(&mut self, tick: &Tick) {
+        let out = self;
+        let div = tick.price_divisor;
+        out.put(if tick.tradable {
             b"{\"tradable\":true"
         } else {
             b"{\"tradable\":false"
-        },
-    );
-    raw(out, b",\"mode\":\"");
-    raw(out, tick.mode().as_str().as_bytes());
-    key_uint(out, b"\",\"instrument_token\":", tick.token.0);
-    key_price(out, b",\"last_price\":", tick.last_price, div);
-    let o = &tick.ohlc;
-    match tick.kind {
-        PacketKind::Ltp => {
-            out.push(b'}');
-            return;
+        });
+        out.put(match tick.kind.mode() {
+            crate::Mode::Ltp => b",\"mode\":\"ltp\"",
+            crate::Mode::Quote => b",\"mode\":\"quote\"",
+            crate::Mode::Full => b",\"mode\":\"full\"",
+        });
+        out.key_u32(b",\"instrument_token\":", tick.token.0);
+        out.key_price(b",\"last_price\":", tick.last_price, div);
+        let o = &tick.ohlc;
+        match tick.kind {
+            PacketKind::Ltp => {
+                out.byte(b'}');
+                return;
+            }
+            PacketKind::IndexQuote | PacketKind::IndexFull => {
+                out.key_price(b",\"ohlc\":{\"high\":", o.high, div);
+                out.key_price(b",\"low\":", o.low, div);
+                out.key_price(b",\"open\":", o.open, div);
+                out.key_price(b",\"close\":", o.close, div);
+            }
+            PacketKind::Quote | PacketKind::Full => {
+                out.key_u32(b",\"last_traded_quantity\":", tick.last_traded_quantity);
+                out.key_price(
+                    b",\"average_traded_price\":",
+                    tick.average_traded_price,
+                    div,
+                );
+                out.key_u32(b",\"volume_traded\":", tick.volume_traded);
+                out.key_u32(b",\"total_buy_quantity\":", tick.total_buy_quantity);
+                out.key_u32(b",\"total_sell_quantity\":", tick.total_sell_quantity);
+                out.key_price(b",\"ohlc\":{\"open\":", o.open, div);
+                out.key_price(b",\"high\":", o.high, div);
+                out.key_price(b",\"low\":", o.low, div);
+                out.key_price(b",\"close\":", o.close, div);
+            }
         }
-        PacketKind::IndexQuote | PacketKind::IndexFull => {
-            key_price(out, b",\"ohlc\":{\"high\":", o.high, div);
-            key_price(out, b",\"low\":", o.low, div);
-            key_price(out, b",\"open\":", o.open, div);
-            key_price(out, b",\"close\":", o.close, div);
+        out.put(b"},\"change\":");
+        match tick.change_pct() {
+            // `change_pct` is finite: close > 0 and both prices are finite.
+            Some(pct) => out.put(ryu::Buffer::new().format(pct).as_bytes()),
+            None => out.byte(b'0'),
         }
-        PacketKind::Quote | PacketKind::Full => {
-            key_uint(
-                out,
-                b",\"last_traded_quantity\":",
-                tick.last_traded_quantity,
-            );
-            key_price(
-                out,
-                b",\"average_traded_price\":",
-                tick.average_traded_price,
-                div,
-            );
-            key_uint(out, b",\"volume_traded\":", tick.volume_traded);
-            key_uint(out, b",\"total_buy_quantity\":", tick.total_buy_quantity);
-            key_uint(out, b",\"total_sell_quantity\":", tick.total_sell_quantity);
-            key_price(out, b",\"ohlc\":{\"open\":", o.open, div);
-            key_price(out, b",\"high\":", o.high, div);
-            key_price(out, b",\"low\":", o.low, div);
-            key_price(out, b",\"close\":", o.close, div);
+        match tick.kind {
+            PacketKind::IndexFull => {
+                out.put(b",\"exchange_timestamp\":");
+                out.put_timestamp(tick.exchange_timestamp);
+            }
+            PacketKind::Full => {
+                out.put(b",\"last_trade_time\":");
+                out.put_timestamp(tick.last_trade_time);
+                out.key_u32(b",\"oi\":", tick.oi);
+                out.key_u32(b",\"oi_day_high\":", tick.oi_day_high);
+                out.key_u32(b",\"oi_day_low\":", tick.oi_day_low);
+                out.put(b",\"exchange_timestamp\":");
+                out.put_timestamp(tick.exchange_timestamp);
+                out.put(b",\"depth\":{\"buy\":");
+                out.levels(&tick.depth.buy, div);
+                out.put(b",\"sell\":");
+                out.levels(&tick.depth.sell, div);
+                out.byte(b'}');
+            }
+            _ => {}
         }
+        out.byte(b'}');
     }
-    raw(out, b"},\"change\":");
-    match tick.change_pct() {
-        Some(pct) => raw(out, ryu::Buffer::new().format(pct).as_bytes()),
-        None => out.push(b'0'),
-    }
-    match tick.kind {
-        PacketKind::IndexFull => {
-            raw(out, b",\"exchange_timestamp\":");
-            write_timestamp(out, tick.exchange_timestamp);
-        }
-        PacketKind::Full => {
-            raw(out, b",\"last_trade_time\":");
-            write_timestamp(out, tick.last_trade_time);
-            key_uint(out, b",\"oi\":", tick.oi);
-            key_uint(out, b",\"oi_day_high\":", tick.oi_day_high);
-            key_uint(out, b",\"oi_day_low\":", tick.oi_day_low);
-            raw(out, b",\"exchange_timestamp\":");
-            write_timestamp(out, tick.exchange_timestamp);
-            raw(out, b",\"depth\":{\"buy\":");
-            write_levels(out, &tick.depth.buy, div);
-            raw(out, b",\"sell\":");
-            write_levels(out, &tick.depth.sell, div);
-            out.push(b'}');
-        }
-        _ => {}
-    }
-    out.push(b'}');
 }
 
 #[cfg(test)]
@@ -222,15 +420,50 @@ mod tests {
     use crate::tick::{Depth, Ohlc};
 
     fn price(raw_units: u32, div: u32) -> String {
-        let mut v = Vec::new();
-        write_price(&mut v, raw_units, div);
-        String::from_utf8(v).unwrap()
+        let mut b = JsonBuf::with_capacity(0);
+        b.put_price(raw_units, div);
+        String::from_utf8(b.as_bytes().to_vec()).unwrap()
     }
 
     fn ts(s: u32) -> String {
-        let mut v = Vec::new();
-        write_timestamp(&mut v, s);
-        String::from_utf8(v).unwrap()
+        let mut b = JsonBuf::with_capacity(0);
+        b.put_timestamp(s);
+        String::from_utf8(b.as_bytes().to_vec()).unwrap()
+    }
+
+    fn encode(t: &Tick) -> Vec<u8> {
+        let mut b = JsonBuf::with_capacity(0);
+        write_tick(t, &mut b).unwrap();
+        b.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn integers_in_decimal() {
+        for v in [
+            0u32,
+            1,
+            9,
+            10,
+            99,
+            100,
+            12_345,
+            999_999_999,
+            1_000_000_000,
+            u32::MAX,
+        ] {
+            let mut b = JsonBuf::with_capacity(0);
+            b.put_u32(v);
+            assert_eq!(b.as_bytes(), v.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn full_buffer_is_an_error_not_a_panic() {
+        let mut b = JsonBuf::with_capacity(0);
+        b.put(&[b' '; 100]);
+        let t = Tick::for_token(1, PacketKind::Full);
+        assert_eq!(write_tick(&t, &mut b), Err(JsonBufFull));
+        assert_eq!(b.len(), 100, "nothing written");
     }
 
     #[test]
@@ -239,6 +472,9 @@ mod tests {
         assert_eq!(price(157_500, 100), "1575.0");
         assert_eq!(price(0, 100), "0.0");
         assert_eq!(price(1, 100), "0.01");
+        assert_eq!(price(10, 100), "0.1");
+        assert_eq!(price(1_005, 100), "10.05");
+        assert_eq!(price(70_000, 10_000_000), "0.007");
         assert_eq!(price(727_475_000, 10_000_000), "72.7475");
         assert_eq!(price(1, 10_000_000), "0.0000001");
         assert_eq!(price(3_782_000, 10_000), "378.2");
@@ -299,8 +535,7 @@ mod tests {
             },
             ..Tick::for_token(u32::MAX - 252, PacketKind::Full) // segment 3: longest prices
         };
-        let mut out = Vec::new();
-        write_tick(&t, &mut out);
+        let out = encode(&t);
         assert!(out.len() <= MAX_TICK_JSON_LEN, "{} bytes", out.len());
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["depth"]["sell"][4]["orders"], 65_535);
@@ -313,9 +548,7 @@ mod tests {
             last_price: 100,
             ..Tick::for_token(408_065, PacketKind::Quote)
         };
-        let mut out = Vec::new();
-        write_tick(&t, &mut out);
-        let s = String::from_utf8(out).unwrap();
+        let s = String::from_utf8(encode(&t)).unwrap();
         assert!(
             s.contains(r#""change":0,"#) || s.ends_with(r#""change":0}"#),
             "{s}"

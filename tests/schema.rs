@@ -5,7 +5,7 @@ mod util;
 
 use std::path::Path;
 
-use panda_feed::json::write_tick;
+use panda_feed::json::{JsonBuf, write_tick};
 use panda_feed::tick::{DepthLevel, Ohlc};
 use panda_feed::{PacketKind, Tick};
 use serde_json::Value;
@@ -17,9 +17,9 @@ fn validator() -> jsonschema::Validator {
 }
 
 fn encoded(t: &Tick) -> Value {
-    let mut out = Vec::new();
-    write_tick(t, &mut out);
-    serde_json::from_slice(&out).unwrap()
+    let mut out = JsonBuf::with_capacity(0);
+    write_tick(t, &mut out).unwrap();
+    serde_json::from_slice(out.as_bytes()).unwrap()
 }
 
 fn assert_valid(v: &jsonschema::Validator, tick: &Value) {

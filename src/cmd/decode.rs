@@ -8,7 +8,7 @@ use std::io::{self, BufReader, BufWriter, ErrorKind, Read, Write};
 use std::path::Path;
 
 use crate::cli::DecodeArgs;
-use crate::json::write_tick;
+use crate::json::{JsonBuf, MAX_TICK_JSON_LEN, write_tick};
 use crate::tick::Tick;
 use crate::wire::{self, DecodeError, Message, Packet};
 
@@ -38,6 +38,8 @@ impl Totals {
 struct Decoder<'w, W: Write> {
     out: BufWriter<&'w mut W>,
     line: Vec<u8>,
+    json: JsonBuf,
+    tick: Tick,
     framed: bool,
     frame: u64,
     totals: Totals,
@@ -74,17 +76,20 @@ impl<W: Write> Decoder<'_, W> {
                 let mut first = true;
                 if let Message::Packets(packets) = m {
                     for p in packets {
-                        let Some(tick) = Tick::from_packet(&p) else {
+                        if !self.tick.decode_from(&p) {
                             debug_assert!(matches!(p, Packet::Unknown { .. }));
                             self.totals.unknown_packets += 1;
                             continue;
-                        };
+                        }
                         self.totals.ticks += 1;
                         if self.framed && !first {
                             self.line.push(b',');
                         }
                         first = false;
-                        write_tick(&tick, &mut self.line);
+                        self.json.clear();
+                        // A cleared JsonBuf always has room for one tick.
+                        write_tick(&self.tick, &mut self.json).map_err(io::Error::other)?;
+                        self.line.extend_from_slice(self.json.as_bytes());
                         if !self.framed {
                             self.line.push(b'\n');
                         }
@@ -195,6 +200,8 @@ pub fn run(args: &DecodeArgs, out: &mut impl Write, err: &mut impl Write) -> u8 
     let mut d = Decoder {
         out: BufWriter::with_capacity(256 * 1024, out),
         line: Vec::with_capacity(64 * 1024),
+        json: JsonBuf::with_capacity(MAX_TICK_JSON_LEN),
+        tick: Tick::default(),
         framed: args.framed,
         frame: 0,
         totals: Totals::default(),

@@ -1,7 +1,7 @@
 //! Unit tests of the binary decoder: every packet kind, segment, edge and defect.
 
 use super::*;
-use crate::json::write_tick;
+use crate::json::{JsonBuf, write_tick};
 use crate::tick::{PacketKind, Tick};
 
 fn msg(packets: &[&[u8]]) -> Vec<u8> {
@@ -25,9 +25,9 @@ fn ticks(m: &[u8]) -> Vec<Tick> {
 }
 
 fn json(t: &Tick) -> serde_json::Value {
-    let mut out = Vec::new();
-    write_tick(t, &mut out);
-    serde_json::from_slice(&out).expect("valid JSON")
+    let mut out = JsonBuf::with_capacity(0);
+    write_tick(t, &mut out).expect("room for a tick");
+    serde_json::from_slice(out.as_bytes()).expect("valid JSON")
 }
 
 const INFY: u32 = 408_065; // NSE, segment 1

@@ -4,7 +4,7 @@
 #![allow(dead_code, reason = "each test binary uses a subset")]
 
 use panda_feed::Tick;
-use panda_feed::json::write_tick;
+use panda_feed::json::{JsonBuf, write_tick};
 use panda_feed::wire::{self, Message};
 use serde_json::{Value, json};
 
@@ -16,13 +16,14 @@ pub(crate) fn decode_frame(msg: &[u8]) -> Value {
         Ok(Message::Heartbeat) => json!({ "ticks": [] }),
         Ok(Message::Packets(p)) => {
             let mut ticks = Vec::new();
-            let mut buf = Vec::new();
+            let mut buf = JsonBuf::with_capacity(0);
             for packet in p {
                 if let Some(t) = Tick::from_packet(&packet) {
                     buf.clear();
-                    write_tick(&t, &mut buf);
+                    write_tick(&t, &mut buf).expect("room for a tick");
                     ticks.push(
-                        serde_json::from_slice::<Value>(&buf).expect("encoder emits valid JSON"),
+                        serde_json::from_slice::<Value>(buf.as_bytes())
+                            .expect("encoder emits valid JSON"),
                     );
                 }
             }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use panda_feed::Tick;
-use panda_feed::json::write_tick;
+use panda_feed::json::{JsonBuf, write_tick};
 use panda_feed::wire::{self, Message};
 
 fn main() -> ExitCode {
@@ -37,7 +37,8 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let mut out = Vec::with_capacity(4096);
+    let mut out = JsonBuf::with_capacity(4096);
+    let mut slot = Tick::default();
     let mut ticks = 0u64;
     let mut passes = 0u64;
     let budget = Duration::from_secs_f64(seconds);
@@ -46,14 +47,14 @@ fn main() -> ExitCode {
         for msg in &corpus {
             if let Ok(Message::Packets(p)) = wire::decode(black_box(msg)) {
                 for packet in p {
-                    if let Some(t) = Tick::from_packet(&packet) {
+                    if slot.decode_from(&packet) {
                         if with_json {
                             out.clear();
-                            write_tick(&t, &mut out);
-                            black_box(&out);
-                        } else {
-                            black_box(t);
+                            if write_tick(&slot, &mut out).is_ok() {
+                                black_box(out.as_bytes());
+                            }
                         }
+                        black_box(&mut slot);
                         ticks += 1;
                     }
                 }
