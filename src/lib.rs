@@ -16,7 +16,9 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod instruments;
 pub mod json;
+pub mod mock;
 pub mod tick;
 pub mod wire;
 

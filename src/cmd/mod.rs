@@ -1,6 +1,7 @@
 //! Subcommand implementations. Each returns its process exit status.
 
 pub mod decode;
+pub mod mock_exchange;
 
 use std::process::ExitCode;
 
@@ -14,6 +15,18 @@ pub fn main(cli: Cli) -> ExitCode {
             let stdout = std::io::stdout();
             let stderr = std::io::stderr();
             ExitCode::from(decode::run(&args, &mut stdout.lock(), &mut stderr.lock()))
+        }
+        Command::MockExchange(args) => report(mock_exchange::run(&args)),
+    }
+}
+
+/// Prints a command's error with its causes and maps it to exit status 1.
+fn report(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("panda-feed: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -84,3 +84,17 @@ pub(crate) fn same_ticks(ours: &Value, oracle: &Value, path: &str) -> Result<(),
         _ => Err(format!("{path}: {ours} != oracle {oracle}")),
     }
 }
+
+/// Polls `cond` until it holds or `timeout` passes; returns whether it held.
+pub(crate) fn wait_for(timeout: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}

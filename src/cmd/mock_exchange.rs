@@ -1,0 +1,91 @@
+//! `panda-feed mock-exchange`: run the simulated Kite server until a signal
+//! or `--duration`, printing a status line every second on stderr.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::cli::MockExchangeArgs;
+use crate::instruments;
+use crate::mock::{MockConfig, MockExchange};
+
+/// Runs the mock exchange.
+///
+/// # Errors
+/// Bad arguments, an unreadable instruments file, or a failure to start.
+pub fn run(args: &MockExchangeArgs) -> anyhow::Result<()> {
+    if let Some(d) = args.duration
+        && !(d.is_finite() && d > 0.0)
+    {
+        bail!("--duration {d} must be a positive number of seconds");
+    }
+    if args.heartbeat_ms == 0 {
+        bail!("--heartbeat-ms must be at least 1");
+    }
+    let mut cfg = MockConfig {
+        listen: args.listen,
+        api_key: args.api_key.clone(),
+        access_token: args.access_token.clone(),
+        rate_per_s: args.rate_per_s,
+        seed: args.seed,
+        max_ticks: args.max_ticks,
+        record: args.record.clone(),
+        max_instruments: args.max_instruments.max(1),
+        heartbeat: Duration::from_millis(args.heartbeat_ms),
+        ..MockConfig::default()
+    };
+    if let Some(path) = &args.instruments {
+        let list = instruments::load(path)?;
+        cfg.expiry = list
+            .iter()
+            .filter_map(|i| Some((i.token, i.expiry_day?)))
+            .collect();
+        eprintln!(
+            "mock-exchange: {} instruments from {}",
+            list.len(),
+            path.display()
+        );
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    let mock = MockExchange::start(cfg)?;
+    eprintln!(
+        "mock-exchange: listening on {} (api_key={}, access_token from --access-token)",
+        mock.ws_url(),
+        args.api_key
+    );
+    let started = Instant::now();
+    let deadline = args.duration.map(Duration::from_secs_f64);
+    let mut last_print = Instant::now();
+    let mut last_sent = 0u64;
+    while !stop.load(Ordering::SeqCst) && deadline.is_none_or(|d| started.elapsed() < d) {
+        std::thread::sleep(Duration::from_millis(50));
+        if last_print.elapsed() >= Duration::from_secs(1) {
+            let s = mock.stats();
+            let sent = s.sent_ticks.load(Ordering::SeqCst);
+            eprintln!(
+                "mock-exchange: conns={} generated={} sent={} ({}/s) heartbeats={} rejected 403={} 429={} lagged={}",
+                mock.subscriptions().len(),
+                s.generated.load(Ordering::SeqCst),
+                sent,
+                sent - last_sent,
+                s.heartbeats.load(Ordering::SeqCst),
+                s.rejected_403.load(Ordering::SeqCst),
+                s.rejected_429.load(Ordering::SeqCst),
+                s.lagged_updates.load(Ordering::SeqCst),
+            );
+            last_sent = sent;
+            last_print = Instant::now();
+        }
+    }
+    let generated = mock.stats().generated.load(Ordering::SeqCst);
+    let sent = mock.stats().sent_ticks.load(Ordering::SeqCst);
+    mock.stop();
+    eprintln!("mock-exchange: stopped; generated {generated} ticks, sent {sent}");
+    Ok(())
+}

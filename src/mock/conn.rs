@@ -1,0 +1,382 @@
+//! One mock-exchange connection: handshake (auth, limits), client requests,
+//! and streaming the subscribed instruments from the latest snapshot.
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tungstenite::http::StatusCode;
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::{Error as WsError, Message, WebSocket};
+
+use super::market::kind_for;
+use super::{ConnEntry, Shared};
+use crate::Mode;
+use crate::wire::MessageWriter;
+
+fn reject(status: StatusCode, body: &str) -> ErrorResponse {
+    let mut resp = ErrorResponse::new(Some(body.to_owned()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert("Content-Length", body.len().into());
+    resp
+}
+
+fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// What the handshake callback decided, for counting after it returns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Accepted,
+    Forbidden,
+    TooMany,
+    BadRequest,
+}
+
+#[allow(
+    clippy::result_large_err,
+    reason = "tungstenite's handshake Callback fixes the ErrorResponse type"
+)]
+pub(super) fn serve(stream: TcpStream, id: u64, shared: &Arc<Shared>) {
+    let cfg = &shared.cfg;
+    // Handshake blocking, bounded in time; then non-blocking streaming.
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let verdict = std::cell::Cell::new(Verdict::BadRequest);
+    let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        let query = req.uri().query().unwrap_or("");
+        if req.uri().path() != "/" {
+            return Err(reject(StatusCode::BAD_REQUEST, "path must be /"));
+        }
+        let key_ok = query_param(query, "api_key") == Some(cfg.api_key.as_str());
+        let token_ok = query_param(query, "access_token") == Some(cfg.access_token.as_str());
+        if !(key_ok && token_ok) {
+            verdict.set(Verdict::Forbidden);
+            return Err(reject(StatusCode::FORBIDDEN, "Forbidden"));
+        }
+        if shared.open_connections.load(Ordering::SeqCst) >= cfg.max_connections as u64 {
+            verdict.set(Verdict::TooMany);
+            return Err(reject(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"));
+        }
+        verdict.set(Verdict::Accepted);
+        Ok(resp)
+    };
+    let ws_cfg = WebSocketConfig::default().max_write_buffer_size(16 << 20);
+    let ws = tungstenite::accept_hdr_with_config(stream, callback, Some(ws_cfg));
+    match verdict.get() {
+        Verdict::Forbidden => {
+            shared.stats.rejected_403.fetch_add(1, Ordering::SeqCst);
+        }
+        Verdict::TooMany => {
+            shared.stats.rejected_429.fetch_add(1, Ordering::SeqCst);
+        }
+        _ => {}
+    }
+    let Ok(mut ws) = ws else { return };
+    if ws.get_mut().set_nonblocking(true).is_err() {
+        return;
+    }
+    shared.open_connections.fetch_add(1, Ordering::SeqCst);
+    shared.stats.connections.fetch_add(1, Ordering::SeqCst);
+    let (text_tx, text_rx) = mpsc::channel();
+    {
+        let mut reg = shared
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        reg.insert(
+            id,
+            ConnEntry {
+                tokens: Vec::new(),
+                text_tx,
+            },
+        );
+    }
+    let mut c = Conn {
+        shared,
+        ws,
+        subs: HashMap::new(),
+        writer: MessageWriter::with_capacity(64 * 1024),
+        last_seq: shared.snapshot.load().latest_seq(),
+        last_sent: Instant::now(),
+        id,
+    };
+    c.run(&text_rx);
+    let mut reg = shared
+        .registry
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    reg.remove(&id);
+    drop(reg);
+    shared.registry_version.fetch_add(1, Ordering::SeqCst);
+    shared.open_connections.fetch_sub(1, Ordering::SeqCst);
+}
+
+struct Conn<'a> {
+    shared: &'a Shared,
+    ws: WebSocket<TcpStream>,
+    subs: HashMap<u32, Mode>,
+    writer: MessageWriter,
+    last_seq: u64,
+    last_sent: Instant,
+    id: u64,
+}
+
+/// The connection is over (closed by either side, or broken).
+struct Closed;
+
+impl Conn<'_> {
+    fn run(&mut self, text_rx: &mpsc::Receiver<String>) {
+        loop {
+            if self.shared.stop.load(Ordering::SeqCst) {
+                let _ = self.ws.close(None);
+                let _ = self.ws.flush();
+                return;
+            }
+            let busy = match self.turn(text_rx) {
+                Ok(busy) => busy,
+                Err(Closed) => return,
+            };
+            if !busy {
+                std::thread::sleep(Duration::from_micros(500));
+            }
+        }
+    }
+
+    /// One loop turn; `Ok(true)` if anything was read or sent.
+    fn turn(&mut self, text_rx: &mpsc::Receiver<String>) -> Result<bool, Closed> {
+        let mut busy = self.read_requests()?;
+        while let Ok(text) = text_rx.try_recv() {
+            self.send(Message::text(text), false)?;
+            busy = true;
+        }
+        busy |= self.stream_updates()?;
+        if self.last_sent.elapsed() >= self.shared.cfg.heartbeat {
+            self.send(Message::binary(vec![0u8]), true)?;
+            self.shared.stats.heartbeats.fetch_add(1, Ordering::SeqCst);
+        }
+        match self.ws.flush() {
+            Ok(()) => {}
+            Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(_) => return Err(Closed),
+        }
+        Ok(busy)
+    }
+
+    /// Queues a message; `record` writes binary ones to the record file.
+    fn send(&mut self, msg: Message, record: bool) -> Result<(), Closed> {
+        let bytes = if record {
+            Some(msg.clone().into_data())
+        } else {
+            None
+        };
+        match self.ws.write(msg) {
+            // WouldBlock from write means the message is queued (tungstenite 0.30).
+            Ok(()) => {}
+            Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(WsError::WriteBufferFull(_)) => {
+                // Not queued: the client is not reading. Not recorded either.
+                self.shared
+                    .stats
+                    .lagged_updates
+                    .fetch_add(1, Ordering::SeqCst);
+                return Ok(());
+            }
+            Err(_) => return Err(Closed),
+        }
+        self.last_sent = Instant::now();
+        if let (Some(bytes), Some(rec)) = (bytes, &self.shared.recorder) {
+            let mut w = rec
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_be_bytes();
+            if w.write_all(&len)
+                .and_then(|()| w.write_all(&bytes))
+                .is_err()
+            {
+                eprintln!("mock-exchange: cannot write the record file; recording is incomplete");
+            }
+        }
+        Ok(())
+    }
+
+    fn read_requests(&mut self) -> Result<bool, Closed> {
+        let mut busy = false;
+        loop {
+            match self.ws.read() {
+                Ok(Message::Text(t)) => {
+                    busy = true;
+                    self.request(t.as_str())?;
+                }
+                Ok(Message::Close(_)) => {
+                    let _ = self.ws.flush();
+                    return Err(Closed);
+                }
+                Ok(_) => busy = true,
+                Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => return Ok(busy),
+                Err(_) => return Err(Closed),
+            }
+        }
+    }
+
+    fn tokens(&self, v: &Value) -> Vec<u32> {
+        let Some(arr) = v.as_array() else {
+            return Vec::new();
+        };
+        let mut out = Vec::with_capacity(arr.len());
+        for t in arr {
+            match t.as_u64().and_then(|t| u32::try_from(t).ok()) {
+                Some(t) => out.push(t),
+                // The real server silently ignores string tokens.
+                None => {
+                    self.shared
+                        .stats
+                        .ignored_tokens
+                        .fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+        out
+    }
+
+    fn request(&mut self, text: &str) -> Result<(), Closed> {
+        let Ok(req) = serde_json::from_str::<Value>(text) else {
+            self.shared
+                .stats
+                .bad_requests
+                .fetch_add(1, Ordering::SeqCst);
+            return Ok(());
+        };
+        let v = &req["v"];
+        match req["a"].as_str() {
+            Some("subscribe") => {
+                let limit = self.shared.cfg.max_per_connection;
+                let mut refused = false;
+                for t in self.tokens(v) {
+                    if self.subs.contains_key(&t) {
+                        continue;
+                    }
+                    if self.subs.len() >= limit {
+                        refused = true;
+                        continue;
+                    }
+                    self.subs.insert(t, Mode::Quote);
+                }
+                if refused {
+                    self.shared
+                        .stats
+                        .error_frames
+                        .fetch_add(1, Ordering::SeqCst);
+                    let msg = format!(
+                        r#"{{"type":"error","data":"Can't subscribe to more than {limit} instruments."}}"#
+                    );
+                    self.send(Message::text(msg), false)?;
+                }
+            }
+            Some("unsubscribe") => {
+                for t in self.tokens(v) {
+                    self.subs.remove(&t);
+                }
+            }
+            Some("mode") => {
+                let mode = match v[0].as_str() {
+                    Some("ltp") => Mode::Ltp,
+                    Some("quote") => Mode::Quote,
+                    Some("full") => Mode::Full,
+                    _ => {
+                        self.shared
+                            .stats
+                            .bad_requests
+                            .fetch_add(1, Ordering::SeqCst);
+                        return Ok(());
+                    }
+                };
+                for t in self.tokens(&v[1]) {
+                    if let Some(m) = self.subs.get_mut(&t) {
+                        *m = mode;
+                    }
+                }
+            }
+            _ => {
+                self.shared
+                    .stats
+                    .bad_requests
+                    .fetch_add(1, Ordering::SeqCst);
+                return Ok(());
+            }
+        }
+        let mut tokens: Vec<u32> = self.subs.keys().copied().collect();
+        tokens.sort_unstable();
+        let mut reg = self
+            .shared
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(e) = reg.get_mut(&self.id) {
+            e.tokens = tokens;
+        }
+        drop(reg);
+        self.shared.registry_version.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn flush_message(&mut self) -> Result<(), Closed> {
+        if self.writer.is_empty() {
+            return Ok(());
+        }
+        let n = u64::from(self.writer.len());
+        let msg = Message::binary(self.writer.finish().to_vec());
+        self.writer.clear();
+        self.send(msg, true)?;
+        self.shared.stats.sent_ticks.fetch_add(n, Ordering::SeqCst);
+        self.shared
+            .stats
+            .sent_messages
+            .fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn stream_updates(&mut self) -> Result<bool, Closed> {
+        let snap = self.shared.snapshot.load();
+        let latest = snap.latest_seq();
+        if latest <= self.last_seq {
+            return Ok(false);
+        }
+        let max = self.shared.cfg.max_packets_per_message;
+        let last_seq = self.last_seq;
+        for step in snap.steps.iter().filter(|s| s.seq > last_seq) {
+            for t in &step.updates {
+                let Some(&mode) = self.subs.get(&t.token.0) else {
+                    continue;
+                };
+                let mut tick = *t;
+                tick.kind = kind_for(t, mode);
+                // At most `max` (< u16::MAX) packets per message: push cannot fail.
+                if self.writer.push(&tick).is_err() || self.writer.len() >= max {
+                    self.flush_message()?;
+                }
+            }
+        }
+        // Steps older than the kept history were missed by a slow connection.
+        let oldest = snap.steps.front().map_or(0, |s| s.seq);
+        if oldest > self.last_seq + 1 {
+            self.shared
+                .stats
+                .lagged_updates
+                .fetch_add(oldest - self.last_seq - 1, Ordering::SeqCst);
+        }
+        self.last_seq = latest;
+        self.flush_message()?;
+        Ok(true)
+    }
+}

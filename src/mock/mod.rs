@@ -1,0 +1,406 @@
+//! The mock exchange: a simulated Kite streaming server on a loopback port,
+//! speaking the real protocol (KITE_PROTOCOL §1–4).
+//!
+//! Threads (none of them are the engine's): one acceptor, one generator that
+//! owns the market state (`market::Market`) and publishes snapshots through `ArcSwap`, and
+//! one thread per connection that reads the latest snapshot without locks and
+//! streams binary messages for that connection's subscriptions. The
+//! subscription registry the generator reads is behind a mutex: this is test
+//! infrastructure, not the engine's hot path.
+//!
+//! Used by `panda-feed mock-exchange`, by `run --mock`, and by the tests.
+
+mod conn;
+pub(crate) mod market;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+
+use market::{Market, Snapshot, Step};
+
+/// Mock exchange settings.
+#[derive(Debug, Clone)]
+pub struct MockConfig {
+    /// Address to listen on (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// `api_key` a client must present.
+    pub api_key: String,
+    /// `access_token` a client must present; anything else gets HTTP 403.
+    pub access_token: String,
+    /// Total ticks generated per second, over all subscribed instruments.
+    pub rate_per_s: u64,
+    /// Seed of the market random walk.
+    pub seed: u64,
+    /// Stop generating after this many ticks (heartbeats go on). `None` = no limit.
+    pub max_ticks: Option<u64>,
+    /// Write every binary message sent as a framed record (u32 BE length + bytes).
+    pub record: Option<PathBuf>,
+    /// Most instruments kept in the market state (least recently used evicted).
+    pub max_instruments: usize,
+    /// Most instruments one connection may subscribe (the real limit is 3000).
+    pub max_per_connection: usize,
+    /// Most concurrent connections per api_key (the real limit is 3; more get HTTP 429).
+    pub max_connections: usize,
+    /// Most packets in one binary message.
+    pub max_packets_per_message: u16,
+    /// Heartbeat period when a connection has nothing to send.
+    pub heartbeat: Duration,
+    /// Expiry day (days since 1970-01-01) of derivative tokens; expired ones are not streamed.
+    pub expiry: HashMap<u32, u32>,
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            api_key: "mock_api_key".into(),
+            access_token: "mock_access_token".into(),
+            rate_per_s: 10_000,
+            seed: 1,
+            max_ticks: None,
+            record: None,
+            max_instruments: 20_000,
+            max_per_connection: 3000,
+            max_connections: 3,
+            max_packets_per_message: 200,
+            heartbeat: Duration::from_secs(1),
+            expiry: HashMap::new(),
+        }
+    }
+}
+
+/// Counters of a running mock exchange.
+#[derive(Debug, Default)]
+pub struct MockStats {
+    /// Ticks generated (market updates of subscribed instruments).
+    pub generated: AtomicU64,
+    /// Packets sent to clients.
+    pub sent_ticks: AtomicU64,
+    /// Binary market-data messages sent.
+    pub sent_messages: AtomicU64,
+    /// Heartbeats sent.
+    pub heartbeats: AtomicU64,
+    /// Upgrades accepted.
+    pub connections: AtomicU64,
+    /// Upgrades refused with 403 (bad credentials).
+    pub rejected_403: AtomicU64,
+    /// Upgrades refused with 429 (too many connections).
+    pub rejected_429: AtomicU64,
+    /// Text `error` frames sent (e.g. the 3000-instrument limit).
+    pub error_frames: AtomicU64,
+    /// Updates a slow connection missed because the snapshot history moved on.
+    pub lagged_updates: AtomicU64,
+    /// Non-numeric tokens in requests, ignored as the real server ignores them.
+    pub ignored_tokens: AtomicU64,
+    /// Client text frames that were not valid requests.
+    pub bad_requests: AtomicU64,
+}
+
+pub(crate) struct ConnEntry {
+    tokens: Vec<u32>,
+    text_tx: Sender<String>,
+}
+
+pub(crate) struct Shared {
+    cfg: MockConfig,
+    snapshot: ArcSwap<Snapshot>,
+    registry: Mutex<HashMap<u64, ConnEntry>>,
+    registry_version: AtomicU64,
+    stop: AtomicBool,
+    stats: MockStats,
+    recorder: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
+    open_connections: AtomicU64,
+}
+
+/// A running mock exchange. Dropping it stops it.
+#[derive(Debug)]
+pub struct MockExchange {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Errors starting the mock exchange.
+#[derive(Debug, thiserror::Error)]
+pub enum MockError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {err}; pick a free port or use port 0")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        err: std::io::Error,
+    },
+    /// The record file could not be created.
+    #[error("cannot create record file {path}: {err}")]
+    Record {
+        /// Path.
+        path: String,
+        /// Cause.
+        err: std::io::Error,
+    },
+    /// A thread could not be spawned.
+    #[error("cannot spawn mock exchange thread: {0}")]
+    Spawn(std::io::Error),
+}
+
+fn today_days() -> u32 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    u32::try_from(secs / 86_400).unwrap_or(u32::MAX)
+}
+
+fn now_s() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+}
+
+impl MockExchange {
+    /// Binds, spawns the acceptor and generator threads, and returns.
+    ///
+    /// # Errors
+    /// [`MockError`] when the address cannot be bound, the record file cannot
+    /// be created, or a thread cannot be spawned.
+    pub fn start(cfg: MockConfig) -> Result<Self, MockError> {
+        let listener = TcpListener::bind(cfg.listen).map_err(|err| MockError::Bind {
+            addr: cfg.listen,
+            err,
+        })?;
+        let addr = listener.local_addr().map_err(|err| MockError::Bind {
+            addr: cfg.listen,
+            err,
+        })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|err| MockError::Bind { addr, err })?;
+        let recorder = match &cfg.record {
+            None => None,
+            Some(p) => Some(Mutex::new(std::io::BufWriter::new(
+                std::fs::File::create(p).map_err(|err| MockError::Record {
+                    path: p.display().to_string(),
+                    err,
+                })?,
+            ))),
+        };
+        let shared = Arc::new(Shared {
+            cfg,
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            registry: Mutex::new(HashMap::new()),
+            registry_version: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            stats: MockStats::default(),
+            recorder,
+            open_connections: AtomicU64::new(0),
+        });
+        let mut threads = Vec::new();
+        let s = Arc::clone(&shared);
+        threads.push(
+            std::thread::Builder::new()
+                .name("mock-gen".into())
+                .spawn(move || generate(&s))
+                .map_err(MockError::Spawn)?,
+        );
+        let s = Arc::clone(&shared);
+        threads.push(
+            std::thread::Builder::new()
+                .name("mock-accept".into())
+                .spawn(move || accept(&listener, &s))
+                .map_err(MockError::Spawn)?,
+        );
+        Ok(Self {
+            addr,
+            shared,
+            threads,
+        })
+    }
+
+    /// The bound address.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `ws://` URL of the server, with the `/` path Kite requires.
+    #[must_use]
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+
+    /// Live counters.
+    #[must_use]
+    pub fn stats(&self) -> &MockStats {
+        &self.shared.stats
+    }
+
+    /// Instruments currently subscribed, per open connection (sorted).
+    #[must_use]
+    pub fn subscriptions(&self) -> Vec<Vec<u32>> {
+        let reg = self
+            .shared
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut v: Vec<Vec<u32>> = reg.values().map(|c| c.tokens.clone()).collect();
+        v.sort();
+        v
+    }
+
+    /// Sends a text frame (e.g. `{"type":"order","data":{…}}`) on every open connection.
+    pub fn broadcast_text(&self, text: &str) {
+        let reg = self
+            .shared
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for c in reg.values() {
+            // A connection that just closed has dropped its receiver; nothing to deliver.
+            let _ = c.text_tx.send(text.to_owned());
+        }
+    }
+
+    /// Stops every thread, flushes the record file, and waits for them.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            // A panicked mock thread has already printed its panic; the test
+            // using the mock sees the consequences in its own assertions.
+            let _ = t.join();
+        }
+        if let Some(rec) = &self.shared.recorder {
+            let mut w = rec
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let _ = std::io::Write::flush(&mut *w);
+        }
+    }
+}
+
+impl Drop for MockExchange {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn accept(listener: &TcpListener, shared: &Arc<Shared>) {
+    let mut conn_threads = Vec::new();
+    let mut next_id = 0u64;
+    while !shared.stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                next_id += 1;
+                let s = Arc::clone(shared);
+                let id = next_id;
+                match std::thread::Builder::new()
+                    .name(format!("mock-conn-{id}"))
+                    .spawn(move || conn::serve(stream, id, &s))
+                {
+                    Ok(h) => conn_threads.push(h),
+                    Err(e) => eprintln!("mock-exchange: cannot spawn connection thread: {e}"),
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => {
+                eprintln!("mock-exchange: accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        conn_threads.retain(|h: &JoinHandle<()>| !h.is_finished());
+    }
+    for h in conn_threads {
+        let _ = h.join();
+    }
+}
+
+/// Generator loop: every millisecond, update as many subscribed instruments
+/// as the rate owes, and publish the step.
+fn generate(shared: &Shared) {
+    let cfg = &shared.cfg;
+    let mut market = Market::new(cfg.seed, cfg.max_instruments, cfg.expiry.clone());
+    let mut active: Vec<u32> = Vec::new();
+    let mut seen_version = u64::MAX;
+    let mut seq = 0u64;
+    let mut generated = 0u64;
+    let mut owed_since = Instant::now();
+    let mut owed_base = 0u64;
+    let mut day = today_days();
+    while !shared.stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(1));
+        let v = shared.registry_version.load(Ordering::SeqCst);
+        if v != seen_version {
+            seen_version = v;
+            let reg = shared
+                .registry
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut all: Vec<u32> = reg
+                .values()
+                .flat_map(|c| c.tokens.iter().copied())
+                .collect();
+            drop(reg);
+            all.sort_unstable();
+            all.dedup();
+            all.retain(|t| !market.is_expired(*t, day));
+            active = all;
+            // Rate is owed from when there is something to stream.
+            owed_since = Instant::now();
+            owed_base = generated;
+        }
+        if today_days() != day {
+            day = today_days();
+            market.remove_expired(day);
+            active.retain(|t| !market.is_expired(*t, day));
+        }
+        if active.is_empty() || cfg.max_ticks.is_some_and(|m| generated >= m) {
+            continue;
+        }
+        let due = owed_base + (owed_since.elapsed().as_secs_f64() * cfg.rate_per_s as f64) as u64;
+        let mut n = due.saturating_sub(generated);
+        if let Some(m) = cfg.max_ticks {
+            n = n.min(m - generated);
+        }
+        if n == 0 {
+            continue;
+        }
+        let now = now_s();
+        let mut updates = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            if let Some(tok) = market.pick(&active) {
+                updates.push(market.update(tok, now));
+            }
+        }
+        generated += updates.len() as u64;
+        shared.stats.generated.store(generated, Ordering::SeqCst);
+        seq += 1;
+        let prev = shared.snapshot.load();
+        let mut steps = prev.steps.clone();
+        steps.push_back(Arc::new(Step { seq, updates }));
+        while steps.len() > Snapshot::KEEP {
+            steps.pop_front();
+        }
+        shared.snapshot.store(Arc::new(Snapshot { steps }));
+    }
+}

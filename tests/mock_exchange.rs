@@ -1,0 +1,240 @@
+//! The mock exchange speaks the Kite protocol: auth and connection limits,
+//! subscribe/mode/unsubscribe, per-connection instrument limit, heartbeats,
+//! and a record file that holds exactly what was sent.
+
+mod util;
+
+use std::net::TcpStream;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use panda_feed::mock::{MockConfig, MockExchange};
+use panda_feed::wire::{self, Message as Wire};
+use panda_feed::{PacketKind, Tick};
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+type Client = WebSocket<MaybeTlsStream<TcpStream>>;
+
+fn url(mock: &MockExchange, key: &str, token: &str) -> String {
+    format!("{}?api_key={key}&access_token={token}", mock.ws_url())
+}
+
+fn connect(mock: &MockExchange) -> Client {
+    let (mut ws, resp) =
+        tungstenite::connect(url(mock, "mock_api_key", "mock_access_token")).expect("upgrade");
+    assert_eq!(resp.status(), 101);
+    if let MaybeTlsStream::Plain(s) = ws.get_mut() {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    }
+    ws
+}
+
+fn send(ws: &mut Client, text: &str) {
+    ws.send(Message::text(text)).unwrap();
+}
+
+/// Reads until `n` ticks arrived (or panics after the read timeout).
+fn read_ticks(ws: &mut Client, n: usize, raw: &mut Vec<Vec<u8>>) -> Vec<Tick> {
+    let mut ticks = Vec::new();
+    while ticks.len() < n {
+        match ws.read().expect("message before timeout") {
+            Message::Binary(b) => {
+                raw.push(b.to_vec());
+                if let Ok(Wire::Packets(p)) = wire::decode(&b) {
+                    ticks.extend(p.filter_map(|p| Tick::from_packet(&p)));
+                }
+            }
+            Message::Text(t) => panic!("unexpected text frame {t}"),
+            _ => {}
+        }
+    }
+    ticks
+}
+
+fn start(cfg: MockConfig) -> MockExchange {
+    MockExchange::start(cfg).expect("mock starts")
+}
+
+#[test]
+fn wrong_credentials_get_403() {
+    let mock = start(MockConfig::default());
+    match tungstenite::connect(url(&mock, "mock_api_key", "stale")) {
+        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 403),
+        other => panic!(
+            "expected HTTP 403, got {:?}",
+            other.map(|(_, r)| r.status())
+        ),
+    }
+    assert_eq!(mock.stats().rejected_403.load(Ordering::SeqCst), 1);
+    assert_eq!(mock.stats().connections.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn fourth_connection_gets_429() {
+    let mock = start(MockConfig::default());
+    let _a = connect(&mock);
+    let _b = connect(&mock);
+    let _c = connect(&mock);
+    match tungstenite::connect(url(&mock, "mock_api_key", "mock_access_token")) {
+        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 429),
+        other => panic!(
+            "expected HTTP 429, got {:?}",
+            other.map(|(_, r)| r.status())
+        ),
+    }
+}
+
+#[test]
+fn streams_subscribed_instruments_in_their_modes() {
+    let mock = start(MockConfig {
+        rate_per_s: 5_000,
+        ..MockConfig::default()
+    });
+    let mut ws = connect(&mock);
+    let (infy, nifty, usdinr) = (408_065u32, 256_265u32, 412_675u32);
+    send(
+        &mut ws,
+        &format!(r#"{{"a":"subscribe","v":[{infy},{nifty},{usdinr}]}}"#),
+    );
+    send(&mut ws, &format!(r#"{{"a":"mode","v":["full",[{infy}]]}}"#));
+    send(
+        &mut ws,
+        &format!(r#"{{"a":"mode","v":["ltp",[{usdinr}]]}}"#),
+    );
+    // Mode changes apply from the next generated step; read past the first.
+    let mut raw = Vec::new();
+    let _ = read_ticks(&mut ws, 50, &mut raw);
+    let ticks = read_ticks(&mut ws, 300, &mut raw);
+    let mut kinds = std::collections::HashMap::new();
+    for t in &ticks {
+        kinds
+            .entry(t.token.0)
+            .or_insert_with(std::collections::HashSet::new)
+            .insert(t.kind);
+    }
+    assert_eq!(
+        kinds.len(),
+        3,
+        "all three instruments stream, and nothing else: {kinds:?}"
+    );
+    assert_eq!(kinds[&infy], [PacketKind::Full].into());
+    assert_eq!(kinds[&nifty], [PacketKind::IndexQuote].into());
+    assert_eq!(kinds[&usdinr], [PacketKind::Ltp].into());
+    assert!(ticks.iter().all(|t| t.last_price > 0));
+    assert!(
+        raw.iter().any(|m| wire::decode(m)
+            .map(|w| matches!(w, Wire::Packets(p) if p.packet_count() > 1))
+            .unwrap_or(false)),
+        "many packets per message"
+    );
+
+    send(
+        &mut ws,
+        &format!(r#"{{"a":"unsubscribe","v":[{infy},{nifty}]}}"#),
+    );
+    assert!(util::wait_for(Duration::from_secs(5), || mock
+        .subscriptions()
+        == vec![vec![usdinr]]));
+    let _ = read_ticks(&mut ws, 50, &mut raw); // drain what was in flight
+    let later = read_ticks(&mut ws, 100, &mut raw);
+    assert!(
+        later.iter().all(|t| t.token.0 == usdinr),
+        "unsubscribed instruments stopped"
+    );
+}
+
+#[test]
+fn string_tokens_are_ignored_like_the_real_server() {
+    let mock = start(MockConfig::default());
+    let mut ws = connect(&mock);
+    send(&mut ws, r#"{"a":"subscribe","v":["408065", 884737]}"#);
+    assert!(util::wait_for(Duration::from_secs(5), || mock
+        .subscriptions()
+        == vec![vec![884_737]]));
+    assert_eq!(mock.stats().ignored_tokens.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn per_connection_limit_sends_the_error_frame() {
+    let mock = start(MockConfig {
+        max_per_connection: 5,
+        rate_per_s: 0,
+        ..MockConfig::default()
+    });
+    let mut ws = connect(&mock);
+    send(&mut ws, r#"{"a":"subscribe","v":[1,2,3,4,5,6,7]}"#);
+    let text = loop {
+        match ws.read().expect("frame") {
+            Message::Text(t) => break t.to_string(),
+            _ => continue,
+        }
+    };
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["data"], "Can't subscribe to more than 5 instruments.");
+    assert!(util::wait_for(Duration::from_secs(5), || mock
+        .subscriptions()
+        == vec![vec![1, 2, 3, 4, 5]]));
+}
+
+#[test]
+fn heartbeats_when_idle() {
+    let mock = start(MockConfig {
+        rate_per_s: 0,
+        heartbeat: Duration::from_millis(30),
+        ..MockConfig::default()
+    });
+    let mut ws = connect(&mock);
+    let mut beats = 0;
+    while beats < 3 {
+        if let Message::Binary(b) = ws.read().expect("heartbeat before timeout") {
+            assert!(
+                matches!(wire::decode(&b), Ok(Wire::Heartbeat)),
+                "idle stream carries only heartbeats"
+            );
+            beats += 1;
+        }
+    }
+}
+
+#[test]
+fn record_file_holds_exactly_what_was_sent() {
+    let dir = std::env::temp_dir().join(format!("panda-mock-rec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("rec.framed");
+    let mock = start(MockConfig {
+        record: Some(path.clone()),
+        max_ticks: Some(2_000),
+        rate_per_s: 50_000,
+        heartbeat: Duration::from_secs(60),
+        ..MockConfig::default()
+    });
+    let mut ws = connect(&mock);
+    let tokens: Vec<String> = (1..=50u32).map(|i| ((i << 8) | 1).to_string()).collect();
+    send(
+        &mut ws,
+        &format!(r#"{{"a":"subscribe","v":[{}]}}"#, tokens.join(",")),
+    );
+    send(
+        &mut ws,
+        &format!(r#"{{"a":"mode","v":["full",[{}]]}}"#, tokens.join(",")),
+    );
+    let mut received = Vec::new();
+    let ticks = read_ticks(&mut ws, 2_000, &mut received);
+    assert_eq!(ticks.len(), 2_000, "max_ticks caps generation exactly");
+    assert_eq!(mock.stats().generated.load(Ordering::SeqCst), 2_000);
+    mock.stop();
+    let data = std::fs::read(&path).unwrap();
+    let mut recorded = Vec::new();
+    let mut at = 0;
+    while at < data.len() {
+        let n = u32::from_be_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+        recorded.push(data[at + 4..at + 4 + n].to_vec());
+        at += 4 + n;
+    }
+    assert_eq!(
+        recorded, received,
+        "the record is byte-for-byte what the client received"
+    );
+}
