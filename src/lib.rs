@@ -19,6 +19,7 @@ pub mod cmd;
 pub mod instruments;
 pub mod json;
 pub mod mock;
+pub mod ring;
 pub mod tick;
 pub mod wire;
 

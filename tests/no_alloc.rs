@@ -1,5 +1,6 @@
-//! The parsing half of the hot path allocates nothing: after warm-up,
-//! decoding and JSON-encoding 100,000 packets performs zero heap allocations.
+//! The hot path allocates nothing after warm-up: decoding and JSON-encoding
+//! 100,000 packets, and the same through a tick ring (decode into the slot,
+//! pop, encode), perform zero heap allocations.
 //!
 //! A counting global allocator counts calls made on the measuring thread only
 //! (a const-initialized thread-local flag, itself allocation-free), so the test
@@ -12,25 +13,23 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use panda_feed::json::{JsonBuf, write_tick};
+use panda_feed::ring::{TickRx, TickTx, tick_ring};
 use panda_feed::tick::{DepthLevel, Ohlc};
 use panda_feed::wire::{self, Message, MessageWriter};
 use panda_feed::{PacketKind, Tick};
 
 struct Counting;
 
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
 thread_local! {
     static MEASURING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
 }
 
 fn note() {
     if MEASURING.with(Cell::get) {
-        // Relaxed: a plain event counter read by the same thread afterwards.
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        ALLOCS.with(|a| a.set(a.get() + 1));
     }
 }
 
@@ -62,11 +61,11 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn measure<R>(f: impl FnOnce() -> R) -> (R, u64) {
-    ALLOCS.store(0, Ordering::Relaxed);
+    ALLOCS.with(|a| a.set(0));
     MEASURING.with(|m| m.set(true));
     let r = f();
     MEASURING.with(|m| m.set(false));
-    (r, ALLOCS.load(Ordering::Relaxed))
+    (r, ALLOCS.with(Cell::get))
 }
 
 /// 1,000 messages of 100 packets each, every kind and several segments.
@@ -144,5 +143,50 @@ fn decode_and_encode_allocate_nothing_after_warm_up() {
     assert_eq!(
         allocs, 0,
         "{allocs} allocations while decoding and encoding {ticks} ticks"
+    );
+}
+
+/// Network side then publisher side, on one thread: decode each packet
+/// straight into a ring slot, then pop chunks and encode them.
+fn through_the_ring(
+    corpus: &[Vec<u8>],
+    tx: &mut TickTx,
+    rx: &mut TickRx,
+    out: &mut JsonBuf,
+) -> (u64, u64) {
+    let (mut pushed, mut encoded) = (0u64, 0u64);
+    for msg in corpus {
+        let Ok(Message::Packets(packets)) = wire::decode(msg) else {
+            panic!("corpus is valid")
+        };
+        for p in packets {
+            if tx.push_with(|slot| assert!(slot.decode_from(&p))).is_ok() {
+                pushed += 1;
+            }
+        }
+        rx.pop_chunk(usize::MAX, |ticks| {
+            for t in ticks {
+                out.clear();
+                write_tick(t, out).expect("room for a tick");
+                encoded += 1;
+            }
+        });
+    }
+    (pushed, encoded)
+}
+
+#[test]
+fn decode_push_pop_encode_allocate_nothing_after_warm_up() {
+    let corpus = corpus();
+    let (mut tx, mut rx, counters) = tick_ring(256);
+    let mut out = JsonBuf::with_capacity(4096);
+    through_the_ring(&corpus[..10], &mut tx, &mut rx, &mut out); // warm-up
+    let ((pushed, encoded), allocs) =
+        measure(|| through_the_ring(&corpus, &mut tx, &mut rx, &mut out));
+    assert_eq!((pushed, encoded), (100_000, 100_000));
+    assert_eq!(counters.dropped_full(), 0);
+    assert_eq!(
+        allocs, 0,
+        "{allocs} allocations through decode -> ring -> encode"
     );
 }
