@@ -14,7 +14,7 @@
 use crate::tick::{DepthLevel, PacketKind, Tick};
 
 /// Upper bound of the encoded length of any tick, in bytes (a full CDS tick
-/// with every field at `u32::MAX` is 1,063 bytes; `tests::full_tick_layout_and_bound`).
+/// with every field at `u32::MAX` is 1,121 bytes; `tests::full_tick_layout_and_bound`).
 pub const MAX_TICK_JSON_LEN: usize = 1536;
 
 /// A [`JsonBuf`] had less than [`MAX_TICK_JSON_LEN`] bytes left; nothing was written.
@@ -537,6 +537,11 @@ mod tests {
         };
         let out = encode(&t);
         assert!(out.len() <= MAX_TICK_JSON_LEN, "{} bytes", out.len());
+        assert_eq!(
+            out.len(),
+            1121,
+            "the longest tick; update the MAX_TICK_JSON_LEN doc"
+        );
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["depth"]["sell"][4]["orders"], 65_535);
         assert_eq!(v["exchange_timestamp"], "2106-02-07T06:28:15Z");

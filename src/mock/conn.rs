@@ -249,12 +249,16 @@ impl Conn<'_> {
         out
     }
 
+    fn bad_request(&self) {
+        self.shared
+            .stats
+            .bad_requests
+            .fetch_add(1, Ordering::SeqCst);
+    }
+
     fn request(&mut self, text: &str) -> Result<(), Closed> {
         let Ok(req) = serde_json::from_str::<Value>(text) else {
-            self.shared
-                .stats
-                .bad_requests
-                .fetch_add(1, Ordering::SeqCst);
+            self.bad_request();
             return Ok(());
         };
         let v = &req["v"];
@@ -294,10 +298,7 @@ impl Conn<'_> {
                     Some("quote") => Mode::Quote,
                     Some("full") => Mode::Full,
                     _ => {
-                        self.shared
-                            .stats
-                            .bad_requests
-                            .fetch_add(1, Ordering::SeqCst);
+                        self.bad_request();
                         return Ok(());
                     }
                 };
@@ -308,10 +309,7 @@ impl Conn<'_> {
                 }
             }
             _ => {
-                self.shared
-                    .stats
-                    .bad_requests
-                    .fetch_add(1, Ordering::SeqCst);
+                self.bad_request();
                 return Ok(());
             }
         }
@@ -361,10 +359,13 @@ impl Conn<'_> {
                 };
                 let mut tick = *t;
                 tick.kind = kind_for(t, mode);
-                // At most `max` (< u16::MAX) packets per message: push cannot fail.
-                if self.writer.push(&tick).is_err() || self.writer.len() >= max {
+                // Flush at the cap first: then len < max <= u16::MAX, so the
+                // push cannot fail; if it ever did, end the connection rather
+                // than skip the tick silently.
+                if self.writer.len() >= max {
                     self.flush_message()?;
                 }
+                self.writer.push(&tick).map_err(|_| Closed)?;
             }
         }
         // Steps older than the kept history were missed by a slow connection.
