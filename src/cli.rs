@@ -36,6 +36,80 @@ pub enum Command {
     /// when idle. Market data is a seeded random walk. Runs until SIGINT/SIGTERM
     /// or --duration.
     MockExchange(MockExchangeArgs),
+    /// Run an embedded Kafka-protocol broker (librdkafka's mock cluster) on
+    /// loopback, for trying `run --brokers` without a Kafka installation.
+    ///
+    /// Prints its bootstrap address on stdout, then serves until
+    /// SIGINT/SIGTERM or --duration. Data is kept in memory (about 5 MiB or
+    /// 100,000 records per partition; older ones are evicted).
+    MockKafka(MockKafkaArgs),
+    /// Run the feed: Kite WebSocket in, every tick to Kafka out.
+    ///
+    /// Reads --config (TOML; see config/example.toml), then the environment
+    /// (ZERODHA__API_KEY, ZERODHA__ACCESS_TOKEN), then these flags. Prints a
+    /// status line every second on stderr and a JSON summary at exit (stdout,
+    /// or --summary FILE). Stops on SIGINT/SIGTERM or after --duration:
+    /// stops reading, drains the rings, flushes the producer.
+    ///
+    /// Exit status: 0 clean; 1 bad settings or the accounting identity did
+    /// not hold; 3 a connection failed (e.g. HTTP 403: bad credentials).
+    Run(RunArgs),
+}
+
+/// Arguments of `panda-feed mock-kafka`.
+#[derive(Debug, Args)]
+pub struct MockKafkaArgs {
+    /// Topic to create.
+    #[arg(long, default_value = "market.ticks")]
+    pub topic: String,
+    /// Partitions of the topic.
+    #[arg(long, default_value_t = 8)]
+    pub partitions: i32,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+}
+
+/// Arguments of `panda-feed run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// TOML config file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Run against the in-process mock exchange (and, without brokers, an
+    /// embedded Kafka-protocol broker): no credentials needed.
+    #[arg(long)]
+    pub mock: bool,
+    /// Kite WebSocket URL without query, e.g. ws://127.0.0.1:8765/.
+    #[arg(long, value_name = "URL")]
+    pub ws_url: Option<String>,
+    /// Kite API key (else ZERODHA__API_KEY or the config).
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// File holding the access token (else ZERODHA__ACCESS_TOKEN or the config).
+    #[arg(long, value_name = "FILE")]
+    pub access_token_file: Option<PathBuf>,
+    /// Instruments CSV: a Kite instrument dump, or `instrument_token,tradingsymbol,name,exchange[,mode]`.
+    #[arg(long, value_name = "CSV")]
+    pub instruments: Option<PathBuf>,
+    /// Kafka bootstrap servers (host:port,...).
+    #[arg(long, value_name = "HOSTS")]
+    pub brokers: Option<String>,
+    /// Kafka topic.
+    #[arg(long, value_name = "TOPIC")]
+    pub topic: Option<String>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Write the JSON summary here instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
+    /// Mock exchange rate, ticks/s (with --mock).
+    #[arg(long, value_name = "TICKS_PER_S")]
+    pub mock_rate: Option<u64>,
+    /// Publisher threads.
+    #[arg(long, value_name = "N")]
+    pub publishers: Option<usize>,
 }
 
 /// Arguments of `panda-feed mock-exchange`.

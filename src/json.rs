@@ -269,6 +269,37 @@ impl Writer<'_> {
         self.put(&b);
     }
 
+    #[inline]
+    fn put_u64(&mut self, v: u64) {
+        let mut b = itoa::Buffer::new();
+        self.put(b.format(v).as_bytes());
+    }
+
+    /// Nanoseconds since the epoch as a quoted RFC 3339 UTC timestamp with
+    /// microseconds (`"2021-07-05T05:21:27.123456Z"`), or `null` for 0.
+    #[inline]
+    fn put_timestamp_us(&mut self, unix_ns: u64) {
+        if unix_ns == 0 {
+            self.put(b"null");
+            return;
+        }
+        let secs = u32::try_from(unix_ns / 1_000_000_000).unwrap_or(u32::MAX);
+        let micros = (unix_ns % 1_000_000_000 / 1000) as u32;
+        let start = self.len;
+        self.put_timestamp(secs.max(1)); // ≥ 1: never the `null` form
+        // Overwrite the closing `Z"` with `.uuuuuuZ"`.
+        self.len = start + 20;
+        self.byte(b'.');
+        let mut digits = [b'0'; 6];
+        let mut m = micros;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (m % 10) as u8;
+            m /= 10;
+        }
+        self.put(&digits);
+        self.put(b"Z\"");
+    }
+
     #[inline(always)]
     fn key_price(&mut self, key: &[u8], raw_units: u32, divisor: u32) {
         self.put(key);
@@ -314,6 +345,58 @@ const fn civil_from_days(days: u32) -> (u32, u32, u32) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
     (y, m, d)
+}
+
+/// Longest envelope [`write_envelope`] can produce.
+pub const MAX_ENVELOPE_LEN: usize = MAX_TICK_JSON_LEN + 192;
+
+/// Appends the published Kafka record value of `tick` (DESIGN §2), the
+/// envelope documented by `schemas/envelope.schema.json`:
+///
+/// `{"type":"market_tick","source":"kite","conn":C,"seq":S,`
+/// `"received_at":"…Z","recv_ns":N,"data":{…tick…}}`
+///
+/// `received_at` is the receive time as RFC 3339 UTC with microseconds;
+/// `recv_ns` the same instant in nanoseconds since the Unix epoch (`null` and
+/// 0 when unset); `seq` the
+/// per-connection tick sequence number and `conn` the connection index.
+/// Never allocates.
+///
+/// # Errors
+/// [`JsonBufFull`] when `out` has less than [`MAX_ENVELOPE_LEN`] bytes left;
+/// nothing is written then.
+///
+/// ```
+/// use panda_feed::{Tick, PacketKind, json::{JsonBuf, write_envelope}};
+/// let mut t = Tick { last_price: 157_370, ..Tick::for_token(408_065, PacketKind::Ltp) };
+/// t.seq = 7;
+/// t.ts_recv_ns = 1_625_462_487_123_456_789;
+/// let mut out = JsonBuf::with_capacity(4096);
+/// write_envelope(&t, &mut out).unwrap();
+/// assert_eq!(out.as_bytes(), concat!(
+///     r#"{"type":"market_tick","source":"kite","conn":0,"seq":7,"#,
+///     r#""received_at":"2021-07-05T05:21:27.123456Z","recv_ns":1625462487123456789,"#,
+///     r#""data":{"tradable":true,"mode":"ltp","instrument_token":408065,"last_price":1573.7}}"#,
+/// ).as_bytes());
+/// ```
+pub fn write_envelope(tick: &Tick, out: &mut JsonBuf) -> Result<(), JsonBufFull> {
+    if out.remaining() < MAX_ENVELOPE_LEN {
+        return Err(JsonBufFull);
+    }
+    out.with_writer(|w| {
+        w.put(br#"{"type":"market_tick","source":"kite","conn":"#);
+        w.put_u32(u32::from(tick.conn));
+        w.put(br#","seq":"#);
+        w.put_u64(tick.seq);
+        w.put(br#","received_at":"#);
+        w.put_timestamp_us(tick.ts_recv_ns);
+        w.put(br#","recv_ns":"#);
+        w.put_u64(tick.ts_recv_ns);
+        w.put(br#","data":"#);
+        w.tick(tick);
+        w.byte(b'}');
+    });
+    Ok(())
 }
 
 /// Appends the JSON object of `tick` to `out` (no trailing newline).

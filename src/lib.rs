@@ -16,6 +16,8 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod config;
+pub mod engine;
 pub mod instruments;
 pub mod json;
 pub mod mock;

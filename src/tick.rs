@@ -150,7 +150,8 @@ pub struct Depth {
 pub struct Tick {
     /// Receive time stamped by the network thread, ns since the Unix epoch (0 if unset).
     pub ts_recv_ns: u64,
-    /// Per-connection sequence number of the message this tick came in (0 if unset).
+    /// Per-connection sequence number of this tick: 1 for the first tick a
+    /// connection received, then +1 per tick (0 if unset).
     pub seq: u64,
     /// Instrument token.
     pub token: InstrumentToken,
@@ -191,6 +192,8 @@ pub struct Tick {
     pub segment: u8,
     /// `false` only for the indices segment (9).
     pub tradable: bool,
+    /// Index of the WebSocket connection the tick arrived on (0 if unset).
+    pub conn: u8,
 }
 
 #[inline]
@@ -220,7 +223,7 @@ impl Tick {
     }
 
     /// Decodes `packet` into `self` in place, overwriting every field except
-    /// `ts_recv_ns` and `seq`; returns `false` (leaving `self` untouched) for
+    /// `ts_recv_ns`, `seq` and `conn`; returns `false` (leaving `self` untouched) for
     /// [`Packet::Unknown`].
     ///
     /// This is the hot-path form: writing straight into the destination (a

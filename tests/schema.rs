@@ -102,3 +102,44 @@ fn schema_rejects_wrong_shapes() {
     t["exchange_timestamp"] = Value::from("2021-07-05T10:41:27");
     assert!(!v.is_valid(&t), "naive timestamp accepted");
 }
+
+#[test]
+fn published_envelopes_validate_against_the_envelope_schema() {
+    use panda_feed::json::write_envelope;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    let read = |name: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(root.join(name)).unwrap()).unwrap()
+    };
+    let registry = jsonschema::Registry::new()
+        .add(
+            "https://github.com/panda-feed/panda-feed/schemas/tick.schema.json",
+            read("tick.schema.json"),
+        )
+        .unwrap()
+        .prepare()
+        .unwrap();
+    let v = jsonschema::options()
+        .with_registry(&registry)
+        .build(&read("envelope.schema.json"))
+        .expect("envelope schema compiles");
+    let mut out = JsonBuf::with_capacity(panda_feed::json::MAX_ENVELOPE_LEN);
+    for kind in [PacketKind::Ltp, PacketKind::IndexFull, PacketKind::Full] {
+        let mut t = Tick::for_token(408_065, kind);
+        t.conn = 2;
+        t.seq = u64::MAX;
+        t.ts_recv_ns = 1_763_900_000_123_456_789;
+        out.clear();
+        write_envelope(&t, &mut out).unwrap();
+        let env: Value = serde_json::from_slice(out.as_bytes()).unwrap();
+        assert_valid(&v, &env);
+        assert_eq!(env["received_at"], "2025-11-23T12:13:20.123456Z");
+    }
+    // It rejects what it should: a missing key, a bad tick inside.
+    out.clear();
+    write_envelope(&Tick::for_token(1, PacketKind::Ltp), &mut out).unwrap();
+    let mut env: Value = serde_json::from_slice(out.as_bytes()).unwrap();
+    env["data"]["last_price"] = Value::from("1.0");
+    assert!(!v.is_valid(&env));
+    env.as_object_mut().unwrap().remove("seq");
+    assert!(!v.is_valid(&env));
+}

@@ -2,6 +2,7 @@
 
 pub mod decode;
 pub mod mock_exchange;
+pub mod run;
 
 use std::process::ExitCode;
 
@@ -17,6 +18,14 @@ pub fn main(cli: Cli) -> ExitCode {
             ExitCode::from(decode::run(&args, &mut stdout.lock(), &mut stderr.lock()))
         }
         Command::MockExchange(args) => report(mock_exchange::run(&args)),
+        Command::MockKafka(args) => report(mock_kafka(&args)),
+        Command::Run(args) => match run::run(&args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("panda-feed: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -29,4 +38,44 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `panda-feed mock-kafka`: an embedded broker until a signal or `--duration`.
+fn mock_kafka(args: &crate::cli::MockKafkaArgs) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    if !(1..=1000).contains(&args.partitions) {
+        anyhow::bail!(
+            "--partitions {} must be between 1 and 1000",
+            args.partitions
+        );
+    }
+    if let Some(d) = args.duration
+        && !(d.is_finite() && d > 0.0)
+    {
+        anyhow::bail!("--duration {d} must be a positive number of seconds");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))?;
+    }
+    let broker = crate::engine::kafka::EmbeddedBroker::start(1, &args.topic, args.partitions)
+        .map_err(anyhow::Error::msg)?;
+    println!("{}", broker.bootstrap_servers());
+    eprintln!(
+        "mock-kafka: serving topic {} ({} partitions) at {}; stop with Ctrl-C",
+        args.topic,
+        args.partitions,
+        broker.bootstrap_servers()
+    );
+    let started = Instant::now();
+    let deadline = args.duration.map(Duration::from_secs_f64);
+    while !stop.load(Ordering::SeqCst) && deadline.is_none_or(|d| started.elapsed() < d) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(broker);
+    eprintln!("mock-kafka: stopped");
+    Ok(())
 }

@@ -174,7 +174,9 @@ impl Conn<'_> {
     }
 
     /// Queues a message; `record` writes binary ones to the record file.
-    fn send(&mut self, msg: Message, record: bool) -> Result<(), Closed> {
+    /// Returns `false` when the message was not queued (the client is not
+    /// reading and the write buffer is full).
+    fn send(&mut self, msg: Message, record: bool) -> Result<bool, Closed> {
         let bytes = if record {
             Some(msg.clone().into_data())
         } else {
@@ -185,12 +187,9 @@ impl Conn<'_> {
             Ok(()) => {}
             Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
             Err(WsError::WriteBufferFull(_)) => {
-                // Not queued: the client is not reading. Not recorded either.
-                self.shared
-                    .stats
-                    .lagged_updates
-                    .fetch_add(1, Ordering::SeqCst);
-                return Ok(());
+                // Not queued: the client is not reading. Not recorded either;
+                // the caller counts what was lost.
+                return Ok(false);
             }
             Err(_) => return Err(Closed),
         }
@@ -207,7 +206,7 @@ impl Conn<'_> {
                 eprintln!("mock-exchange: cannot write the record file; recording is incomplete");
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     fn read_requests(&mut self) -> Result<bool, Closed> {
@@ -335,7 +334,13 @@ impl Conn<'_> {
         let n = u64::from(self.writer.len());
         let msg = Message::binary(self.writer.finish().to_vec());
         self.writer.clear();
-        self.send(msg, true)?;
+        if !self.send(msg, true)? {
+            self.shared
+                .stats
+                .unsent_ticks
+                .fetch_add(n, Ordering::SeqCst);
+            return Ok(());
+        }
         self.shared.stats.sent_ticks.fetch_add(n, Ordering::SeqCst);
         self.shared
             .stats

@@ -96,8 +96,11 @@ pub struct MockStats {
     pub rejected_429: AtomicU64,
     /// Text `error` frames sent (e.g. the 3000-instrument limit).
     pub error_frames: AtomicU64,
-    /// Updates a slow connection missed because the snapshot history moved on.
+    /// Generator steps a slow connection missed because the snapshot history
+    /// moved on.
     pub lagged_updates: AtomicU64,
+    /// Ticks not sent because a client's write buffer was full (not recorded).
+    pub unsent_ticks: AtomicU64,
     /// Non-numeric tokens in requests, ignored as the real server ignores them.
     pub ignored_tokens: AtomicU64,
     /// Client text frames that were not valid requests.
@@ -403,4 +406,61 @@ fn generate(shared: &Shared) {
         }
         shared.snapshot.store(Arc::new(Snapshot { steps }));
     }
+}
+
+/// The embedded default instrument set of `run --mock` and the tests: two
+/// indices and 298 synthetic instruments over the NSE (1), NFO (2), CDS (3),
+/// BSE (4), MCX (5) and BCD (6) segments, so every price divisor and packet
+/// kind appears. Modes cycle full, quote, ltp.
+#[must_use]
+pub fn default_instruments(n: usize) -> Vec<crate::instruments::Instrument> {
+    use crate::tick::Mode;
+    let modes = [Mode::Full, Mode::Quote, Mode::Ltp];
+    let mut v = vec![
+        crate::instruments::Instrument {
+            token: 256_265,
+            tradingsymbol: "NIFTY 50".into(),
+            name: "NIFTY 50".into(),
+            exchange: "NSE".into(),
+            expiry_day: None,
+            mode: Some(Mode::Full),
+        },
+        crate::instruments::Instrument {
+            token: 260_105,
+            tradingsymbol: "NIFTY BANK".into(),
+            name: "NIFTY BANK".into(),
+            exchange: "NSE".into(),
+            expiry_day: None,
+            mode: Some(Mode::Quote),
+        },
+    ];
+    let segments: [(u32, &str); 6] = [
+        (1, "NSE"),
+        (2, "NFO"),
+        (3, "CDS"),
+        (4, "BSE"),
+        (5, "MCX"),
+        (6, "BCD"),
+    ];
+    let mut i = 0u32;
+    while v.len() < n {
+        // NSE gets half the instruments, the other segments share the rest.
+        let (seg, exch) = if i.is_multiple_of(2) {
+            segments[0]
+        } else {
+            segments[1 + (i as usize / 2) % 5]
+        };
+        let token = ((10_000 + i) << 8) | seg;
+        v.push(crate::instruments::Instrument {
+            token,
+            tradingsymbol: format!("SYM{i}"),
+            name: format!("Synthetic {i}"),
+            exchange: exch.into(),
+            expiry_day: None,
+            mode: Some(modes[i as usize % 3]),
+        });
+        i += 1;
+    }
+    v.truncate(n);
+    v
 }

@@ -67,6 +67,22 @@ pub enum Packet<'a> {
     },
 }
 
+impl Packet<'_> {
+    /// The packet's instrument token (its first 4 bytes).
+    #[must_use]
+    #[inline]
+    pub fn token(&self) -> u32 {
+        match *self {
+            Packet::Ltp(p) => p.token.get(),
+            Packet::IndexQuote(p) => p.token.get(),
+            Packet::IndexFull(p) => p.quote.token.get(),
+            Packet::Quote(p) => p.token.get(),
+            Packet::Full(p) => p.quote.token.get(),
+            Packet::Unknown { token, .. } => token,
+        }
+    }
+}
+
 /// Iterator over the packets of a validated message. Infallible: every header
 /// was checked by [`decode`].
 #[derive(Debug, Clone)]

@@ -98,3 +98,14 @@ pub(crate) fn wait_for(timeout: std::time::Duration, mut cond: impl FnMut() -> b
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
+
+/// Resident set size of this process, from /proc/self/statm.
+pub(crate) fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("statm has resident pages");
+    pages * 4096
+}

@@ -1,0 +1,359 @@
+//! `panda-feed run`: the feed. Settings from the config file, the environment
+//! and flags; a live status line; a graceful drain; a JSON summary.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::cli::RunArgs;
+use crate::config::Config;
+use crate::engine::kafka::EmbeddedBroker;
+use crate::engine::{Counts, Engine, EngineConfig, Secret, Summary};
+use crate::instruments::{self, Instrument};
+use crate::mock::{MockConfig, MockExchange, default_instruments};
+
+/// Exit status when a connection failed (e.g. HTTP 403).
+pub const EXIT_CONNECTION_FAILED: u8 = 3;
+
+/// Instruments `run --mock` streams when no CSV is given.
+pub const MOCK_DEFAULT_INSTRUMENTS: usize = 300;
+
+fn read_token_file(path: &Path) -> anyhow::Result<Secret> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read access token file {}; write the day's token there or set ZERODHA__ACCESS_TOKEN",
+            path.display()
+        )
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        bail!(
+            "access token file {} is empty; write the day's access token there",
+            path.display()
+        );
+    }
+    Ok(Secret::new(token))
+}
+
+fn env_secret(name: &str) -> Option<Secret> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .map(Secret::new)
+}
+
+/// Runs the feed; returns the exit status.
+///
+/// # Errors
+/// Bad settings, unreadable files, or a component that cannot start; each
+/// message names the value and the fix.
+#[allow(clippy::too_many_lines)] // one linear start-up sequence
+pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let cfg = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    if let Some(d) = args.duration
+        && !(d.is_finite() && d > 0.0)
+    {
+        bail!("--duration {d} must be a positive number of seconds");
+    }
+    if args.mock && args.ws_url.is_some() {
+        bail!("--mock runs its own exchange; drop --ws-url (or drop --mock to use the URL)");
+    }
+
+    // Instruments.
+    let inst_path = args.instruments.clone().or(cfg.zerodha.instruments.clone());
+    let list: Vec<Instrument> = match &inst_path {
+        Some(p) => instruments::load(p)?,
+        None if args.mock => default_instruments(MOCK_DEFAULT_INSTRUMENTS),
+        None => {
+            bail!("no instruments: give --instruments CSV or zerodha.instruments in the config")
+        }
+    };
+    let default_mode = cfg.zerodha.default_mode.into();
+    let subs: Vec<_> = list
+        .iter()
+        .map(|i| (i.token, i.mode.unwrap_or(default_mode)))
+        .collect();
+
+    // Credentials: flag > environment > file (> the mock's own with --mock).
+    let api_key = args
+        .api_key
+        .clone()
+        .map(Secret::new)
+        .or_else(|| env_secret("ZERODHA__API_KEY"))
+        .or_else(|| {
+            (!cfg.zerodha.api_key.is_empty()).then(|| Secret::new(cfg.zerodha.api_key.clone()))
+        })
+        .or_else(|| {
+            args.mock
+                .then(|| Secret::new(MockConfig::default().api_key))
+        })
+        .unwrap_or_default();
+    let access_token = match &args.access_token_file {
+        Some(p) => read_token_file(p)?,
+        None => match env_secret("ZERODHA__ACCESS_TOKEN") {
+            Some(t) => t,
+            None => match &cfg.zerodha.access_token_file {
+                Some(p) => read_token_file(p)?,
+                None if args.mock => Secret::new(MockConfig::default().access_token),
+                None => Secret::default(),
+            },
+        },
+    };
+
+    // The mock exchange, in-process.
+    let mock = if args.mock {
+        let m = MockExchange::start(MockConfig {
+            rate_per_s: args.mock_rate.unwrap_or(cfg.mock.rate),
+            seed: cfg.mock.seed,
+            max_ticks: cfg.mock.max_ticks,
+            expiry: list
+                .iter()
+                .filter_map(|i| Some((i.token, i.expiry_day?)))
+                .collect(),
+            ..MockConfig::default()
+        })?;
+        eprintln!(
+            "panda-feed: mock exchange at {} streaming {} instruments at {} ticks/s",
+            m.ws_url(),
+            subs.len(),
+            args.mock_rate.unwrap_or(cfg.mock.rate)
+        );
+        Some(m)
+    } else {
+        None
+    };
+    let ws_url = match &mock {
+        Some(m) => m.ws_url(),
+        None => args.ws_url.clone().unwrap_or(cfg.zerodha.ws_url.clone()),
+    };
+
+    // Kafka.
+    let mut kafka = cfg.kafka.clone();
+    if let Some(b) = &args.brokers {
+        kafka.brokers.clone_from(b);
+    }
+    if let Some(t) = &args.topic {
+        kafka.topic.clone_from(t);
+    }
+    let broker = if kafka.brokers.is_empty() {
+        if !args.mock {
+            bail!(
+                "no Kafka brokers: give --brokers HOST:PORT or kafka.brokers in the config \
+                 (or --mock for an embedded broker)"
+            );
+        }
+        let b = EmbeddedBroker::start(1, &kafka.topic, cfg.mock.partitions.max(1))
+            .map_err(anyhow::Error::msg)?;
+        kafka.brokers = b.bootstrap_servers().to_owned();
+        eprintln!(
+            "panda-feed: embedded Kafka broker at {bs} (topic {t}, {p} partitions); while this \
+             runs, read it with any Kafka client, e.g. kcat -C -b {bs} -t {t} -o beginning",
+            bs = kafka.brokers,
+            t = kafka.topic,
+            p = cfg.mock.partitions.max(1),
+        );
+        Some(b)
+    } else {
+        None
+    };
+
+    let e = &cfg.engine;
+    let engine_cfg = EngineConfig {
+        ws_url,
+        api_key,
+        access_token,
+        instruments: subs,
+        max_per_connection: cfg.zerodha.max_per_connection,
+        max_connections: cfg.zerodha.max_connections,
+        ring_capacity: e.ring_capacity,
+        publishers: args.publishers.unwrap_or(e.publishers),
+        publish_chunk: e.publish_chunk,
+        idle: e.idle,
+        network_core: e.network_core,
+        publisher_cores: e.publisher_cores.clone(),
+        read_buffer_size: e.read_buffer_size,
+        kafka,
+        ..EngineConfig::default()
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    let mut engine = Engine::start(engine_cfg)?;
+    let started = Instant::now();
+    let deadline = args.duration.map(Duration::from_secs_f64);
+    let interval = Duration::from_millis(cfg.run.status_interval_ms);
+    let mut status = Status {
+        last: Some((started, 0, 0)),
+    };
+    let mut next_status = started + interval;
+    let mut reported_errors = Vec::new();
+    let why_stop = loop {
+        if stop.load(Ordering::SeqCst) {
+            break "signal";
+        }
+        if deadline.is_some_and(|d| started.elapsed() >= d) {
+            break "duration";
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        let now = Instant::now();
+        if now >= next_status || engine.all_connections_down() {
+            let c = engine.counts();
+            report_connection_errors(&c, &mut reported_errors);
+            if !interval.is_zero() && now >= next_status {
+                eprintln!("{}", status.line(&c));
+                next_status = now + interval;
+            }
+            if engine.all_connections_down() {
+                eprintln!(
+                    "panda-feed: every connection is down and reconnection is not built yet; stopping"
+                );
+                break "connections down";
+            }
+        }
+    };
+    eprintln!("panda-feed: stopping ({why_stop}): draining rings and flushing the producer");
+    let summary = engine.stop();
+    drop(broker);
+    drop(mock);
+    report_connection_errors(&summary.counts, &mut reported_errors);
+    write_summary(&summary, started.elapsed(), args.summary.as_deref())?;
+    let failed = summary
+        .counts
+        .connections
+        .iter()
+        .any(|c| c.state == "failed");
+    Ok(if !summary.identity_holds {
+        eprintln!("panda-feed: the accounting identity does not hold; see the summary");
+        ExitCode::FAILURE
+    } else if failed {
+        ExitCode::from(EXIT_CONNECTION_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn report_connection_errors(c: &Counts, reported: &mut Vec<String>) {
+    for (i, conn) in c.connections.iter().enumerate() {
+        if let Some(e) = &conn.error {
+            let line = format!("panda-feed: connection {i} {}: {e}", conn.state);
+            if !reported.contains(&line) {
+                eprintln!("{line}");
+                reported.push(line);
+            }
+        }
+        if let Some(e) = &conn.last_server_error {
+            let line = format!("panda-feed: connection {i}: server error frame: {e}");
+            if !reported.contains(&line) {
+                eprintln!("{line}");
+                reported.push(line);
+            }
+        }
+    }
+    if let Some(e) = &c.last_kafka_error {
+        let line = format!("panda-feed: kafka: {e}");
+        if !reported.contains(&line) {
+            eprintln!("{line}");
+            reported.push(line);
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct SummaryOut<'a> {
+    command: &'static str,
+    duration_s: f64,
+    #[serde(flatten)]
+    summary: &'a Summary,
+}
+
+use serde::Serialize;
+
+fn write_summary(s: &Summary, elapsed: Duration, path: Option<&Path>) -> anyhow::Result<()> {
+    let out = SummaryOut {
+        command: "run",
+        duration_s: elapsed.as_secs_f64(),
+        summary: s,
+    };
+    let mut text = serde_json::to_string_pretty(&out).context("encoding the summary")?;
+    text.push('\n');
+    match path {
+        Some(p) => std::fs::write(p, text)
+            .with_context(|| format!("cannot write the summary to {}", p.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+/// The live status line: rates since the previous line.
+#[derive(Debug)]
+struct Status {
+    last: Option<(Instant, u64, u64)>,
+}
+
+fn human_ns(ns: u64) -> String {
+    if ns < 1_000 {
+        format!("{ns}ns")
+    } else if ns < 1_000_000 {
+        format!("{:.1}µs", ns as f64 / 1e3)
+    } else if ns < 1_000_000_000 {
+        format!("{:.1}ms", ns as f64 / 1e6)
+    } else {
+        format!("{:.1}s", ns as f64 / 1e9)
+    }
+}
+
+impl Status {
+    fn line(&mut self, c: &Counts) -> String {
+        let now = Instant::now();
+        let (rate_in, rate_out) = match self.last {
+            Some((t, r, p)) => {
+                let dt = now.duration_since(t).as_secs_f64().max(1e-3);
+                (
+                    (c.received.saturating_sub(r)) as f64 / dt,
+                    (c.published.saturating_sub(p)) as f64 / dt,
+                )
+            }
+            None => (0.0, 0.0),
+        };
+        self.last = Some((now, c.received, c.published));
+        let fill = c
+            .publishers
+            .iter()
+            .map(|p| p.ring_len as f64 / p.ring_capacity.max(1) as f64 * 100.0)
+            .fold(0.0, f64::max);
+        let open = c.connections.iter().filter(|x| x.state == "open").count();
+        let age = c
+            .connections
+            .iter()
+            .filter_map(|x| x.last_frame_age_ms)
+            .max()
+            .map_or_else(|| "-".to_owned(), |a| format!("{a}ms"));
+        format!(
+            "[{:>6.1}s] in {:>8.0}/s out {:>8.0}/s | received {} published {} in_flight {} | ring {:.1}% | dropped {} malformed {} | p99 {} | conns {}/{} open, last frame {}",
+            c.uptime_s,
+            rate_in,
+            rate_out,
+            c.received,
+            c.published,
+            c.in_flight,
+            fill,
+            c.dropped,
+            c.malformed_total(),
+            human_ns(c.latency_interval_ns.p99),
+            open,
+            c.connections.len(),
+            age,
+        )
+    }
+}

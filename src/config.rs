@@ -1,0 +1,252 @@
+//! The `run` configuration: a TOML file, then environment overrides, then
+//! command-line flags. Unknown keys are errors (a typo must not silently fall
+//! back to a default). `config/example.toml` documents every key.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::engine::IdlePolicy;
+use crate::engine::kafka::KafkaConfig;
+use crate::tick::Mode;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Kite connection.
+    pub zerodha: ZerodhaConfig,
+    /// Threads and rings.
+    pub engine: EngineSection,
+    /// Kafka producer.
+    pub kafka: KafkaConfig,
+    /// The in-process mock exchange of `run --mock`.
+    pub mock: MockSection,
+    /// Run-time reporting.
+    pub run: RunSection,
+}
+
+/// `[zerodha]`: the Kite connection. The environment variables
+/// `ZERODHA__API_KEY` and `ZERODHA__ACCESS_TOKEN` override it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ZerodhaConfig {
+    /// WebSocket URL, without query.
+    pub ws_url: String,
+    /// API key.
+    pub api_key: String,
+    /// File holding the access token (re-issued daily by the login flow).
+    pub access_token_file: Option<PathBuf>,
+    /// Instruments CSV.
+    pub instruments: Option<PathBuf>,
+    /// Mode of instruments whose CSV row has none.
+    pub default_mode: ModeName,
+    /// Most instruments per connection.
+    pub max_per_connection: usize,
+    /// Most connections.
+    pub max_connections: usize,
+}
+
+impl std::fmt::Debug for ZerodhaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZerodhaConfig")
+            .field("ws_url", &self.ws_url)
+            .field("api_key", &crate::engine::Secret::new(self.api_key.clone()))
+            .field("access_token_file", &self.access_token_file)
+            .field("instruments", &self.instruments)
+            .field("default_mode", &self.default_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ZerodhaConfig {
+    fn default() -> Self {
+        Self {
+            ws_url: "wss://ws.kite.trade/".into(),
+            api_key: String::new(),
+            access_token_file: None,
+            instruments: None,
+            default_mode: ModeName::Full,
+            max_per_connection: 3000,
+            max_connections: 3,
+        }
+    }
+}
+
+/// A subscription mode as written in the config.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModeName {
+    /// `ltp`.
+    Ltp,
+    /// `quote`.
+    Quote,
+    /// `full`.
+    #[default]
+    Full,
+}
+
+impl From<ModeName> for Mode {
+    fn from(m: ModeName) -> Self {
+        match m {
+            ModeName::Ltp => Self::Ltp,
+            ModeName::Quote => Self::Quote,
+            ModeName::Full => Self::Full,
+        }
+    }
+}
+
+/// `[engine]`: threads, rings and pinning.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSection {
+    /// Publisher threads.
+    pub publishers: usize,
+    /// Slots per publisher ring (a slot is 216 bytes).
+    pub ring_capacity: usize,
+    /// Most ticks a publisher takes per turn.
+    pub publish_chunk: usize,
+    /// `park` (default) or `spin`.
+    pub idle: IdlePolicy,
+    /// Core of the network thread.
+    pub network_core: Option<usize>,
+    /// Cores of the publishers, one each.
+    pub publisher_cores: Vec<usize>,
+    /// WebSocket read buffer, bytes.
+    pub read_buffer_size: usize,
+}
+
+impl Default for EngineSection {
+    fn default() -> Self {
+        let d = crate::engine::EngineConfig::default();
+        Self {
+            publishers: d.publishers,
+            ring_capacity: d.ring_capacity,
+            publish_chunk: d.publish_chunk,
+            idle: d.idle,
+            network_core: None,
+            publisher_cores: Vec::new(),
+            read_buffer_size: d.read_buffer_size,
+        }
+    }
+}
+
+/// `[mock]`: the in-process mock exchange (`run --mock`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MockSection {
+    /// Ticks per second over all instruments.
+    pub rate: u64,
+    /// Market seed.
+    pub seed: u64,
+    /// Stop generating after this many ticks.
+    pub max_ticks: Option<u64>,
+    /// Partitions of the topic on the embedded broker.
+    pub partitions: i32,
+}
+
+impl Default for MockSection {
+    fn default() -> Self {
+        Self {
+            rate: 20_000,
+            seed: 1,
+            max_ticks: None,
+            partitions: 8,
+        }
+    }
+}
+
+/// `[run]`: reporting.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunSection {
+    /// Status line period, ms (0 = no status line).
+    pub status_interval_ms: u64,
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        Self {
+            status_interval_ms: 1000,
+        }
+    }
+}
+
+/// A config that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Unreadable file.
+    #[error("cannot read config {path}: {err}")]
+    Io {
+        /// Path.
+        path: String,
+        /// Cause.
+        err: std::io::Error,
+    },
+    /// Not valid TOML, or a bad key or value.
+    #[error("config {path}: {msg}")]
+    Parse {
+        /// Path.
+        path: String,
+        /// toml's message, with line and column.
+        msg: String,
+    },
+}
+
+impl Config {
+    /// Reads and parses `path`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file, and for bad content the line, column
+    /// and key.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Io {
+            path: path.display().to_string(),
+            err,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses TOML text; `source` names it in errors.
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`].
+    pub fn parse(text: &str, source: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: source.to_owned(),
+            msg: e.to_string().trim_end().to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_matches_defaults_where_stated() {
+        let text = include_str!("../config/example.toml");
+        let c = Config::parse(text, "example.toml").unwrap();
+        assert_eq!(c.kafka.topic, "market.ticks");
+        assert_eq!(c.engine.idle, IdlePolicy::Park);
+        assert_eq!(c.zerodha.max_per_connection, 3000);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let e = Config::parse("[kafka]\ntopik = \"x\"\n", "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("c.toml") && e.contains("topik"), "{e}");
+        let e = Config::parse("[engine]\nidle = \"nap\"\n", "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nap") && e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn debug_hides_the_api_key() {
+        let c = Config::parse("[zerodha]\napi_key = \"k3y_s3cr3t\"\n", "c").unwrap();
+        assert!(!format!("{c:?}").contains("k3y_s3cr3t"));
+    }
+}

@@ -1,0 +1,408 @@
+//! The Kafka side of a publisher: producer configuration, the allocation-free
+//! produce call, delivery-report accounting, and the embedded broker.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
+use rdkafka::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, DeliveryResult, Producer as _, ProducerContext};
+
+/// Kafka producer settings (`[kafka]` in the config file).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`; empty with `run --mock` starts the embedded broker.
+    pub brokers: String,
+    /// Topic every tick is published to.
+    pub topic: String,
+    /// `linger.ms`: how long librdkafka waits to fill a batch.
+    pub linger_ms: u32,
+    /// `batch.size` in bytes.
+    pub batch_size: u32,
+    /// `compression.type`: none, gzip, snappy or lz4.
+    pub compression: String,
+    /// `message.timeout.ms`: a record not delivered by then fails.
+    pub message_timeout_ms: u32,
+    /// `queue.buffering.max.messages`: the producer queue bound.
+    pub queue_max_messages: u32,
+    /// Longest a publisher waits (polling) for room in a full producer queue
+    /// before dropping the tick as `producer_queue_full`, in milliseconds.
+    pub queue_full_wait_ms: u32,
+    /// Longest the shutdown flush waits for delivery reports, in milliseconds.
+    pub flush_timeout_ms: u32,
+    /// Extra librdkafka properties, applied last (e.g. `"security.protocol" = "SSL"`).
+    pub extra: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: String::new(),
+            topic: "market.ticks".into(),
+            linger_ms: 5,
+            batch_size: 1_000_000,
+            compression: "lz4".into(),
+            message_timeout_ms: 30_000,
+            queue_max_messages: 500_000,
+            queue_full_wait_ms: 5_000,
+            flush_timeout_ms: 10_000,
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// Problems with the settings, each naming the value and the fix.
+    #[must_use]
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.topic.is_empty() || self.topic.contains('\0') {
+            p.push(format!(
+                "kafka.topic {:?} is not a topic name; use e.g. \"market.ticks\"",
+                self.topic
+            ));
+        }
+        if !["none", "gzip", "snappy", "lz4"].contains(&self.compression.as_str()) {
+            p.push(format!(
+                "kafka.compression {:?} is not one of none, gzip, snappy, lz4",
+                self.compression
+            ));
+        }
+        if self.queue_max_messages == 0 {
+            p.push("kafka.queue_max_messages = 0: must be at least 1".into());
+        }
+        p
+    }
+
+    /// The librdkafka configuration of one publisher's producer.
+    #[must_use]
+    pub fn client_config(&self, client_id: &str) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("client.id", client_id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", self.linger_ms.to_string())
+            .set("batch.size", self.batch_size.to_string())
+            .set("compression.type", &self.compression)
+            .set("message.timeout.ms", self.message_timeout_ms.to_string())
+            .set(
+                "queue.buffering.max.messages",
+                self.queue_max_messages.to_string(),
+            )
+            .set_log_level(RDKafkaLogLevel::Warning);
+        for (k, v) in &self.extra {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+/// Delivery-report and client-error counters of one publisher's producer.
+/// Written by the publisher thread only (delivery callbacks run inside its
+/// `poll`); read by anyone with `Relaxed` loads.
+#[derive(Debug, Default)]
+pub struct DeliveryCounters {
+    /// Records whose delivery the broker confirmed.
+    pub delivered: CachePadded<AtomicU64>,
+    /// Records that failed delivery (timeout, fatal broker error).
+    pub failed: CachePadded<AtomicU64>,
+    /// Records purged undelivered at shutdown, after the flush deadline.
+    pub purged: CachePadded<AtomicU64>,
+    /// Client-level errors librdkafka reported (e.g. all brokers down).
+    pub client_errors: AtomicU64,
+    /// The latest client error or delivery failure, for status and summary.
+    pub last_error: Mutex<Option<String>>,
+}
+
+fn bump(c: &AtomicU64) {
+    // Single writer: a load + store is enough and avoids a locked RMW.
+    c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
+/// The producer context: counts every delivery report.
+#[derive(Debug)]
+pub struct Ctx {
+    counters: Arc<DeliveryCounters>,
+}
+
+impl ClientContext for Ctx {
+    fn log(&self, _level: RDKafkaLogLevel, _fac: &str, _log_message: &str) {
+        // librdkafka's log lines duplicate what `error` reports; errors are
+        // counted and shown in the status line and summary instead.
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        bump(&self.counters.client_errors);
+        let mut last = self
+            .counters
+            .last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *last = Some(format!("{error}: {reason}"));
+    }
+}
+
+impl ProducerContext for Ctx {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => bump(&self.counters.delivered),
+            Err((e, _)) => match e.rdkafka_error_code() {
+                Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight) => {
+                    bump(&self.counters.purged);
+                }
+                _ => {
+                    bump(&self.counters.failed);
+                    let mut last = self
+                        .counters
+                        .last_error
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    *last = Some(format!("delivery failed: {e}"));
+                }
+            },
+        }
+    }
+}
+
+/// Why a record was not enqueued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProduceError {
+    /// The producer queue is full (`queue.buffering.max.messages`); poll and retry.
+    QueueFull,
+    /// Any other librdkafka error (e.g. the record is too large).
+    Other(RDKafkaErrorCode),
+}
+
+/// One publisher's producer, bound to its topic.
+pub struct TickProducer {
+    // Field order is drop order: the topic handle must be destroyed before
+    // its client. `BaseProducer`'s own drop then purges what is left and
+    // serves the purge reports (counted as `purged`).
+    topic: raw::Topic,
+    producer: BaseProducer<Ctx>,
+    counters: Arc<DeliveryCounters>,
+}
+
+impl std::fmt::Debug for TickProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TickProducer")
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TickProducer {
+    /// Creates the producer and its topic handle.
+    ///
+    /// # Errors
+    /// librdkafka's error for a bad property, naming it.
+    pub fn new(cfg: &KafkaConfig, client_id: &str) -> Result<Self, KafkaError> {
+        let counters = Arc::new(DeliveryCounters::default());
+        let producer: BaseProducer<Ctx> =
+            cfg.client_config(client_id).create_with_context(Ctx {
+                counters: Arc::clone(&counters),
+            })?;
+        let topic = raw::Topic::new(&producer, &cfg.topic).ok_or(KafkaError::ClientCreation(
+            format!("cannot create a handle for topic {:?}", cfg.topic),
+        ))?;
+        Ok(Self {
+            topic,
+            producer,
+            counters,
+        })
+    }
+
+    /// The delivery counters (shared with the ops side).
+    #[must_use]
+    pub fn counters(&self) -> &Arc<DeliveryCounters> {
+        &self.counters
+    }
+
+    /// Enqueues one record (key and payload are copied by librdkafka). Never
+    /// blocks and never allocates on the Rust heap, unlike
+    /// `BaseProducer::send`, which builds a `CString` of the topic per call.
+    ///
+    /// # Errors
+    /// [`ProduceError`] when librdkafka refused the record.
+    #[inline]
+    pub fn produce(&self, key: &[u8], payload: &[u8]) -> Result<(), ProduceError> {
+        self.topic.produce(key, payload)
+    }
+
+    /// Serves delivery reports (counted in [`DeliveryCounters`]), waiting at
+    /// most `timeout`.
+    #[inline]
+    pub fn poll(&self, timeout: Duration) {
+        self.producer.poll(timeout);
+    }
+
+    /// Waits up to `timeout` for every enqueued record's delivery report.
+    ///
+    /// # Errors
+    /// `KafkaError::Flush` when records were still undelivered at the deadline.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.flush(timeout)
+    }
+
+    /// Records enqueued and not yet reported (librdkafka's `outq_len`, which
+    /// also counts in-flight protocol requests).
+    #[must_use]
+    pub fn queue_len(&self) -> i32 {
+        self.producer.in_flight_count()
+    }
+}
+
+#[allow(unsafe_code)]
+mod raw {
+    //! The one FFI call of the hot path: `rd_kafka_produce` on a topic handle
+    //! made once, instead of `rd_kafka_producev` with a per-call `CString`.
+
+    use std::ffi::{CString, c_void};
+    use std::ptr::NonNull;
+
+    use rdkafka::bindings as rd;
+    use rdkafka::producer::{BaseProducer, Producer as _};
+
+    use super::{Ctx, ProduceError};
+    use rdkafka::error::RDKafkaErrorCode;
+
+    /// An `rd_kafka_topic_t` owned by us, destroyed on drop.
+    #[derive(Debug)]
+    pub(super) struct Topic(NonNull<rd::rd_kafka_topic_t>);
+
+    // SAFETY: librdkafka topic handles are thread-safe (refcounted, with
+    // internal locking); `rd_kafka_produce` may be called from any thread.
+    unsafe impl Send for Topic {}
+
+    impl Topic {
+        pub(super) fn new(producer: &BaseProducer<Ctx>, name: &str) -> Option<Self> {
+            let name = CString::new(name).ok()?;
+            // SAFETY: the client pointer is valid for the producer's lifetime,
+            // `name` is a valid C string, and a null topic config means
+            // "defaults". The owner (`TickProducer`) drops this handle before
+            // the producer (field order).
+            let ptr = unsafe {
+                rd::rd_kafka_topic_new(
+                    producer.client().native_ptr(),
+                    name.as_ptr(),
+                    std::ptr::null_mut(),
+                )
+            };
+            NonNull::new(ptr).map(Self)
+        }
+
+        #[inline]
+        pub(super) fn produce(&self, key: &[u8], payload: &[u8]) -> Result<(), ProduceError> {
+            // SAFETY: the topic handle is live (owned by `self`); with
+            // RD_KAFKA_MSG_F_COPY librdkafka copies key and payload before
+            // returning, so the borrowed slices need only outlive the call and
+            // the mutable payload pointer is never written through. A null
+            // opaque matches `Ctx::DeliveryOpaque = ()`.
+            let rc = unsafe {
+                rd::rd_kafka_produce(
+                    self.0.as_ptr(),
+                    rdkafka::producer::PARTITION_UA,
+                    rd::RD_KAFKA_MSG_F_COPY,
+                    payload.as_ptr().cast_mut().cast::<c_void>(),
+                    payload.len(),
+                    key.as_ptr().cast::<c_void>(),
+                    key.len(),
+                    std::ptr::null_mut(),
+                )
+            };
+            if rc == 0 {
+                return Ok(());
+            }
+            // SAFETY: reads the calling thread's last librdkafka error; no
+            // pointers involved.
+            let code = RDKafkaErrorCode::from(unsafe { rd::rd_kafka_last_error() });
+            Err(match code {
+                RDKafkaErrorCode::QueueFull => ProduceError::QueueFull,
+                c => ProduceError::Other(c),
+            })
+        }
+    }
+
+    impl Drop for Topic {
+        fn drop(&mut self) {
+            // SAFETY: the handle came from `rd_kafka_topic_new` and is
+            // destroyed exactly once, while its client is still alive.
+            unsafe { rd::rd_kafka_topic_destroy(self.0.as_ptr()) }
+        }
+    }
+}
+
+/// An embedded Kafka-protocol broker: librdkafka's mock cluster, owned by a
+/// thread of its own (the cluster handle is not `Send`). Stops on drop.
+#[derive(Debug)]
+pub struct EmbeddedBroker {
+    bootstrap: String,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EmbeddedBroker {
+    /// Starts a cluster of `brokers` brokers with `topic` created with
+    /// `partitions` partitions, and returns once it accepts connections.
+    ///
+    /// # Errors
+    /// When the cluster or the topic cannot be created.
+    pub fn start(brokers: i32, topic: &str, partitions: i32) -> Result<Self, String> {
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<String, String>>();
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let topic = topic.to_owned();
+        let thread = std::thread::Builder::new()
+            .name("embedded-broker".into())
+            .spawn(move || {
+                let cluster = match rdkafka::mocking::MockCluster::new(brokers) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("cannot start the mock cluster: {e}")));
+                        return;
+                    }
+                };
+                if let Err(e) = cluster.create_topic(&topic, partitions, 1) {
+                    let _ = ready_tx.send(Err(format!("cannot create topic {topic:?}: {e}")));
+                    return;
+                }
+                let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
+                // Blocks until `stop` sends or the sender is dropped.
+                let _ = stop_rx.recv();
+                drop(cluster);
+            })
+            .map_err(|e| format!("cannot spawn the embedded broker thread: {e}"))?;
+        let bootstrap = ready_rx
+            .recv()
+            .map_err(|_| "the embedded broker thread exited during start-up".to_owned())??;
+        Ok(Self {
+            bootstrap,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// `bootstrap.servers` of the cluster (`127.0.0.1:PORT,…`).
+    #[must_use]
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap
+    }
+}
+
+impl Drop for EmbeddedBroker {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! Publisher threads: pop a chunk of ticks from the ring, encode each as a
+//! JSON envelope into a reused buffer, and enqueue it on the producer.
+//!
+//! Contract: after start-up, [`Publisher::publish_available`] never allocates
+//! on the Rust heap, never takes a lock, and blocks only while the producer
+//! queue is full (bounded by `queue_full_wait`), which back-pressures into the
+//! ring, where the network thread drops and counts instead of blocking.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::CachePadded;
+use hdrhistogram::Histogram;
+
+use super::kafka::{ProduceError, TickProducer};
+use super::{IdlePolicy, now_ns};
+use crate::json::{JsonBuf, MAX_ENVELOPE_LEN, write_envelope};
+use crate::ring::TickRx;
+use crate::tick::Tick;
+
+/// Highest latency the histograms track, in nanoseconds (60 s); larger values
+/// are clamped to it.
+pub const LATENCY_MAX_NS: u64 = 60_000_000_000;
+
+/// A latency histogram: 1 ns .. 60 s at 3 significant digits.
+#[must_use]
+pub fn latency_histogram() -> Histogram<u64> {
+    #[allow(clippy::missing_panics_doc)] // constant, valid bounds
+    Histogram::new_with_bounds(1, LATENCY_MAX_NS, 3).expect("valid histogram bounds")
+}
+
+/// Counters of one publisher, written by its thread only.
+#[derive(Debug, Default)]
+pub struct PublisherCounters {
+    /// Ticks taken off the ring.
+    pub popped: CachePadded<AtomicU64>,
+    /// Records enqueued on the producer.
+    pub produced: CachePadded<AtomicU64>,
+    /// Ticks dropped because the producer queue stayed full past the wait.
+    pub dropped_queue_full: AtomicU64,
+    /// Ticks the producer refused for another reason (e.g. record too large).
+    pub dropped_produce_error: AtomicU64,
+    /// Times the producer queue was full and the publisher waited.
+    pub queue_full_waits: AtomicU64,
+}
+
+/// How a publisher waits for work; the network thread wakes parked ones.
+#[derive(Debug, Default)]
+pub struct Wake {
+    /// Set while the publisher is (about to be) parked.
+    pub sleeping: AtomicBool,
+}
+
+/// Latency histograms travel between a publisher and the ops side on two SPSC
+/// rings: full ones out, emptied ones back. No lock, no allocation.
+#[derive(Debug)]
+pub struct HistogramExchange {
+    /// Full interval histograms (publisher → ops).
+    pub full: rtrb::Producer<Box<Histogram<u64>>>,
+    /// Emptied histograms (ops → publisher).
+    pub empty: rtrb::Consumer<Box<Histogram<u64>>>,
+}
+
+/// One publisher: its ring, producer, buffer and histogram.
+#[derive(Debug)]
+pub struct Publisher {
+    rx: TickRx,
+    producer: TickProducer,
+    buf: JsonBuf,
+    counters: Arc<PublisherCounters>,
+    hist: Box<Histogram<u64>>,
+    exchange: HistogramExchange,
+    chunk: usize,
+    queue_full_wait: Duration,
+    slow: Option<Duration>,
+    popped: u64,
+    produced: u64,
+    dropped_queue_full: u64,
+    dropped_produce_error: u64,
+    queue_full_waits: u64,
+}
+
+impl Publisher {
+    /// A publisher over `rx` producing with `producer`.
+    #[must_use]
+    pub fn new(
+        rx: TickRx,
+        producer: TickProducer,
+        chunk: usize,
+        queue_full_wait: Duration,
+        exchange: HistogramExchange,
+    ) -> Self {
+        Self {
+            rx,
+            producer,
+            buf: JsonBuf::with_capacity(MAX_ENVELOPE_LEN),
+            counters: Arc::new(PublisherCounters::default()),
+            hist: Box::new(latency_histogram()),
+            exchange,
+            chunk: chunk.max(1),
+            queue_full_wait,
+            slow: None,
+            popped: 0,
+            produced: 0,
+            dropped_queue_full: 0,
+            dropped_produce_error: 0,
+            queue_full_waits: 0,
+        }
+    }
+
+    /// Test hook: sleep this long after every chunk, to make this publisher
+    /// slower than the feed.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_slowdown(mut self, per_chunk: Option<Duration>) -> Self {
+        self.slow = per_chunk;
+        self
+    }
+
+    /// This publisher's counters.
+    #[must_use]
+    pub fn counters(&self) -> &Arc<PublisherCounters> {
+        &self.counters
+    }
+
+    /// The producer (for its delivery counters).
+    #[must_use]
+    pub fn producer(&self) -> &TickProducer {
+        &self.producer
+    }
+
+    /// Pops up to one chunk, encodes and enqueues every tick; returns how
+    /// many ticks it took. The hot path: no allocation, no lock.
+    pub fn publish_available(&mut self) -> usize {
+        let Self {
+            rx,
+            producer,
+            buf,
+            hist,
+            queue_full_wait,
+            produced,
+            dropped_queue_full,
+            dropped_produce_error,
+            queue_full_waits,
+            ..
+        } = self;
+        let n = rx.pop_chunk(self.chunk, |ticks| {
+            for t in ticks {
+                match publish_one(t, producer, buf, hist, *queue_full_wait, queue_full_waits) {
+                    Ok(()) => *produced += 1,
+                    Err(ProduceError::QueueFull) => *dropped_queue_full += 1,
+                    Err(ProduceError::Other(_)) => *dropped_produce_error += 1,
+                }
+            }
+        });
+        if n > 0 {
+            self.popped += n as u64;
+            let c = &self.counters;
+            c.popped.store(self.popped, Ordering::Relaxed);
+            c.produced.store(self.produced, Ordering::Relaxed);
+            c.dropped_queue_full
+                .store(self.dropped_queue_full, Ordering::Relaxed);
+            c.dropped_produce_error
+                .store(self.dropped_produce_error, Ordering::Relaxed);
+            c.queue_full_waits
+                .store(self.queue_full_waits, Ordering::Relaxed);
+            if let Some(d) = self.slow {
+                std::thread::sleep(d);
+            }
+        }
+        n
+    }
+
+    /// Hands the interval histogram to the ops side when it has returned an
+    /// empty one; otherwise keeps accumulating.
+    fn exchange_histogram(&mut self) {
+        if self.hist.is_empty() || self.exchange.full.is_full() {
+            return;
+        }
+        if let Ok(mut spare) = self.exchange.empty.pop() {
+            spare.reset();
+            std::mem::swap(&mut spare, &mut self.hist);
+            // Cannot fail: checked `is_full` above and we are the only producer.
+            let _ = self.exchange.full.push(spare);
+        }
+    }
+
+    /// The publisher loop: runs until the ring is abandoned (the network
+    /// thread stopped) and drained, then flushes the producer for at most
+    /// `flush_timeout`. Returns the histogram of what was not yet exchanged.
+    pub fn run(mut self, idle: IdlePolicy, wake: &Wake, flush_timeout: Duration) -> Report {
+        let mut next_exchange = Instant::now() + Duration::from_millis(200);
+        loop {
+            let n = self.publish_available();
+            self.producer.poll(Duration::ZERO);
+            let now = Instant::now();
+            if now >= next_exchange {
+                self.exchange_histogram();
+                next_exchange = now + Duration::from_millis(200);
+            }
+            if n > 0 {
+                continue;
+            }
+            if self.rx.is_abandoned() && self.rx.is_empty() {
+                break;
+            }
+            match idle {
+                IdlePolicy::Spin => std::hint::spin_loop(),
+                IdlePolicy::Park => {
+                    wake.sleeping.store(true, Ordering::SeqCst);
+                    if self.rx.is_empty() && !self.rx.is_abandoned() {
+                        // Woken by the network thread after a push; the
+                        // timeout keeps delivery reports served while idle.
+                        std::thread::park_timeout(Duration::from_millis(5));
+                    }
+                    wake.sleeping.store(false, Ordering::SeqCst);
+                }
+            }
+        }
+        let flushed = self.producer.flush(flush_timeout).is_ok();
+        let Self {
+            producer,
+            hist,
+            counters,
+            ..
+        } = self;
+        let delivery = Arc::clone(producer.counters());
+        // Dropping the producer purges anything still queued and serves those
+        // reports, so every record is accounted for before we return.
+        drop(producer);
+        Report {
+            hist,
+            flushed,
+            counters,
+            delivery,
+        }
+    }
+}
+
+/// What a publisher thread hands back when it ends.
+#[derive(Debug)]
+pub struct Report {
+    /// Latency samples not yet exchanged.
+    pub hist: Box<Histogram<u64>>,
+    /// Whether the final flush completed before its deadline.
+    pub flushed: bool,
+    /// Final counters.
+    pub counters: Arc<PublisherCounters>,
+    /// Final delivery counters.
+    pub delivery: Arc<super::kafka::DeliveryCounters>,
+}
+
+#[inline]
+fn publish_one(
+    t: &Tick,
+    producer: &TickProducer,
+    buf: &mut JsonBuf,
+    hist: &mut Histogram<u64>,
+    queue_full_wait: Duration,
+    queue_full_waits: &mut u64,
+) -> Result<(), ProduceError> {
+    buf.clear();
+    if write_envelope(t, buf).is_err() {
+        // Unreachable: the buffer holds MAX_ENVELOPE_LEN. Counted, not hidden.
+        return Err(ProduceError::Other(
+            rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge,
+        ));
+    }
+    let mut key = itoa::Buffer::new();
+    let key = key.format(t.token.0).as_bytes();
+    let sent_at = now_ns();
+    hist.saturating_record(sent_at.saturating_sub(t.ts_recv_ns).max(1));
+    match producer.produce(key, buf.as_bytes()) {
+        Ok(()) => Ok(()),
+        Err(ProduceError::QueueFull) => {
+            let deadline = Instant::now() + queue_full_wait;
+            loop {
+                *queue_full_waits += 1;
+                producer.poll(Duration::from_millis(1));
+                match producer.produce(key, buf.as_bytes()) {
+                    Err(ProduceError::QueueFull) if Instant::now() < deadline => {}
+                    r => return r,
+                }
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
