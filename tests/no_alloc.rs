@@ -209,15 +209,13 @@ fn router_and_publisher_allocate_nothing_per_tick() {
     };
     let (tx, rx, ring) = tick_ring(1024);
     let mut router = Router::new(vec![tx]);
-    let (full, _full_rx) = rtrb::RingBuffer::new(1);
-    let (_empty_tx, empty) = rtrb::RingBuffer::new(1);
     let producer = TickProducer::new(&kafka, "no-alloc").unwrap();
     let mut publisher = Publisher::new(
         rx,
         producer,
         256,
         Duration::from_secs(10),
-        HistogramExchange { full, empty },
+        HistogramExchange::unconnected(),
     );
     let mut seq = 0u64;
     let mut feed = |msgs: &[Vec<u8>], publisher: &mut Publisher| {

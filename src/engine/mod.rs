@@ -532,6 +532,7 @@ impl Engine {
             flushed,
             thread_errors,
             counts,
+            latency_histogram: self.total.clone(),
         }
     }
 }
@@ -738,6 +739,9 @@ pub struct Summary {
     /// The counters.
     #[serde(flatten)]
     pub counts: Counts,
+    /// The merged receive → produce-call latency histogram (ns).
+    #[serde(skip)]
+    pub latency_histogram: Histogram<u64>,
 }
 
 // Each reason label belongs to one counter index.

@@ -329,13 +329,11 @@ impl Net {
                 }
                 break;
             }
-            let mut touched = 0u64;
             for ev in &events {
                 if let Some(c) = self.conns.get_mut(ev.token().0) {
-                    touched |= c.drive(&mut self.router, &self.cfg);
+                    c.drive(&mut self.router, &self.cfg, &self.wakes);
                 }
             }
-            self.wake_publishers(touched);
             for c in &mut self.conns {
                 c.store_stats();
             }
@@ -346,15 +344,24 @@ impl Net {
         }
         // Dropping the router abandons the rings: publishers drain and stop.
     }
+}
 
-    fn wake_publishers(&self, touched: u64) {
-        if touched == 0 {
-            return;
-        }
-        for (i, (wake, thread)) in self.wakes.iter().enumerate() {
-            if touched & (1 << i) != 0 && wake.sleeping.load(Ordering::SeqCst) {
-                thread.unpark();
-            }
+/// Wakes the publishers of the rings in `touched` that are parked.
+///
+/// NB: the fence pairs with the publisher's `SeqCst` store of `sleeping`
+/// before it re-checks its ring: without it the ring's tail store (Release)
+/// may be reordered after our load of `sleeping` (StoreLoad, allowed even
+/// on x86), both sides miss each other, and the publisher sleeps out its
+/// park timeout with ticks waiting.
+#[inline]
+fn wake_publishers(wakes: &[(Arc<Wake>, Thread)], touched: u64) {
+    if touched == 0 {
+        return;
+    }
+    std::sync::atomic::fence(Ordering::SeqCst);
+    for (i, (wake, thread)) in wakes.iter().enumerate() {
+        if touched & (1 << i) != 0 && wake.sleeping.load(Ordering::SeqCst) {
+            thread.unpark();
         }
     }
 }
@@ -403,9 +410,9 @@ impl Conn {
         s.last_frame_ns.store(self.last_frame_ns, Ordering::Relaxed);
     }
 
-    /// Advances the connection as far as readiness allows; returns the rings
-    /// it pushed ticks to.
-    fn drive(&mut self, router: &mut Router, cfg: &NetConfig) -> u64 {
+    /// Advances the connection as far as readiness allows, waking the
+    /// publishers it pushed ticks to after each message.
+    fn drive(&mut self, router: &mut Router, cfg: &NetConfig, wakes: &[(Arc<Wake>, Thread)]) {
         loop {
             match std::mem::replace(&mut self.state, State::Done) {
                 State::Connecting(stream) => {
@@ -413,18 +420,18 @@ impl Conn {
                         Ok(None) => {}
                         Ok(Some(e)) | Err(e) => {
                             self.fail(format!("cannot connect to {}: {e}", self.stats.url));
-                            return 0;
+                            return;
                         }
                     }
                     match stream.peer_addr() {
                         Ok(_) => {}
                         Err(e) if e.kind() == ErrorKind::NotConnected => {
                             self.state = State::Connecting(stream);
-                            return 0;
+                            return;
                         }
                         Err(e) => {
                             self.fail(format!("cannot connect to {}: {e}", self.stats.url));
-                            return 0;
+                            return;
                         }
                     }
                     // Latency over throughput for small frames; a failure
@@ -445,28 +452,28 @@ impl Conn {
                         }
                         Err(e) => {
                             self.fail(format!("bad WebSocket URL {}: {e}", self.stats.url));
-                            return 0;
+                            return;
                         }
                     };
                     let r =
                         tungstenite::client_tls_with_config(request, stream, Some(ws_cfg), None);
                     if !self.after_handshake_step(r) {
-                        return 0;
+                        return;
                     }
                 }
                 State::Handshaking(mid) => {
                     if !self.after_handshake_step(mid.handshake()) {
-                        return 0;
+                        return;
                     }
                 }
                 State::Open(mut ws) => {
-                    let touched = self.read_all(&mut ws, router);
+                    self.read_all(&mut ws, router, wakes);
                     if matches!(self.state, State::Done) && self.stats.state() == ConnState::Open {
                         self.state = State::Open(ws);
                     }
-                    return touched;
+                    return;
                 }
-                State::Done => return 0,
+                State::Done => return,
             }
         }
     }
@@ -531,8 +538,7 @@ impl Conn {
     }
 
     /// Reads until `WouldBlock`, routing every binary message.
-    fn read_all(&mut self, ws: &mut Ws, router: &mut Router) -> u64 {
-        let mut touched = 0u64;
+    fn read_all(&mut self, ws: &mut Ws, router: &mut Router, wakes: &[(Arc<Wake>, Thread)]) {
         loop {
             match ws.read() {
                 Ok(Message::Binary(bytes)) => {
@@ -545,7 +551,7 @@ impl Conn {
                             self.ticks += u64::from(r.pushed + r.dropped_full);
                             self.dropped_full += u64::from(r.dropped_full);
                             self.unknown += u64::from(r.unknown);
-                            touched |= r.touched;
+                            wake_publishers(wakes, r.touched);
                         }
                         Err(e) => self.malformed[e.reason_index()] += 1,
                     }
@@ -573,11 +579,11 @@ impl Conn {
                         .error()
                         .unwrap_or_else(|| "closed by the server".to_owned());
                     self.closed(why);
-                    return touched;
+                    return;
                 }
                 Err(e) => {
                     self.fail(format!("connection to {} failed: {e}", self.stats.url));
-                    return touched;
+                    return;
                 }
             }
         }
@@ -587,7 +593,6 @@ impl Conn {
             Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
             Err(e) => self.fail(format!("connection to {} failed: {e}", self.stats.url)),
         }
-        touched
     }
 }
 

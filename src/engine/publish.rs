@@ -62,6 +62,17 @@ pub struct HistogramExchange {
     pub empty: rtrb::Consumer<Box<Histogram<u64>>>,
 }
 
+impl HistogramExchange {
+    /// An exchange with no ops side: the publisher keeps accumulating into
+    /// one histogram (benchmarks and tests that drive a publisher directly).
+    #[must_use]
+    pub fn unconnected() -> Self {
+        let (full, _) = rtrb::RingBuffer::new(1);
+        let (_, empty) = rtrb::RingBuffer::new(1);
+        Self { full, empty }
+    }
+}
+
 /// One publisher: its ring, producer, buffer and histogram.
 #[derive(Debug)]
 pub struct Publisher {
