@@ -11,6 +11,12 @@
 //! - [`wire`]: Kite binary and text frames (network thread, `decode` command);
 //! - [`tick`]: the normalized tick moved between threads;
 //! - [`json`]: the published tick object (publisher threads, `decode` command);
+//! - [`ring`]: bounded SPSC tick rings with drop counters (network → publisher);
+//! - [`engine`]: the network thread, the publishers, the Kafka producer and
+//!   the accounting (DESIGN §1);
+//! - [`config`]: the `run` configuration;
+//! - [`mock`]: the mock exchange (its own threads; not the engine);
+//! - [`instruments`]: the instruments CSV;
 //! - [`cmd`]: the binary's subcommands (main thread);
 //! - [`cli`]: argument parsing, the only place argv is read.
 

@@ -347,3 +347,22 @@ fn tempdir() -> std::path::PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+#[test]
+fn wss_to_a_plain_server_fails_cleanly_with_tls_in_the_reason() {
+    // The TLS path runs (a crypto provider is installed: no panic), and a
+    // server that does not speak TLS is a clear connection error.
+    let broker = EmbeddedBroker::start(1, TOPIC, 1).unwrap();
+    let mock = MockExchange::start(MockConfig::default()).unwrap();
+    let mut cfg = engine_config(&mock, broker.bootstrap_servers(), 10);
+    cfg.ws_url = format!("wss://{}/", mock.addr());
+    let mut engine = Engine::start(cfg).unwrap();
+    assert!(wait_for(Duration::from_secs(20), || engine.all_connections_down()));
+    let err = engine.counts().connections[0].error.clone().unwrap();
+    assert!(
+        err.contains("wss://127.0.0.1") && err.to_lowercase().contains("tls"),
+        "{err}"
+    );
+    let summary = engine.stop();
+    assert!(summary.identity_holds && summary.thread_errors.is_empty());
+}

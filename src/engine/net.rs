@@ -621,6 +621,10 @@ fn describe_handshake_error(url: &str, e: &tungstenite::Error) -> String {
             };
             format!("upgrade refused by {url}: HTTP {status}: {hint}{body}")
         }
+        other if url.starts_with("wss://") => format!(
+            "WebSocket handshake with {url} failed: {other} (is the server speaking TLS on \
+             this port? a plain server needs ws://)"
+        ),
         other => format!("WebSocket handshake with {url} failed: {other}"),
     }
 }

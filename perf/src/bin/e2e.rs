@@ -12,7 +12,7 @@
 //! cargo run --release -p panda-feed-perf --bin e2e -- [--seconds S]
 //!     [--rates 10000,50000,200000] [--search 100000,200000,300000,...]
 //!     [--publishers N] [--idle park|spin] [--bin target/release/panda-feed]
-//!     [--out perf/results]
+//!     [--compression lz4|none|…] [--instruments N] [--out perf/results]
 //! ```
 
 use std::io::Write;
@@ -35,6 +35,7 @@ struct Opts {
     bin: PathBuf,
     out: PathBuf,
     instruments: usize,
+    compression: String,
 }
 
 fn parse_opts() -> Result<Opts, String> {
@@ -47,6 +48,7 @@ fn parse_opts() -> Result<Opts, String> {
         bin: PathBuf::from("target/release/panda-feed"),
         out: PathBuf::from("perf/results"),
         instruments: 300,
+        compression: "lz4".into(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -80,6 +82,7 @@ fn parse_opts() -> Result<Opts, String> {
                 }
             }
             "--bin" => o.bin = PathBuf::from(val),
+            "--compression" => o.compression = val,
             "--out" => o.out = PathBuf::from(val),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -119,6 +122,7 @@ fn run_once(o: &Opts, rate: u64) -> Result<RunResult, String> {
         idle: o.idle,
         kafka: KafkaConfig {
             brokers: broker.bootstrap_servers().to_owned(),
+            compression: o.compression.clone(),
             ..KafkaConfig::default()
         },
         ..EngineConfig::default()
@@ -304,8 +308,8 @@ fn main() {
     std::fs::create_dir_all(&o.out).ok();
     let mut fixed = Vec::new();
     println!(
-        "# latency at fixed rates ({} s each, {} publisher(s), idle={:?})",
-        o.seconds, o.publishers, o.idle
+        "# latency at fixed rates ({} s each, {} publisher(s), idle={:?}, compression={})",
+        o.seconds, o.publishers, o.idle, o.compression
     );
     println!("offered/s  achieved/s  dropped  p50 µs  p99 µs  p99.9 µs  max µs");
     for &rate in &o.rates {
@@ -383,6 +387,7 @@ fn main() {
         "publishers": o.publishers,
         "idle": format!("{:?}", o.idle).to_lowercase(),
         "instruments": o.instruments,
+        "compression": o.compression,
         "fixed_rates": fixed,
         "search": search,
         "max_sustained_ticks_per_s": max_sustained,
