@@ -51,8 +51,11 @@ pub enum Command {
     /// or --summary FILE). Stops on SIGINT/SIGTERM or after --duration:
     /// stops reading, drains the rings, flushes the producer.
     ///
+    /// Connections reconnect with backoff; one refused with HTTP 403 waits
+    /// for the token file to change (checked every second, or on SIGHUP).
+    ///
     /// Exit status: 0 clean; 1 bad settings or the accounting identity did
-    /// not hold; 3 a connection failed (e.g. HTTP 403: bad credentials).
+    /// not hold; 3 a connection was still refused with HTTP 403 at exit.
     Run(RunArgs),
 }
 
@@ -84,8 +87,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "URL")]
     pub ws_url: Option<String>,
     /// Kite API key (else ZERODHA__API_KEY or the config).
-    #[arg(long, value_name = "KEY")]
-    pub api_key: Option<String>,
+    #[arg(long, value_name = "KEY", value_parser = secret)]
+    pub api_key: Option<crate::engine::Secret>,
     /// File holding the access token (else ZERODHA__ACCESS_TOKEN or the config).
     #[arg(long, value_name = "FILE")]
     pub access_token_file: Option<PathBuf>,
@@ -165,6 +168,11 @@ pub struct DecodeArgs {
     /// Input files; `-` reads standard input.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
+}
+
+#[allow(clippy::unnecessary_wraps)] // clap's value_parser signature
+fn secret(s: &str) -> Result<crate::engine::Secret, std::convert::Infallible> {
+    Ok(crate::engine::Secret::new(s))
 }
 
 /// Parses argv; prints usage and exits with status 2 on a bad command line.

@@ -242,7 +242,7 @@ fn external_broker_gets_exactly_the_recorded_ticks() {
 }
 
 #[test]
-fn rejected_token_exits_3_with_the_reason_and_no_secret() {
+fn rejected_token_is_not_retried_and_exits_3_with_the_reason_and_no_secret() {
     let dir = tempdir("403");
     let mock = MockExchange::start(MockConfig::default()).unwrap();
     let broker = EmbeddedBroker::start(1, "market.ticks", 1).unwrap();
@@ -261,12 +261,19 @@ fn rejected_token_exits_3_with_the_reason_and_no_secret() {
         "--instruments",
         csv_of_one(&dir).to_str().unwrap(),
         "--duration",
-        "30",
+        "2",
         "--summary",
         s.to_str().unwrap(),
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(
+        mock.stats()
+            .rejected_403
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "retried"
+    );
     assert!(
         stderr.contains("HTTP 403") && stderr.contains("access token"),
         "{stderr}"

@@ -16,7 +16,7 @@ use crate::engine::{Counts, Engine, EngineConfig, Secret, Summary};
 use crate::instruments::{self, Instrument};
 use crate::mock::{MockConfig, MockExchange, default_instruments};
 
-/// Exit status when a connection failed (e.g. HTTP 403).
+/// Exit status when a connection was still refused (HTTP 403) at exit.
 pub const EXIT_CONNECTION_FAILED: u8 = 3;
 
 /// Instruments `run --mock` streams when no CSV is given.
@@ -86,7 +86,6 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let api_key = args
         .api_key
         .clone()
-        .map(Secret::new)
         .or_else(|| env_secret("ZERODHA__API_KEY"))
         .or_else(|| {
             (!cfg.zerodha.api_key.is_empty()).then(|| Secret::new(cfg.zerodha.api_key.clone()))
@@ -96,16 +95,18 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 .then(|| Secret::new(MockConfig::default().api_key))
         })
         .unwrap_or_default();
-    let access_token = match &args.access_token_file {
-        Some(p) => read_token_file(p)?,
-        None => match env_secret("ZERODHA__ACCESS_TOKEN") {
-            Some(t) => t,
-            None => match &cfg.zerodha.access_token_file {
-                Some(p) => read_token_file(p)?,
-                None if args.mock => Secret::new(MockConfig::default().access_token),
-                None => Secret::default(),
-            },
-        },
+    // The token file, when one is used, is watched: a new token is picked up
+    // within a second (or at once on SIGHUP).
+    let token_file = match (&args.access_token_file, env_secret("ZERODHA__ACCESS_TOKEN")) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(_)) => None,
+        (None, None) => cfg.zerodha.access_token_file.clone(),
+    };
+    let access_token = match (&token_file, env_secret("ZERODHA__ACCESS_TOKEN")) {
+        (Some(p), _) => read_token_file(p)?,
+        (None, Some(t)) => t,
+        (None, None) if args.mock => Secret::new(MockConfig::default().access_token),
+        (None, None) => Secret::default(),
     };
 
     // The mock exchange, in-process.
@@ -189,6 +190,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .context("installing signal handlers")?;
     }
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
+        .context("installing the SIGHUP handler")?;
+    let mut token_watch = token_file.map(TokenWatch::new);
+    let mut next_token_check = Instant::now();
     let mut engine = Engine::start(engine_cfg)?;
     let started = Instant::now();
     let deadline = args.duration.map(Duration::from_secs_f64);
@@ -207,19 +213,19 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
         std::thread::sleep(Duration::from_millis(20));
         let now = Instant::now();
-        if now >= next_status || engine.all_connections_down() {
+        if hup.swap(false, Ordering::SeqCst) || now >= next_token_check {
+            next_token_check = now + Duration::from_secs(1);
+            if let Some(w) = &mut token_watch {
+                w.check(&engine);
+            }
+        }
+        if now >= next_status {
             let c = engine.counts();
             report_connection_errors(&c, &mut reported_errors);
-            if !interval.is_zero() && now >= next_status {
+            if !interval.is_zero() {
                 eprintln!("{}", status.line(&c));
-                next_status = now + interval;
             }
-            if engine.all_connections_down() {
-                eprintln!(
-                    "panda-feed: every connection is down and reconnection is not built yet; stopping"
-                );
-                break "connections down";
-            }
+            next_status = now + interval.max(Duration::from_millis(200));
         }
     };
     eprintln!("panda-feed: stopping ({why_stop}): draining rings and flushing the producer");
@@ -232,7 +238,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .counts
         .connections
         .iter()
-        .any(|c| c.state == "failed");
+        .any(|c| c.state == "auth_failed");
     Ok(if !summary.identity_holds {
         eprintln!("panda-feed: the accounting identity does not hold; see the summary");
         ExitCode::FAILURE
@@ -293,6 +299,41 @@ fn write_summary(s: &Summary, elapsed: Duration, path: Option<&Path>) -> anyhow:
         None => print!("{text}"),
     }
     Ok(())
+}
+
+/// Re-reads the access token file when it changes (mtime or content).
+#[derive(Debug)]
+struct TokenWatch {
+    path: std::path::PathBuf,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl TokenWatch {
+    fn new(path: std::path::PathBuf) -> Self {
+        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        Self { path, modified }
+    }
+
+    fn check(&mut self, engine: &Engine) {
+        let modified = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
+        if modified == self.modified {
+            return;
+        }
+        self.modified = modified;
+        match read_token_file(&self.path) {
+            Ok(t) => {
+                if engine.set_access_token(t) {
+                    eprintln!(
+                        "panda-feed: access token file {} changed; using the new token",
+                        self.path.display()
+                    );
+                }
+            }
+            Err(e) => eprintln!("panda-feed: {e:#}; keeping the current token"),
+        }
+    }
 }
 
 /// The live status line: rates since the previous line.

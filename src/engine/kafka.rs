@@ -14,8 +14,9 @@ use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, DeliveryResult, Producer as _, ProducerContext};
 
-/// Kafka producer settings (`[kafka]` in the config file).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+/// Kafka producer settings (`[kafka]` in the config file). `Debug` shows the
+/// keys of `extra` but not their values (they may be passwords).
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
     /// `bootstrap.servers`; empty with `run --mock` starts the embedded broker.
@@ -58,11 +59,49 @@ impl Default for KafkaConfig {
     }
 }
 
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .field("linger_ms", &self.linger_ms)
+            .field("batch_size", &self.batch_size)
+            .field("compression", &self.compression)
+            .field("message_timeout_ms", &self.message_timeout_ms)
+            .field("queue_max_messages", &self.queue_max_messages)
+            .field("extra_keys", &self.extra.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
 impl KafkaConfig {
+    /// `msg` with the value of every `extra` property replaced by
+    /// `<redacted>`: librdkafka echoes rejected values, and `extra` is where
+    /// SASL/SSL passwords live.
+    #[must_use]
+    pub fn redact(&self, msg: &str) -> String {
+        let mut out = msg.to_owned();
+        for v in self.extra.values().filter(|v| v.len() >= 3) {
+            out = out.replace(v.as_str(), "<redacted>");
+        }
+        out
+    }
+
     /// Problems with the settings, each naming the value and the fix.
     #[must_use]
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
+        for k in self.extra.keys() {
+            if matches!(
+                k.as_str(),
+                "delivery.report.only.error" | "enable.idempotence" | "acks" | "bootstrap.servers"
+            ) {
+                p.push(format!(
+                    "kafka.extra.\"{k}\" cannot be overridden: the accounting needs every \
+                     delivery report, idempotence and acks=all (use kafka.brokers for the brokers)"
+                ));
+            }
+        }
         if self.topic.is_empty() || self.topic.contains('\0') {
             p.push(format!(
                 "kafka.topic {:?} is not a topic name; use e.g. \"market.ticks\"",

@@ -33,7 +33,7 @@ use crate::wire::DecodeError;
 const REASONS: usize = DecodeError::REASONS;
 const REASON_LABELS: [&str; REASONS] = DecodeError::REASON_LABELS;
 use kafka::{DeliveryCounters, KafkaConfig, TickProducer};
-use net::{ConnSpec, ConnState, ConnStats, Net, NetConfig, NetStopper};
+use net::{ConnSpec, ConnStats, Credentials, Net, NetConfig, NetStopper, Supervision};
 use publish::{HistogramExchange, Publisher, PublisherCounters, Report, Wake, latency_histogram};
 use route::{MAX_RINGS, Router};
 
@@ -129,6 +129,8 @@ pub struct EngineConfig {
     pub max_message_size: usize,
     /// Kafka producer settings.
     pub kafka: KafkaConfig,
+    /// Connection supervision: liveness, backoff.
+    pub supervision: Supervision,
     /// Test hook: publisher `.0` sleeps `.1` after every chunk.
     #[doc(hidden)]
     pub test_slow_publisher: Option<(usize, Duration)>,
@@ -153,6 +155,7 @@ impl Default for EngineConfig {
             read_buffer_size: 256 * 1024,
             max_message_size: 16 * 1024 * 1024,
             kafka: KafkaConfig::default(),
+            supervision: Supervision::default(),
             test_slow_publisher: None,
         }
     }
@@ -166,13 +169,13 @@ impl EngineConfig {
         if !(self.ws_url.starts_with("ws://") || self.ws_url.starts_with("wss://")) {
             p.push(format!(
                 "ws_url {:?} must start with ws:// or wss:// (e.g. wss://ws.kite.trade/)",
-                self.ws_url
+                self.ws_url.split('?').next().unwrap_or_default()
             ));
         }
-        if self.ws_url.contains('?') {
+        if let Some((base, _)) = self.ws_url.split_once('?') {
+            // The query may hold credentials: never echo it.
             p.push(format!(
-                "ws_url {:?} must not carry a query: panda-feed adds api_key and access_token itself",
-                self.ws_url
+                "ws_url \"{base}?…\" must not carry a query: panda-feed adds api_key and access_token itself"
             ));
         }
         if self.api_key.is_empty() {
@@ -249,6 +252,8 @@ pub struct Engine {
     total: Histogram<u64>,
     interval: Histogram<u64>,
     stopper: NetStopper,
+    stopping: Vec<Arc<std::sync::atomic::AtomicBool>>,
+    creds: Arc<Credentials>,
     net: Option<JoinHandle<()>>,
     publishers: Vec<JoinHandle<Report>>,
     started: Instant,
@@ -294,7 +299,7 @@ impl Engine {
             txs.push(tx);
             rings.push(counters);
             let producer = TickProducer::new(&cfg.kafka, &format!("panda-feed-pub{i}"))
-                .map_err(|e| EngineError::Kafka(e.to_string()))?;
+                .map_err(|e| EngineError::Kafka(cfg.kafka.redact(&e.to_string())))?;
             let (full_tx, full_rx) = rtrb::RingBuffer::new(1);
             let (mut empty_tx, empty_rx) = rtrb::RingBuffer::new(1);
             // One spare so the first exchange can happen.
@@ -322,6 +327,10 @@ impl Engine {
             .iter()
             .map(|p| Arc::clone(p.counters()))
             .collect();
+        let stopping: Vec<_> = publishers
+            .iter()
+            .map(|p| Arc::clone(p.stopping()))
+            .collect();
         let delivery: Vec<_> = publishers
             .iter()
             .map(|p| Arc::clone(p.producer().counters()))
@@ -344,21 +353,17 @@ impl Engine {
             wakes.push((wake, h.thread().clone()));
             handles.push(h);
         }
-        let url = format!(
-            "{}?api_key={}&access_token={}",
-            cfg.ws_url,
-            percent_encode(cfg.api_key.expose()),
-            percent_encode(cfg.access_token.expose())
-        );
+        let creds = Arc::new(Credentials::new(
+            cfg.api_key.clone(),
+            cfg.access_token.clone(),
+        ));
         let specs: Vec<ConnSpec> = shards
             .into_iter()
-            .map(|tokens| ConnSpec {
-                url: Secret::new(url.clone()),
-                tokens,
-            })
+            .map(|tokens| ConnSpec { tokens })
             .collect();
         let conns = net::new_stats(&cfg.ws_url, &specs);
         let (net, stopper) = Net::new(
+            &creds,
             specs,
             &conns,
             Router::new(txs),
@@ -368,6 +373,7 @@ impl Engine {
                 subscribe_chunk: cfg.subscribe_chunk,
                 read_buffer_size: cfg.read_buffer_size,
                 max_message_size: cfg.max_message_size,
+                supervision: cfg.supervision,
             },
         )
         .map_err(|e| EngineError::Io(format!("poll: {e}")))?;
@@ -388,6 +394,8 @@ impl Engine {
             total: latency_histogram(),
             interval: latency_histogram(),
             stopper,
+            stopping,
+            creds,
             net: Some(net),
             publishers: handles,
             started: Instant::now(),
@@ -415,12 +423,11 @@ impl Engine {
         self.build_counts(interval)
     }
 
-    /// Every connection has failed or closed.
-    #[must_use]
-    pub fn all_connections_down(&self) -> bool {
-        self.conns
-            .iter()
-            .all(|c| matches!(c.state(), ConnState::Failed | ConnState::Closed))
+    /// Replaces the access token (e.g. its file changed). Connections
+    /// refused with HTTP 403 retry at once; others use it at their next
+    /// connect. Returns `false` when the token is unchanged.
+    pub fn set_access_token(&self, token: Secret) -> bool {
+        self.creds.set_token(token)
     }
 
     fn build_counts(&self, interval: LatencySummary) -> Counts {
@@ -446,6 +453,13 @@ impl Engine {
                 },
                 error: s.error(),
                 last_server_error: s.last_server_error(),
+                attempts: s.attempts.load(Relaxed),
+                reconnects: net::RECONNECT_REASONS
+                    .iter()
+                    .zip(&s.reconnects)
+                    .map(|(k, v)| ((*k).to_owned(), v.load(Relaxed)))
+                    .collect(),
+                disconnected_ms: s.disconnected_ns.load(Relaxed) / 1_000_000,
             };
             c.received += conn.ticks;
             c.heartbeats += conn.heartbeats;
@@ -512,6 +526,11 @@ impl Engine {
         {
             thread_errors.push("the network thread panicked".to_owned());
         }
+        // Draining must end: a full producer queue now drops (counted)
+        // instead of waiting per tick.
+        for s in &self.stopping {
+            s.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut flushed = true;
         for (i, h) in std::mem::take(&mut self.publishers).into_iter().enumerate() {
             match h.join() {
@@ -552,18 +571,6 @@ impl Drop for Engine {
 /// `u64` → `i64` for signed accounting (counts stay far below 2^63).
 fn si(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Latency percentiles, in nanoseconds, of receive → produce call.
@@ -649,10 +656,16 @@ pub struct ConnCounts {
     pub server_errors: u64,
     /// Time since the last frame of any kind, ms.
     pub last_frame_age_ms: Option<u64>,
-    /// Why it failed or closed.
+    /// Why it last went down.
     pub error: Option<String>,
     /// The latest text `error` frame.
     pub last_server_error: Option<String>,
+    /// Connection attempts, the first included.
+    pub attempts: u64,
+    /// Times the connection went down, by reason.
+    pub reconnects: std::collections::BTreeMap<String, u64>,
+    /// Time spent down after the first open, ms.
+    pub disconnected_ms: u64,
 }
 
 /// One publisher's counters.
@@ -730,7 +743,9 @@ impl Counts {
 /// The final accounting, after [`Engine::stop`].
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
-    /// `received == published + parked + dropped + in_flight`, exactly.
+    /// `received == published + parked + dropped + in_flight`, exactly, with
+    /// `in_flight == 0` and every stage (ring, publisher, producer) balanced
+    /// on its own.
     pub identity_holds: bool,
     /// Every publisher's final flush finished before its deadline.
     pub flushed: bool,

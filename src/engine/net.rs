@@ -6,15 +6,23 @@
 //! every readiness event is served until `WouldBlock`), never blocks on a
 //! ring (a full ring drops and counts), and allocates only at connection
 //! set-up. It owns every connection, so there is exactly one writer of each
-//! connection's state. Reconnection is not built yet: a connection that fails
-//! stays failed, with its error in the status line and the summary.
+//! connection's state, and reconnection is single-flight by construction.
+//!
+//! Supervision: every connection is a small state machine driven by
+//! readiness events and by timers checked on every loop turn. Any frame
+//! (heartbeats included) proves liveness; silence past the liveness window
+//! closes and reconnects. Reconnects back off exponentially with jitter,
+//! capped, and the backoff resets only after the connection has stayed up
+//! for `healthy_after`. HTTP 403 stops retrying (`auth_failed`) until the
+//! access token changes; HTTP 429 backs off long. Every reconnect resubscribes
+//! the same instruments in the same modes; the per-connection `seq` goes on.
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::Thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -44,10 +52,13 @@ pub enum ConnState {
     Handshaking = 1,
     /// Subscribed and streaming.
     Open = 2,
-    /// Failed (error recorded); not retried yet.
-    Failed = 3,
-    /// Closed by the server or by shutdown.
+    /// Down, waiting out the backoff before the next attempt.
+    Backoff = 3,
+    /// Closed at shutdown.
     Closed = 4,
+    /// The upgrade was refused with HTTP 403: not retried until the access
+    /// token changes.
+    AuthFailed = 5,
 }
 
 impl ConnState {
@@ -58,8 +69,9 @@ impl ConnState {
             Self::Connecting => "connecting",
             Self::Handshaking => "handshaking",
             Self::Open => "open",
-            Self::Failed => "failed",
+            Self::Backoff => "backoff",
             Self::Closed => "closed",
+            Self::AuthFailed => "auth_failed",
         }
     }
 
@@ -68,10 +80,33 @@ impl ConnState {
             0 => Self::Connecting,
             1 => Self::Handshaking,
             2 => Self::Open,
-            3 => Self::Failed,
+            3 => Self::Backoff,
+            5 => Self::AuthFailed,
             _ => Self::Closed,
         }
     }
+}
+
+/// Why a connection went down, as counted in [`ConnStats::reconnects`].
+pub const RECONNECT_REASONS: [&str; 7] = [
+    "connect_failed",
+    "handshake_failed",
+    "http_403",
+    "http_429",
+    "closed_by_server",
+    "read_error",
+    "stale",
+];
+
+#[derive(Debug, Clone, Copy)]
+enum Down {
+    ConnectFailed = 0,
+    HandshakeFailed = 1,
+    Http403 = 2,
+    Http429 = 3,
+    ClosedByServer = 4,
+    ReadError = 5,
+    Stale = 6,
 }
 
 /// Counters of one connection, written by the network thread only.
@@ -100,7 +135,13 @@ pub struct ConnStats {
     pub server_errors: AtomicU64,
     /// Receive time of the latest frame of any kind (ns since the epoch; 0 = none).
     pub last_frame_ns: AtomicU64,
-    /// Why the connection failed or closed.
+    /// Connection attempts (TCP connects started), the first included.
+    pub attempts: AtomicU64,
+    /// Times the connection went down, by [`RECONNECT_REASONS`].
+    pub reconnects: [AtomicU64; RECONNECT_REASONS.len()],
+    /// Total time not open after the first open, ns (closed periods only).
+    pub disconnected_ns: AtomicU64,
+    /// Why the connection last went down.
     pub error: Mutex<Option<String>>,
     /// The latest text `error` frame's message.
     pub last_server_error: Mutex<Option<String>>,
@@ -121,6 +162,9 @@ impl ConnStats {
             text_frames: AtomicU64::new(0),
             server_errors: AtomicU64::new(0),
             last_frame_ns: AtomicU64::new(0),
+            attempts: AtomicU64::new(0),
+            reconnects: std::array::from_fn(|_| AtomicU64::new(0)),
+            disconnected_ns: AtomicU64::new(0),
             error: Mutex::new(None),
             last_server_error: Mutex::new(None),
         }
@@ -132,7 +176,7 @@ impl ConnStats {
         ConnState::from_u8(self.state.load(Ordering::Relaxed))
     }
 
-    /// Why the connection failed or closed, if it did.
+    /// Why the connection last went down, if it did.
     #[must_use]
     pub fn error(&self) -> Option<String> {
         lock(&self.error).clone()
@@ -152,19 +196,83 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// What one connection subscribes to.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnSpec {
-    /// Full URL, with credentials: never printed.
-    pub url: Secret,
     /// Instruments and their modes.
     pub tokens: Vec<(u32, Mode)>,
+}
+
+/// The API key and the current access token, shared by the ops side (which
+/// replaces the token when its file changes) and the network thread (which
+/// reads it at each connection attempt). Never on the hot path.
+#[derive(Debug)]
+pub struct Credentials {
+    api_key: Secret,
+    token: Mutex<Secret>,
+    generation: AtomicU64,
+}
+
+impl Credentials {
+    /// Credentials with an initial token.
+    #[must_use]
+    pub fn new(api_key: Secret, token: Secret) -> Self {
+        Self {
+            api_key,
+            token: Mutex::new(token),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// Replaces the access token; connections waiting after an HTTP 403
+    /// retry at once. Returns `false` (and changes nothing) when it is the
+    /// same token.
+    pub fn set_token(&self, token: Secret) -> bool {
+        let mut t = lock(&self.token);
+        if *t == token {
+            return false;
+        }
+        *t = token;
+        drop(t);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        true
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// `base?api_key=…&access_token=…`, percent-encoded.
+    fn url(&self, base: &str) -> Secret {
+        let token = lock(&self.token).clone();
+        Secret::new(format!(
+            "{base}?api_key={}&access_token={}",
+            percent_encode(self.api_key.expose()),
+            percent_encode(token.expose())
+        ))
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
 type Mid = MidHandshake<ClientHandshake<MaybeTlsStream<TcpStream>>>;
 
 enum State {
+    /// Next attempt at this instant.
+    Waiting(Instant),
     Connecting(TcpStream),
     Handshaking(Box<Mid>),
     Open(Box<Ws>),
+    /// HTTP 403 under this credentials generation.
+    AuthFailed(u64),
     Done,
 }
 
@@ -175,6 +283,18 @@ struct Conn {
     seq: u64,
     subscribe_chunk: usize,
     stats: Arc<ConnStats>,
+    creds: Arc<Credentials>,
+    sup: Supervision,
+    /// Consecutive failed attempts (reset after `healthy_after` open).
+    failures: u32,
+    attempt_started: Instant,
+    opened_at: Option<Instant>,
+    down_since: Option<Instant>,
+    last_ping: Instant,
+    rng: u64,
+    attempts: u64,
+    reconnects: [u64; RECONNECT_REASONS.len()],
+    disconnected_ns: u64,
     // Local running totals, stored to `stats` after each event batch.
     messages: u64,
     ticks: u64,
@@ -194,6 +314,40 @@ pub(crate) struct NetConfig {
     pub subscribe_chunk: usize,
     pub read_buffer_size: usize,
     pub max_message_size: usize,
+    pub supervision: Supervision,
+}
+
+/// Connection supervision settings (`[zerodha]` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Supervision {
+    /// No frame for this long (heartbeats count) closes and reconnects.
+    pub liveness: Duration,
+    /// Send a WebSocket ping this often (none by default; Kite heartbeats).
+    pub ping_interval: Option<Duration>,
+    /// First reconnect delay; doubles per consecutive failure, with jitter.
+    pub backoff_base: Duration,
+    /// Longest reconnect delay.
+    pub backoff_cap: Duration,
+    /// Shortest delay after HTTP 429.
+    pub backoff_429: Duration,
+    /// Open this long before the backoff resets.
+    pub healthy_after: Duration,
+    /// A connect plus handshake taking longer than this fails.
+    pub connect_timeout: Duration,
+}
+
+impl Default for Supervision {
+    fn default() -> Self {
+        Self {
+            liveness: Duration::from_secs(5),
+            ping_interval: None,
+            backoff_base: Duration::from_millis(500),
+            backoff_cap: Duration::from_secs(60),
+            backoff_429: Duration::from_secs(60),
+            healthy_after: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 const WAKE: Token = Token(usize::MAX);
@@ -251,9 +405,11 @@ fn resolve(url: &str) -> Result<SocketAddr, String> {
 }
 
 impl Net {
-    /// Sets up the poll, starts every TCP connect, and returns the thread
-    /// state with its stopper. `stats[i]` belongs to `specs[i]`.
+    /// Sets up the poll and the connections (the first attempts start on
+    /// the thread's first turn) and returns the thread state with its
+    /// stopper. `stats[i]` belongs to `specs[i]`.
     pub(crate) fn new(
+        creds: &Arc<Credentials>,
         specs: Vec<ConnSpec>,
         stats: &[Arc<ConnStats>],
         router: Router,
@@ -263,16 +419,29 @@ impl Net {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         let stop = Arc::new(AtomicBool::new(false));
-        let mut conns = Vec::with_capacity(specs.len());
-        for (i, spec) in specs.into_iter().enumerate() {
-            let stats = Arc::clone(&stats[i]);
-            let mut conn = Conn {
+        let now = Instant::now();
+        let seed = now_ns();
+        let conns = specs
+            .into_iter()
+            .enumerate()
+            .map(|(i, spec)| Conn {
                 index: u8::try_from(i).unwrap_or(u8::MAX),
                 spec,
-                state: State::Done,
+                state: State::Waiting(now),
                 seq: 0,
                 subscribe_chunk: cfg.subscribe_chunk,
-                stats,
+                stats: Arc::clone(&stats[i]),
+                creds: Arc::clone(creds),
+                sup: cfg.supervision,
+                failures: 0,
+                attempt_started: now,
+                opened_at: None,
+                down_since: None,
+                last_ping: now,
+                rng: seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                attempts: 0,
+                reconnects: [0; RECONNECT_REASONS.len()],
+                disconnected_ns: 0,
                 messages: 0,
                 ticks: 0,
                 dropped_full: 0,
@@ -282,19 +451,8 @@ impl Net {
                 text_frames: 0,
                 server_errors: 0,
                 last_frame_ns: 0,
-            };
-            match resolve(conn.spec.url.expose()).and_then(|addr| {
-                let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
-                poll.registry()
-                    .register(&mut s, Token(i), Interest::READABLE | Interest::WRITABLE)
-                    .map_err(|e| format!("register: {e}"))?;
-                Ok(s)
-            }) {
-                Ok(s) => conn.state = State::Connecting(s),
-                Err(e) => conn.fail(e),
-            }
-            conns.push(conn);
-        }
+            })
+            .collect();
         let stopper = NetStopper {
             stop: Arc::clone(&stop),
             waker,
@@ -312,21 +470,21 @@ impl Net {
         ))
     }
 
-    /// The loop: serve readiness events until stopped, then close politely.
+    /// The loop: serve readiness events and timers until stopped, then close
+    /// politely.
     pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(64);
+        // Park: timers (liveness, backoff) are checked at least every 50 ms.
         let timeout = match self.cfg.idle {
             IdlePolicy::Spin => Some(Duration::ZERO),
-            IdlePolicy::Park => Some(Duration::from_millis(250)),
+            IdlePolicy::Park => Some(Duration::from_millis(50)),
         };
         while !self.stop.load(Ordering::Relaxed) {
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == ErrorKind::Interrupted {
                     continue;
                 }
-                for c in &mut self.conns {
-                    c.fail(format!("poll failed: {e}"));
-                }
+                eprintln!("panda-feed: network thread: poll failed: {e}; stopping");
                 break;
             }
             for ev in &events {
@@ -334,7 +492,9 @@ impl Net {
                     c.drive(&mut self.router, &self.cfg, &self.wakes);
                 }
             }
+            let now = Instant::now();
             for c in &mut self.conns {
+                c.timers(now, &self.poll, &mut self.router, &self.cfg, &self.wakes);
                 c.store_stats();
             }
         }
@@ -371,43 +531,142 @@ impl Conn {
         self.stats.state.store(s as u8, Ordering::Relaxed);
     }
 
-    fn fail(&mut self, why: String) {
-        self.state = State::Done;
+    /// The connection went down: count why, and schedule the next attempt
+    /// (or wait for a new token after HTTP 403).
+    fn down(&mut self, reason: Down, why: String) {
+        let sup = self.sup;
+        let now = Instant::now();
+        self.reconnects[reason as usize] += 1;
         *lock(&self.stats.error) = Some(why);
-        self.set_state(ConnState::Failed);
+        if let Some(opened) = self.opened_at.take() {
+            self.down_since = Some(now);
+            if now.duration_since(opened) >= sup.healthy_after {
+                self.failures = 0;
+            }
+        }
+        self.failures = self.failures.saturating_add(1);
+        match reason {
+            Down::Http403 => {
+                self.state = State::AuthFailed(self.creds.generation());
+                self.set_state(ConnState::AuthFailed);
+            }
+            _ => {
+                let mut delay = self.backoff();
+                if matches!(reason, Down::Http429) {
+                    delay = delay.max(sup.backoff_429);
+                }
+                self.state = State::Waiting(now + delay);
+                self.set_state(ConnState::Backoff);
+            }
+        }
     }
 
-    fn closed(&mut self, why: String) {
-        self.state = State::Done;
-        *lock(&self.stats.error) = Some(why);
-        self.set_state(ConnState::Closed);
+    /// Exponential backoff with "equal jitter": uniform in [d/2, d].
+    fn backoff(&mut self) -> Duration {
+        let sup = &self.sup;
+        let exp = self.failures.saturating_sub(1).min(20);
+        let d = sup
+            .backoff_base
+            .saturating_mul(1 << exp)
+            .min(sup.backoff_cap);
+        // xorshift64*: jitter only, no statistical needs.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        let r = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        let half = d / 2;
+        half + Duration::from_nanos(r % (u64::try_from(half.as_nanos()).unwrap_or(u64::MAX).max(1)))
     }
 
-    fn close(&mut self) {
-        if let State::Open(ws) = &mut self.state {
-            // Best effort: a polite close frame; the socket closes on drop.
-            let _ = ws.close(None);
-            let _ = ws.flush();
+    /// Starts a TCP connect (set-up: resolves the host, allocates).
+    fn connect(&mut self, poll: &Poll) {
+        self.attempts += 1;
+        self.attempt_started = Instant::now();
+        self.set_state(ConnState::Connecting);
+        let token = Token(usize::from(self.index));
+        let r = resolve(&self.stats.url).and_then(|addr| {
+            let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+            poll.registry()
+                .register(&mut s, token, Interest::READABLE | Interest::WRITABLE)
+                .map_err(|e| format!("register: {e}"))?;
+            Ok(s)
+        });
+        match r {
+            Ok(s) => self.state = State::Connecting(s),
+            Err(e) => {
+                let why = format!("cannot connect to {}: {e}", self.stats.url);
+                self.down(Down::ConnectFailed, why);
+            }
         }
-        if !matches!(self.state, State::Done) {
-            self.state = State::Done;
-            self.set_state(ConnState::Closed);
-        }
+        // The URL with credentials is built at the handshake, from the
+        // token current then.
     }
 
-    fn store_stats(&self) {
-        let s = &self.stats;
-        s.messages.store(self.messages, Ordering::Relaxed);
-        s.ticks.store(self.ticks, Ordering::Relaxed);
-        s.dropped_full.store(self.dropped_full, Ordering::Relaxed);
-        s.heartbeats.store(self.heartbeats, Ordering::Relaxed);
-        s.unknown_packets.store(self.unknown, Ordering::Relaxed);
-        for (a, v) in s.malformed.iter().zip(self.malformed) {
-            a.store(v, Ordering::Relaxed);
+    /// Timers: start due attempts, retry after a token change, time out
+    /// slow attempts, detect silent connections, send pings, reset backoff.
+    fn timers(
+        &mut self,
+        now: Instant,
+        poll: &Poll,
+        router: &mut Router,
+        cfg: &NetConfig,
+        wakes: &[(Arc<Wake>, Thread)],
+    ) {
+        let sup = self.sup;
+        let ws_url = self.stats.url.clone();
+        match &mut self.state {
+            State::Waiting(at) if now >= *at => {
+                self.connect(poll);
+                // A connect refused on loopback is reported at once.
+                self.drive(router, cfg, wakes);
+            }
+            State::AuthFailed(generation) if self.creds.generation() != *generation => {
+                self.connect(poll);
+            }
+            State::Connecting(_) | State::Handshaking(_)
+                if now.duration_since(self.attempt_started) > sup.connect_timeout =>
+            {
+                self.state = State::Done;
+                self.down(
+                    Down::HandshakeFailed,
+                    format!(
+                        "connecting to {ws_url} took longer than {:?}",
+                        sup.connect_timeout
+                    ),
+                );
+            }
+            State::Open(ws) => {
+                let silent_ns = now_ns().saturating_sub(self.last_frame_ns);
+                if silent_ns > u64::try_from(sup.liveness.as_nanos()).unwrap_or(u64::MAX) {
+                    self.state = State::Done;
+                    self.down(
+                        Down::Stale,
+                        format!(
+                            "no frame from {ws_url} for {} ms (liveness window {} ms); reconnecting",
+                            silent_ns / 1_000_000,
+                            sup.liveness.as_millis()
+                        ),
+                    );
+                    return;
+                }
+                if let Some(every) = sup.ping_interval
+                    && now.duration_since(self.last_ping) >= every
+                {
+                    self.last_ping = now;
+                    // A failed ping shows up as a read or write error next.
+                    let _ = ws.write(Message::Ping(tungstenite::Bytes::new()));
+                    let _ = ws.flush();
+                }
+                if self.failures > 0
+                    && self
+                        .opened_at
+                        .is_some_and(|t| now.duration_since(t) >= sup.healthy_after)
+                {
+                    self.failures = 0;
+                }
+            }
+            _ => {}
         }
-        s.text_frames.store(self.text_frames, Ordering::Relaxed);
-        s.server_errors.store(self.server_errors, Ordering::Relaxed);
-        s.last_frame_ns.store(self.last_frame_ns, Ordering::Relaxed);
     }
 
     /// Advances the connection as far as readiness allows, waking the
@@ -419,7 +678,8 @@ impl Conn {
                     match stream.take_error() {
                         Ok(None) => {}
                         Ok(Some(e)) | Err(e) => {
-                            self.fail(format!("cannot connect to {}: {e}", self.stats.url));
+                            let why = format!("cannot connect to {}: {e}", self.stats.url);
+                            self.down(Down::ConnectFailed, why);
                             return;
                         }
                     }
@@ -430,7 +690,8 @@ impl Conn {
                             return;
                         }
                         Err(e) => {
-                            self.fail(format!("cannot connect to {}: {e}", self.stats.url));
+                            let why = format!("cannot connect to {}: {e}", self.stats.url);
+                            self.down(Down::ConnectFailed, why);
                             return;
                         }
                     }
@@ -442,7 +703,8 @@ impl Conn {
                         .read_buffer_size(cfg.read_buffer_size)
                         .max_message_size(Some(cfg.max_message_size))
                         .max_frame_size(Some(cfg.max_message_size));
-                    let request = match self.spec.url.expose().into_client_request() {
+                    let url = self.creds.url(&self.stats.url);
+                    let request = match url.expose().into_client_request() {
                         Ok(mut r) => {
                             r.headers_mut().insert(
                                 "X-Kite-Version",
@@ -451,7 +713,8 @@ impl Conn {
                             r
                         }
                         Err(e) => {
-                            self.fail(format!("bad WebSocket URL {}: {e}", self.stats.url));
+                            let why = format!("bad WebSocket URL {}: {e}", self.stats.url);
+                            self.down(Down::HandshakeFailed, why);
                             return;
                         }
                     };
@@ -473,7 +736,10 @@ impl Conn {
                     }
                     return;
                 }
-                State::Done => return,
+                other @ (State::Waiting(_) | State::AuthFailed(_) | State::Done) => {
+                    self.state = other;
+                    return;
+                }
             }
         }
     }
@@ -490,9 +756,19 @@ impl Conn {
         match r {
             Ok((mut ws, _)) => {
                 if let Err(e) = self.subscribe(&mut ws) {
-                    self.fail(format!("cannot subscribe on {}: {e}", self.stats.url));
+                    let why = format!("cannot subscribe on {}: {e}", self.stats.url);
+                    self.down(Down::HandshakeFailed, why);
                     return false;
                 }
+                let now = Instant::now();
+                if let Some(since) = self.down_since.take() {
+                    self.disconnected_ns +=
+                        u64::try_from(now.duration_since(since).as_nanos()).unwrap_or(u64::MAX);
+                }
+                self.opened_at = Some(now);
+                self.last_ping = now;
+                // The liveness window starts at the open.
+                self.last_frame_ns = now_ns();
                 self.set_state(ConnState::Open);
                 self.state = State::Open(Box::new(ws));
                 true
@@ -503,7 +779,12 @@ impl Conn {
             }
             Err(HandshakeError::Failure(e)) => {
                 let why = describe_handshake_error(&self.stats.url, &e);
-                self.fail(why);
+                let reason = match &e {
+                    tungstenite::Error::Http(r) if r.status() == 403 => Down::Http403,
+                    tungstenite::Error::Http(r) if r.status() == 429 => Down::Http429,
+                    _ => Down::HandshakeFailed,
+                };
+                self.down(reason, why);
                 false
             }
         }
@@ -516,7 +797,7 @@ impl Conn {
         let mut text = String::new();
         for c in tokens.chunks(chunk) {
             encode_request(Request::Subscribe(c), &mut text);
-            ws.write(Message::text(text.clone()))?;
+            queued(ws.write(Message::text(text.clone())))?;
         }
         for mode in [Mode::Ltp, Mode::Quote, Mode::Full] {
             let of_mode: Vec<u32> = self
@@ -528,7 +809,7 @@ impl Conn {
                 .collect();
             for c in of_mode.chunks(chunk) {
                 encode_request(Request::Mode(mode, c), &mut text);
-                ws.write(Message::text(text.clone()))?;
+                queued(ws.write(Message::text(text.clone())))?;
             }
         }
         match ws.flush() {
@@ -578,11 +859,12 @@ impl Conn {
                         .stats
                         .error()
                         .unwrap_or_else(|| "closed by the server".to_owned());
-                    self.closed(why);
+                    self.down(Down::ClosedByServer, why);
                     return;
                 }
                 Err(e) => {
-                    self.fail(format!("connection to {} failed: {e}", self.stats.url));
+                    let why = format!("connection to {} failed: {e}", self.stats.url);
+                    self.down(Down::ReadError, why);
                     return;
                 }
             }
@@ -591,8 +873,56 @@ impl Conn {
         match ws.flush() {
             Ok(()) => {}
             Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
-            Err(e) => self.fail(format!("connection to {} failed: {e}", self.stats.url)),
+            Err(e) => {
+                let why = format!("connection to {} failed: {e}", self.stats.url);
+                self.down(Down::ReadError, why);
+            }
         }
+    }
+
+    fn close(&mut self) {
+        if let State::Open(ws) = &mut self.state {
+            // Best effort: a polite close frame; the socket closes on drop.
+            let _ = ws.close(None);
+            let _ = ws.flush();
+        }
+        // An auth failure stays visible in the final summary.
+        if !matches!(self.state, State::AuthFailed(_)) {
+            self.set_state(ConnState::Closed);
+        }
+        self.state = State::Done;
+    }
+
+    fn store_stats(&self) {
+        let s = &self.stats;
+        s.messages.store(self.messages, Ordering::Relaxed);
+        s.ticks.store(self.ticks, Ordering::Relaxed);
+        s.dropped_full.store(self.dropped_full, Ordering::Relaxed);
+        s.heartbeats.store(self.heartbeats, Ordering::Relaxed);
+        s.unknown_packets.store(self.unknown, Ordering::Relaxed);
+        for (a, v) in s.malformed.iter().zip(self.malformed) {
+            a.store(v, Ordering::Relaxed);
+        }
+        s.text_frames.store(self.text_frames, Ordering::Relaxed);
+        s.server_errors.store(self.server_errors, Ordering::Relaxed);
+        s.last_frame_ns.store(self.last_frame_ns, Ordering::Relaxed);
+        s.attempts.store(self.attempts, Ordering::Relaxed);
+        for (a, v) in s.reconnects.iter().zip(self.reconnects) {
+            a.store(v, Ordering::Relaxed);
+        }
+        let current = self.down_since.map_or(0, |t| {
+            u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        });
+        s.disconnected_ns
+            .store(self.disconnected_ns + current, Ordering::Relaxed);
+    }
+}
+/// tungstenite's `write` queues the frame before it tries the socket, so
+/// `WouldBlock` means "queued, flush later", not failure.
+fn queued(r: Result<(), tungstenite::Error>) -> Result<(), tungstenite::Error> {
+    match r {
+        Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => Ok(()),
+        r => r,
     }
 }
 

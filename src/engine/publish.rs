@@ -84,6 +84,7 @@ pub struct Publisher {
     exchange: HistogramExchange,
     chunk: usize,
     queue_full_wait: Duration,
+    stopping: Arc<AtomicBool>,
     slow: Option<Duration>,
     popped: u64,
     produced: u64,
@@ -111,6 +112,7 @@ impl Publisher {
             exchange,
             chunk: chunk.max(1),
             queue_full_wait,
+            stopping: Arc::new(AtomicBool::new(false)),
             slow: None,
             popped: 0,
             produced: 0,
@@ -127,6 +129,13 @@ impl Publisher {
     pub fn with_slowdown(mut self, per_chunk: Option<Duration>) -> Self {
         self.slow = per_chunk;
         self
+    }
+
+    /// The flag that, once set, makes a full producer queue drop at once
+    /// instead of waiting (set by [`Engine::stop`](super::Engine::stop)).
+    #[must_use]
+    pub fn stopping(&self) -> &Arc<AtomicBool> {
+        &self.stopping
     }
 
     /// This publisher's counters.
@@ -150,6 +159,7 @@ impl Publisher {
             buf,
             hist,
             queue_full_wait,
+            stopping,
             produced,
             dropped_queue_full,
             dropped_produce_error,
@@ -158,7 +168,12 @@ impl Publisher {
         } = self;
         let n = rx.pop_chunk(self.chunk, |ticks| {
             for t in ticks {
-                match publish_one(t, producer, buf, hist, *queue_full_wait, queue_full_waits) {
+                let wait = if stopping.load(Ordering::Relaxed) {
+                    Duration::ZERO
+                } else {
+                    *queue_full_wait
+                };
+                match publish_one(t, producer, buf, hist, wait, queue_full_waits) {
                     Ok(()) => *produced += 1,
                     Err(ProduceError::QueueFull) => *dropped_queue_full += 1,
                     Err(ProduceError::Other(_)) => *dropped_produce_error += 1,
@@ -216,10 +231,18 @@ impl Publisher {
             if self.rx.is_abandoned() && self.rx.is_empty() {
                 break;
             }
+            // Idle: serve a few more delivery-report events (rdkafka's
+            // `poll` serves at most one per call).
+            for _ in 0..4 {
+                self.producer.poll(Duration::ZERO);
+            }
             match idle {
                 IdlePolicy::Spin => std::hint::spin_loop(),
                 IdlePolicy::Park => {
                     wake.sleeping.store(true, Ordering::SeqCst);
+                    // Pairs with the network thread's fence: our flag store
+                    // must be visible before we look at the ring again.
+                    std::sync::atomic::fence(Ordering::SeqCst);
                     if self.rx.is_empty() && !self.rx.is_abandoned() {
                         // Woken by the network thread after a push; the
                         // timeout keeps delivery reports served while idle.

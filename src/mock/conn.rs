@@ -64,6 +64,17 @@ pub(super) fn serve(stream: TcpStream, id: u64, shared: &Arc<Shared>) {
             verdict.set(Verdict::Forbidden);
             return Err(reject(StatusCode::FORBIDDEN, "Forbidden"));
         }
+        match shared.faults.reject_status.load(Ordering::SeqCst) {
+            403 => {
+                verdict.set(Verdict::Forbidden);
+                return Err(reject(StatusCode::FORBIDDEN, "Forbidden"));
+            }
+            429 => {
+                verdict.set(Verdict::TooMany);
+                return Err(reject(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"));
+            }
+            _ => {}
+        }
         if shared.open_connections.load(Ordering::SeqCst) >= cfg.max_connections as u64 {
             verdict.set(Verdict::TooMany);
             return Err(reject(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"));
@@ -110,6 +121,8 @@ pub(super) fn serve(stream: TcpStream, id: u64, shared: &Arc<Shared>) {
         last_seq: shared.snapshot.load().latest_seq(),
         last_sent: Instant::now(),
         id,
+        market_messages: 0,
+        disconnect: false,
     };
     c.run(&text_rx);
     let mut reg = shared
@@ -130,6 +143,9 @@ struct Conn<'a> {
     last_seq: u64,
     last_sent: Instant,
     id: u64,
+    market_messages: u64,
+    /// Set by the `disconnect_every` fault: close cleanly after this turn.
+    disconnect: bool,
 }
 
 /// The connection is over (closed by either side, or broken).
@@ -147,14 +163,51 @@ impl Conn<'_> {
                 Ok(busy) => busy,
                 Err(Closed) => return,
             };
+            if self.disconnect {
+                self.hang_up();
+                return;
+            }
+            let slow = self.shared.faults.slow_turn_ms.load(Ordering::Relaxed);
+            if slow > 0 {
+                std::thread::sleep(Duration::from_millis(slow));
+            }
             if !busy {
                 std::thread::sleep(Duration::from_micros(500));
             }
         }
     }
 
+    /// Closes after delivering everything queued: flush (blocking), FIN,
+    /// then wait (bounded) for the client to close its side.
+    fn hang_up(&mut self) {
+        self.shared
+            .stats
+            .injected_disconnects
+            .fetch_add(1, Ordering::SeqCst);
+        let sock = self.ws.get_mut();
+        let _ = sock.set_nonblocking(false);
+        let _ = sock.set_write_timeout(Some(Duration::from_secs(5)));
+        let _ = self.ws.flush();
+        let sock = self.ws.get_mut();
+        let _ = sock.shutdown(std::net::Shutdown::Write);
+        let _ = sock.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(sock, &mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+    }
+
     /// One loop turn; `Ok(true)` if anything was read or sent.
     fn turn(&mut self, text_rx: &mpsc::Receiver<String>) -> Result<bool, Closed> {
+        if self.shared.faults.stall.load(Ordering::Relaxed) {
+            // Silent: keep reading requests, send nothing, and do not
+            // fall behind the snapshots when the stall ends.
+            self.last_seq = self.shared.snapshot.load().latest_seq();
+            self.last_sent = Instant::now();
+            return self.read_requests();
+        }
         let mut busy = self.read_requests()?;
         while let Ok(text) = text_rx.try_recv() {
             self.send(Message::text(text), false)?;
@@ -346,6 +399,21 @@ impl Conn<'_> {
             .stats
             .sent_messages
             .fetch_add(1, Ordering::SeqCst);
+        self.market_messages += 1;
+        let faults = &self.shared.faults;
+        let every = faults.malformed_every.load(Ordering::Relaxed);
+        if every > 0 && self.market_messages.is_multiple_of(every) {
+            // One packet declaring 184 bytes with only 8 present: `overrun`.
+            let mut bad = vec![0, 1, 0, 184];
+            bad.extend_from_slice(&[0, 0, 1, 1, 0, 0, 0, 1]);
+            if self.send(Message::binary(bad), true)? {
+                faults_count(&self.shared.stats.injected_malformed);
+            }
+        }
+        let every = faults.disconnect_every.load(Ordering::Relaxed);
+        if every > 0 && self.market_messages.is_multiple_of(every) {
+            self.disconnect = true;
+        }
         Ok(())
     }
 
@@ -385,4 +453,8 @@ impl Conn<'_> {
         self.flush_message()?;
         Ok(true)
     }
+}
+
+fn faults_count(c: &std::sync::atomic::AtomicU64) {
+    c.fetch_add(1, Ordering::SeqCst);
 }

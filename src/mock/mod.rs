@@ -105,6 +105,29 @@ pub struct MockStats {
     pub ignored_tokens: AtomicU64,
     /// Client text frames that were not valid requests.
     pub bad_requests: AtomicU64,
+    /// Connections closed by the `disconnect_every` fault.
+    pub injected_disconnects: AtomicU64,
+    /// Malformed messages sent by the `malformed_every` fault.
+    pub injected_malformed: AtomicU64,
+}
+
+/// Faults the mock exchange injects, changeable while it runs (tests set
+/// them directly; `mock-exchange` flags set their start values).
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Close each connection cleanly (everything queued is delivered first,
+    /// then FIN) after it has sent this many market-data messages; 0 = never.
+    pub disconnect_every: AtomicU64,
+    /// Send nothing at all (no data, no heartbeats) while keeping the TCP
+    /// connection open: a silent stall.
+    pub stall: AtomicBool,
+    /// After every Nth market-data message, send a malformed one (a packet
+    /// whose declared length overruns the message); 0 = never. Recorded.
+    pub malformed_every: AtomicU64,
+    /// Refuse upgrades: 0 = no, 403 or 429 = with that status.
+    pub reject_status: AtomicU64,
+    /// Sleep this long (ms) on every turn of each connection: a slow server.
+    pub slow_turn_ms: AtomicU64,
 }
 
 pub(crate) struct ConnEntry {
@@ -121,6 +144,7 @@ pub(crate) struct Shared {
     stats: MockStats,
     recorder: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
     open_connections: AtomicU64,
+    faults: Faults,
 }
 
 /// A running mock exchange. Dropping it stops it.
@@ -212,6 +236,7 @@ impl MockExchange {
             stats: MockStats::default(),
             recorder,
             open_connections: AtomicU64::new(0),
+            faults: Faults::default(),
         });
         let mut threads = Vec::new();
         let s = Arc::clone(&shared);
@@ -245,6 +270,12 @@ impl MockExchange {
     #[must_use]
     pub fn ws_url(&self) -> String {
         format!("ws://{}/", self.addr)
+    }
+
+    /// The fault switches.
+    #[must_use]
+    pub fn faults(&self) -> &Faults {
+        &self.shared.faults
     }
 
     /// Live counters.
