@@ -153,6 +153,31 @@ pub struct MockExchangeArgs {
     /// Stop after this many seconds.
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
+    /// Fault: close each connection (cleanly, after delivering everything
+    /// queued) after it has sent N market-data messages.
+    #[arg(long, value_name = "N")]
+    pub disconnect_every: Option<u64>,
+    /// Fault: after every Nth market-data message, send a malformed one.
+    #[arg(long, value_name = "N")]
+    pub malformed_every: Option<u64>,
+    /// Fault: refuse every upgrade with this HTTP status (403 or 429).
+    #[arg(long, value_name = "STATUS", value_parser = clap::builder::PossibleValuesParser::new(["403", "429"]))]
+    pub reject: Option<String>,
+    /// Fault: go silent (no data, no heartbeats, TCP kept open) SECS after start.
+    #[arg(long, value_name = "SECS")]
+    pub stall_after: Option<f64>,
+    /// Fault: how long a --stall-after stall lasts (default: until exit).
+    #[arg(long, value_name = "SECS", requires = "stall_after")]
+    pub stall_for: Option<f64>,
+    /// Fault: every connection sleeps this long per turn (a slow server).
+    #[arg(long, value_name = "MS")]
+    pub slow_turn_ms: Option<u64>,
+    /// Fault: broadcast this text `error` frame every --error-every seconds.
+    #[arg(long, value_name = "TEXT", requires = "error_every")]
+    pub error_text: Option<String>,
+    /// Period of --error-text frames, seconds.
+    #[arg(long, value_name = "SECS", requires = "error_text")]
+    pub error_every: Option<f64>,
 }
 
 /// Arguments of `panda-feed decode`.

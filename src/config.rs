@@ -45,6 +45,59 @@ pub struct ZerodhaConfig {
     pub max_per_connection: usize,
     /// Most connections.
     pub max_connections: usize,
+    /// No frame for this long (heartbeats count) closes and reconnects, ms.
+    pub liveness_ms: u64,
+    /// Send a WebSocket ping this often, ms (0 = never; Kite heartbeats).
+    pub ping_interval_ms: u64,
+    /// First reconnect delay, ms; doubles per consecutive failure, jittered.
+    pub backoff_base_ms: u64,
+    /// Longest reconnect delay, ms.
+    pub backoff_cap_ms: u64,
+    /// Shortest delay after HTTP 429, ms.
+    pub backoff_429_ms: u64,
+    /// Open this long before the backoff resets, ms.
+    pub healthy_after_ms: u64,
+    /// Connect plus handshake deadline, ms.
+    pub connect_timeout_ms: u64,
+}
+
+impl ZerodhaConfig {
+    /// The supervision settings, or every problem with them.
+    ///
+    /// # Errors
+    /// One message per bad value, naming the key.
+    pub fn supervision(&self) -> Result<crate::engine::net::Supervision, Vec<String>> {
+        let mut p = Vec::new();
+        for (k, v) in [
+            ("liveness_ms", self.liveness_ms),
+            ("backoff_base_ms", self.backoff_base_ms),
+            ("backoff_cap_ms", self.backoff_cap_ms),
+            ("connect_timeout_ms", self.connect_timeout_ms),
+        ] {
+            if v == 0 {
+                p.push(format!("zerodha.{k} = 0: must be at least 1"));
+            }
+        }
+        if self.backoff_cap_ms < self.backoff_base_ms {
+            p.push(format!(
+                "zerodha.backoff_cap_ms = {} is below backoff_base_ms = {}",
+                self.backoff_cap_ms, self.backoff_base_ms
+            ));
+        }
+        if !p.is_empty() {
+            return Err(p);
+        }
+        let ms = std::time::Duration::from_millis;
+        Ok(crate::engine::net::Supervision {
+            liveness: ms(self.liveness_ms),
+            ping_interval: (self.ping_interval_ms > 0).then(|| ms(self.ping_interval_ms)),
+            backoff_base: ms(self.backoff_base_ms),
+            backoff_cap: ms(self.backoff_cap_ms),
+            backoff_429: ms(self.backoff_429_ms),
+            healthy_after: ms(self.healthy_after_ms),
+            connect_timeout: ms(self.connect_timeout_ms),
+        })
+    }
 }
 
 impl std::fmt::Debug for ZerodhaConfig {
@@ -69,6 +122,13 @@ impl Default for ZerodhaConfig {
             default_mode: ModeName::Full,
             max_per_connection: 3000,
             max_connections: 3,
+            liveness_ms: 5000,
+            ping_interval_ms: 0,
+            backoff_base_ms: 500,
+            backoff_cap_ms: 60_000,
+            backoff_429_ms: 60_000,
+            healthy_after_ms: 30_000,
+            connect_timeout_ms: 10_000,
         }
     }
 }
@@ -230,6 +290,10 @@ mod tests {
         assert_eq!(c.kafka.topic, "market.ticks");
         assert_eq!(c.engine.idle, IdlePolicy::Park);
         assert_eq!(c.zerodha.max_per_connection, 3000);
+        assert_eq!(
+            c.zerodha.supervision().unwrap(),
+            crate::engine::net::Supervision::default()
+        );
     }
 
     #[test]

@@ -360,3 +360,50 @@ fn bad_settings_are_named_with_the_fix() {
         "{e}"
     );
 }
+
+#[test]
+fn a_new_token_in_the_file_is_picked_up_and_the_feed_recovers() {
+    let dir = tempdir("token-change");
+    let mock = MockExchange::start(MockConfig::default()).unwrap();
+    let broker = EmbeddedBroker::start(1, "market.ticks", 1).unwrap();
+    let token = dir.join("token");
+    std::fs::write(&token, "yesterdays_token\n").unwrap();
+    let s = dir.join("summary.json");
+    let mut child = Command::new(BIN)
+        .arg("run")
+        .args(["--ws-url", &mock.ws_url(), "--api-key", "mock_api_key"])
+        .arg("--access-token-file")
+        .arg(&token)
+        .arg("--instruments")
+        .arg(csv_of_one(&dir))
+        .args(["--brokers", broker.bootstrap_servers(), "--duration", "6"])
+        .arg("--summary")
+        .arg(&s)
+        .env_remove("ZERODHA__ACCESS_TOKEN")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    loop {
+        let line = lines.next().expect("the feed reported the 403").unwrap();
+        seen.push(line.clone());
+        if line.contains("waiting for a new access token") {
+            break;
+        }
+    }
+    std::fs::write(&token, "mock_access_token\n").unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    let all = [seen, rest].concat().join("\n");
+    assert!(status.success(), "{all}");
+    assert!(
+        all.contains("access token file") && all.contains("changed"),
+        "{all}"
+    );
+    let s = summary(&s);
+    assert!(identity_holds(&s), "{s:#}");
+    assert_eq!(s["connections"][0]["attempts"], 2);
+    assert_eq!(s["connections"][0]["reconnects"]["http_403"], 1);
+    assert!(s["published"].as_u64().unwrap() > 0, "{s:#}");
+}

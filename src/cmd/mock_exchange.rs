@@ -53,7 +53,39 @@ pub fn run(args: &MockExchangeArgs) -> anyhow::Result<()> {
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .context("installing signal handlers")?;
     }
+    for (name, v) in [
+        ("--stall-after", args.stall_after),
+        ("--stall-for", args.stall_for),
+        ("--error-every", args.error_every),
+    ] {
+        if let Some(v) = v
+            && !(v.is_finite() && v >= 0.0)
+        {
+            bail!("{name} {v} must be a non-negative number of seconds");
+        }
+    }
     let mock = MockExchange::start(cfg)?;
+    let faults = mock.faults();
+    if let Some(n) = args.disconnect_every {
+        faults.disconnect_every.store(n, Ordering::SeqCst);
+    }
+    if let Some(n) = args.malformed_every {
+        faults.malformed_every.store(n, Ordering::SeqCst);
+    }
+    if let Some(s) = &args.reject {
+        faults
+            .reject_status
+            .store(s.parse().unwrap_or(403), Ordering::SeqCst);
+    }
+    if let Some(ms) = args.slow_turn_ms {
+        faults.slow_turn_ms.store(ms, Ordering::SeqCst);
+    }
+    let stall_from = args.stall_after.map(Duration::from_secs_f64);
+    let stall_until = stall_from.map(|f| args.stall_for.map(|d| f + Duration::from_secs_f64(d)));
+    let error_every = args
+        .error_every
+        .map(|s| Duration::from_secs_f64(s.max(0.01)));
+    let mut next_error = error_every.map(|e| Instant::now() + e);
     eprintln!(
         "mock-exchange: listening on {} (api_key={}, access_token from --access-token)",
         mock.ws_url(),
@@ -65,6 +97,23 @@ pub fn run(args: &MockExchangeArgs) -> anyhow::Result<()> {
     let mut last_sent = 0u64;
     while !stop.load(Ordering::SeqCst) && deadline.is_none_or(|d| started.elapsed() < d) {
         std::thread::sleep(Duration::from_millis(50));
+        let el = started.elapsed();
+        if let (Some(from), Some(until)) = (stall_from, stall_until) {
+            let on = el >= from && until.is_none_or(|u| el < u);
+            if mock.faults().stall.swap(on, Ordering::SeqCst) != on {
+                eprintln!(
+                    "mock-exchange: stall {}",
+                    if on { "begins" } else { "ends" }
+                );
+            }
+        }
+        if let (Some(at), Some(every), Some(text)) = (next_error, error_every, &args.error_text)
+            && Instant::now() >= at
+        {
+            let frame = serde_json::json!({ "type": "error", "data": text }).to_string();
+            mock.broadcast_text(&frame);
+            next_error = Some(at + every);
+        }
         if last_print.elapsed() >= Duration::from_secs(1) {
             let s = mock.stats();
             let sent = s.sent_ticks.load(Ordering::SeqCst);

@@ -166,6 +166,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         None
     };
 
+    let supervision = cfg
+        .zerodha
+        .supervision()
+        .map_err(|p| anyhow::anyhow!("invalid settings:\n  {}", p.join("\n  ")))?;
     let e = &cfg.engine;
     let engine_cfg = EngineConfig {
         ws_url,
@@ -182,6 +186,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         publisher_cores: e.publisher_cores.clone(),
         read_buffer_size: e.read_buffer_size,
         kafka,
+        supervision,
         ..EngineConfig::default()
     };
 
@@ -203,7 +208,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         last: Some((started, 0, 0)),
     };
     let mut next_status = started + interval;
-    let mut reported_errors = Vec::new();
+    let mut reported_errors = Reported::default();
     let why_stop = loop {
         if stop.load(Ordering::SeqCst) {
             break "signal";
@@ -249,28 +254,42 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn report_connection_errors(c: &Counts, reported: &mut Vec<String>) {
+/// Prints each new connection failure once (when the connection's count of
+/// downs grows), and each new server error frame and Kafka error once.
+#[derive(Debug, Default)]
+struct Reported {
+    downs: Vec<u64>,
+    lines: Vec<String>,
+}
+
+fn report_connection_errors(c: &Counts, reported: &mut Reported) {
+    reported.downs.resize(c.connections.len(), 0);
     for (i, conn) in c.connections.iter().enumerate() {
-        if let Some(e) = &conn.error {
-            let line = format!("panda-feed: connection {i} {}: {e}", conn.state);
-            if !reported.contains(&line) {
-                eprintln!("{line}");
-                reported.push(line);
-            }
+        let downs: u64 = conn.reconnects.values().sum();
+        if downs > reported.downs[i]
+            && let Some(e) = &conn.error
+        {
+            let next = match conn.state {
+                "auth_failed" => "waiting for a new access token (file change or SIGHUP)",
+                "backoff" => "reconnecting after a backoff",
+                _ => "reconnecting",
+            };
+            eprintln!("panda-feed: connection {i} down ({downs} so far): {e}; {next}");
         }
+        reported.downs[i] = downs;
         if let Some(e) = &conn.last_server_error {
             let line = format!("panda-feed: connection {i}: server error frame: {e}");
-            if !reported.contains(&line) {
+            if !reported.lines.contains(&line) {
                 eprintln!("{line}");
-                reported.push(line);
+                reported.lines.push(line);
             }
         }
     }
     if let Some(e) = &c.last_kafka_error {
         let line = format!("panda-feed: kafka: {e}");
-        if !reported.contains(&line) {
+        if !reported.lines.contains(&line) {
             eprintln!("{line}");
-            reported.push(line);
+            reported.lines.push(line);
         }
     }
 }
@@ -374,6 +393,17 @@ impl Status {
             .map(|p| p.ring_len as f64 / p.ring_capacity.max(1) as f64 * 100.0)
             .fold(0.0, f64::max);
         let open = c.connections.iter().filter(|x| x.state == "open").count();
+        let reconnects: u64 = c
+            .connections
+            .iter()
+            .map(|x| x.reconnects.values().sum::<u64>())
+            .sum();
+        let states: Vec<&str> = c
+            .connections
+            .iter()
+            .map(|x| x.state)
+            .filter(|s| *s != "open")
+            .collect();
         let age = c
             .connections
             .iter()
@@ -381,7 +411,7 @@ impl Status {
             .max()
             .map_or_else(|| "-".to_owned(), |a| format!("{a}ms"));
         format!(
-            "[{:>6.1}s] in {:>8.0}/s out {:>8.0}/s | received {} published {} in_flight {} | ring {:.1}% | dropped {} malformed {} | p99 {} | conns {}/{} open, last frame {}",
+            "[{:>6.1}s] in {:>8.0}/s out {:>8.0}/s | received {} published {} in_flight {} | ring {:.1}% | dropped {} malformed {} | p99 {} | conns {}/{} open{}, reconnects {}, last frame {}",
             c.uptime_s,
             rate_in,
             rate_out,
@@ -394,6 +424,12 @@ impl Status {
             human_ns(c.latency_interval_ns.p99),
             open,
             c.connections.len(),
+            if states.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", states.join(","))
+            },
+            reconnects,
             age,
         )
     }
