@@ -57,6 +57,49 @@ pub enum Command {
     /// Exit status: 0 clean; 1 bad settings or the accounting identity did
     /// not hold; 3 a connection was still refused with HTTP 403 at exit.
     Run(RunArgs),
+    /// Inspect, republish or purge the dead-letter spool.
+    ///
+    /// Works against a stopped or a running feed: list and stats read every
+    /// segment; requeue and purge act on closed segments only.
+    /// Exit status: 0 ok; 1 error, or records left after requeue; 2 corrupt
+    /// records were found (reported and skipped).
+    Dlq(DlqArgs),
+}
+
+/// Arguments of `panda-feed dlq`.
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    /// The spool directory (`spool.dir` of the feed).
+    #[arg(long, default_value = "panda-feed-spool", value_name = "DIR")]
+    pub dir: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: DlqCommand,
+}
+
+/// `dlq` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Every parked record as one JSON line.
+    List,
+    /// Counts, size, oldest and newest failure, counts by error.
+    Stats,
+    /// Republish closed segments in order; remove only the records whose
+    /// delivery was confirmed.
+    Requeue {
+        /// Kafka bootstrap servers.
+        #[arg(long, value_name = "HOSTS")]
+        brokers: String,
+        /// Delivery deadline per segment, seconds.
+        #[arg(long, default_value_t = 30, value_name = "SECS")]
+        timeout_s: u64,
+    },
+    /// Remove records whose first failure is older than DURATION (90s, 30m, 12h, 7d).
+    Purge {
+        /// Age, e.g. 7d.
+        #[arg(long, value_name = "DURATION")]
+        older_than: String,
+    },
 }
 
 /// Arguments of `panda-feed mock-kafka`.

@@ -20,6 +20,8 @@ pub struct Config {
     pub engine: EngineSection,
     /// Kafka producer.
     pub kafka: KafkaConfig,
+    /// The dead-letter spool.
+    pub spool: crate::spool::SpoolConfig,
     /// The in-process mock exchange of `run --mock`.
     pub mock: MockSection,
     /// Run-time reporting.

@@ -14,6 +14,7 @@
 //! - [`ring`]: bounded SPSC tick rings with drop counters (network → publisher);
 //! - [`engine`]: the network thread, the publishers, the Kafka producer and
 //!   the accounting (DESIGN §1);
+//! - [`spool`]: the dead-letter spool (publisher threads, failure path; `dlq`);
 //! - [`config`]: the `run` configuration;
 //! - [`mock`]: the mock exchange (its own threads; not the engine);
 //! - [`instruments`]: the instruments CSV;
@@ -28,6 +29,7 @@ pub mod instruments;
 pub mod json;
 pub mod mock;
 pub mod ring;
+pub mod spool;
 pub mod tick;
 pub mod wire;
 

@@ -76,13 +76,16 @@ fn run_mock_publishes_with_a_live_status_and_an_exact_summary() {
     assert!(identity_holds(&s), "{s:#}");
     assert!(s["published"].as_u64().unwrap() > 0);
     assert_eq!(s["in_flight"], 0);
+    for k in ["ring_full", "spool_full", "spool_error"] {
+        assert!(s["dropped_by_reason"][k].is_u64(), "{k}");
+    }
     for k in [
-        "ring_full",
         "producer_queue_full",
+        "produce_error",
         "delivery_failed",
         "unflushed_at_exit",
     ] {
-        assert!(s["dropped_by_reason"][k].is_u64(), "{k}");
+        assert!(s["failures"][k].is_u64(), "{k}");
     }
     for k in ["p50", "p99", "p99_9", "max"] {
         assert!(s["latency_ns"][k].as_u64().unwrap() > 0, "{k}");

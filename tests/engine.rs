@@ -554,3 +554,112 @@ fn malformed_messages_are_counted_and_the_connection_kept() {
     assert_eq!(c.connections[0].attempts, 1, "the connection was kept");
     assert_eq!((c.received, c.dropped), (TICKS, 0));
 }
+
+#[test]
+fn broker_down_parks_in_the_spool_and_requeue_completes_the_topic() {
+    const TICKS: u64 = 20_000;
+    let dir = tempdir();
+    let record = dir.join("sent.bin");
+    let spool_dir = dir.join("spool");
+    let broker = EmbeddedBroker::start(1, TOPIC, PARTITIONS).unwrap();
+    let mock = MockExchange::start(MockConfig {
+        rate_per_s: 5_000,
+        seed: 9,
+        max_ticks: Some(TICKS),
+        record: Some(record.clone()),
+        heartbeat: Duration::from_millis(100),
+        ..MockConfig::default()
+    })
+    .unwrap();
+    let mut cfg = engine_config(&mock, broker.bootstrap_servers(), 60);
+    cfg.kafka.message_timeout_ms = 1500;
+    cfg.spool.dir.clone_from(&spool_dir);
+    let mut engine = Engine::start(cfg).unwrap();
+    assert!(wait_for(Duration::from_secs(30), || engine
+        .counts()
+        .published
+        > 2000));
+    broker.broker_down(1).unwrap();
+    // Longer than message.timeout.ms while ticks flow: failures are parked.
+    assert!(wait_for(Duration::from_secs(30), || engine.counts().parked > 1000));
+    broker.broker_up(1).unwrap();
+    let stats = mock.stats();
+    assert!(wait_for(Duration::from_secs(60), || stats
+        .generated
+        .load(Ordering::SeqCst)
+        == TICKS));
+    let hb = stats.heartbeats.load(Ordering::SeqCst);
+    assert!(
+        wait_for(Duration::from_secs(60), || {
+            let c = engine.counts();
+            stats.heartbeats.load(Ordering::SeqCst) > hb + 1
+                && c.published + c.parked == stats.sent_ticks.load(Ordering::SeqCst)
+        }),
+        "{:?}",
+        engine.counts()
+    );
+    let summary = engine.stop();
+    let c = &summary.counts;
+    assert!(summary.identity_holds, "{summary:?}");
+    assert_eq!(c.dropped, 0);
+    assert!(c.parked > 1000 && c.failures.delivery_failed > 0, "{c:?}");
+    assert_eq!(c.received, c.published + c.parked);
+    let sent = stats.sent_ticks.load(Ordering::SeqCst);
+    assert_eq!(c.received, sent);
+    mock.stop();
+
+    // `dlq stats`, then `dlq requeue`: the spool empties into the topic.
+    let bin = env!("CARGO_BIN_EXE_panda-feed");
+    let out = std::process::Command::new(bin)
+        .args(["dlq", "--dir", spool_dir.to_str().unwrap(), "stats"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["records"], c.parked);
+    let out = std::process::Command::new(bin)
+        .args([
+            "dlq",
+            "--dir",
+            spool_dir.to_str().unwrap(),
+            "requeue",
+            "--brokers",
+        ])
+        .arg(broker.bootstrap_servers())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        panda_feed::spool::segments(&spool_dir).is_empty(),
+        "spool not emptied"
+    );
+
+    // Every recorded tick exactly once, by count and by content.
+    let want = Arc::new(AtomicU64::new(sent));
+    let records = consume(broker.bootstrap_servers(), want, Duration::from_secs(60))
+        .join()
+        .unwrap();
+    assert_eq!(records.len() as u64, sent);
+    let mut got: Vec<(u32, String)> = records
+        .iter()
+        .map(|r| {
+            let data = &r.value[r.value.find(",\"data\":").unwrap() + 8..r.value.len() - 1];
+            (r.key.parse().unwrap(), data.to_owned())
+        })
+        .collect();
+    let mut want = recorded_ticks(&record);
+    got.sort();
+    want.sort();
+    assert!(
+        got == want,
+        "the topic does not hold exactly the recorded ticks"
+    );
+}

@@ -209,7 +209,15 @@ fn router_and_publisher_allocate_nothing_per_tick() {
     };
     let (tx, rx, ring) = tick_ring(1024);
     let mut router = Router::new(vec![tx]);
-    let producer = TickProducer::new(&kafka, "no-alloc").unwrap();
+    let spool = std::sync::Arc::new(panda_feed::spool::Spool::new(
+        panda_feed::spool::SpoolConfig {
+            dir: std::env::temp_dir().join(format!("panda-no-alloc-spool-{}", std::process::id())),
+            ..Default::default()
+        },
+        0,
+        std::sync::Arc::default(),
+    ));
+    let producer = TickProducer::new(&kafka, "no-alloc", spool).unwrap();
     let mut publisher = Publisher::new(
         rx,
         producer,

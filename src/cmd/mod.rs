@@ -1,6 +1,7 @@
 //! Subcommand implementations. Each returns its process exit status.
 
 pub mod decode;
+pub mod dlq;
 pub mod mock_exchange;
 pub mod run;
 
@@ -19,6 +20,13 @@ pub fn main(cli: Cli) -> ExitCode {
         }
         Command::MockExchange(args) => report(mock_exchange::run(&args)),
         Command::MockKafka(args) => report(mock_kafka(&args)),
+        Command::Dlq(args) => match dlq::run(&args) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("panda-feed: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run(args) => match run::run(&args) {
             Ok(code) => code,
             Err(e) => {

@@ -187,6 +187,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         read_buffer_size: e.read_buffer_size,
         kafka,
         supervision,
+        spool: cfg.spool.clone(),
         ..EngineConfig::default()
     };
 
@@ -411,7 +412,7 @@ impl Status {
             .max()
             .map_or_else(|| "-".to_owned(), |a| format!("{a}ms"));
         format!(
-            "[{:>6.1}s] in {:>8.0}/s out {:>8.0}/s | received {} published {} in_flight {} | ring {:.1}% | dropped {} malformed {} | p99 {} | conns {}/{} open{}, reconnects {}, last frame {}",
+            "[{:>6.1}s] in {:>8.0}/s out {:>8.0}/s | received {} published {} in_flight {} | ring {:.1}% | dropped {} parked {} malformed {} | p99 {} | conns {}/{} open{}, reconnects {}, last frame {}",
             c.uptime_s,
             rate_in,
             rate_out,
@@ -420,6 +421,7 @@ impl Status {
             c.in_flight,
             fill,
             c.dropped,
+            c.parked,
             c.malformed_total(),
             human_ns(c.latency_interval_ns.p99),
             open,

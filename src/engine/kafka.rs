@@ -151,9 +151,11 @@ impl KafkaConfig {
 pub struct DeliveryCounters {
     /// Records whose delivery the broker confirmed.
     pub delivered: CachePadded<AtomicU64>,
-    /// Records that failed delivery (timeout, fatal broker error).
+    /// Records that failed delivery (timeout, fatal broker error); each is
+    /// parked in the spool (or dropped, counted, when the spool cannot take it).
     pub failed: CachePadded<AtomicU64>,
-    /// Records purged undelivered at shutdown, after the flush deadline.
+    /// Records purged undelivered at shutdown, after the flush deadline;
+    /// parked like failures.
     pub purged: CachePadded<AtomicU64>,
     /// Client-level errors librdkafka reported (e.g. all brokers down).
     pub client_errors: AtomicU64,
@@ -166,10 +168,12 @@ fn bump(c: &AtomicU64) {
     c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
 
-/// The producer context: counts every delivery report.
+/// The producer context: counts every delivery report and parks every
+/// record that was not delivered in the dead-letter spool.
 #[derive(Debug)]
 pub struct Ctx {
     counters: Arc<DeliveryCounters>,
+    spool: Arc<crate::spool::Spool>,
 }
 
 impl ClientContext for Ctx {
@@ -193,22 +197,33 @@ impl ProducerContext for Ctx {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        use rdkafka::Message as _;
         match result {
             Ok(_) => bump(&self.counters.delivered),
-            Err((e, _)) => match e.rdkafka_error_code() {
-                Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight) => {
-                    bump(&self.counters.purged);
-                }
-                _ => {
-                    bump(&self.counters.failed);
-                    let mut last = self
-                        .counters
-                        .last_error
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    *last = Some(format!("delivery failed: {e}"));
-                }
-            },
+            Err((e, msg)) => {
+                let error = match e.rdkafka_error_code() {
+                    Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight) => {
+                        bump(&self.counters.purged);
+                        "undelivered at shutdown (flush deadline passed)".to_owned()
+                    }
+                    _ => {
+                        bump(&self.counters.failed);
+                        let why = format!("delivery failed: {e}");
+                        *self
+                            .counters
+                            .last_error
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why.clone());
+                        why
+                    }
+                };
+                self.spool.park(
+                    msg.topic(),
+                    msg.key().unwrap_or_default(),
+                    msg.payload().unwrap_or_default(),
+                    &error,
+                );
+            }
         }
     }
 }
@@ -230,6 +245,7 @@ pub struct TickProducer {
     topic: raw::Topic,
     producer: BaseProducer<Ctx>,
     counters: Arc<DeliveryCounters>,
+    topic_name: String,
 }
 
 impl std::fmt::Debug for TickProducer {
@@ -241,15 +257,21 @@ impl std::fmt::Debug for TickProducer {
 }
 
 impl TickProducer {
-    /// Creates the producer and its topic handle.
+    /// Creates the producer and its topic handle; undeliverable records go
+    /// to `spool`.
     ///
     /// # Errors
     /// librdkafka's error for a bad property, naming it.
-    pub fn new(cfg: &KafkaConfig, client_id: &str) -> Result<Self, KafkaError> {
+    pub fn new(
+        cfg: &KafkaConfig,
+        client_id: &str,
+        spool: Arc<crate::spool::Spool>,
+    ) -> Result<Self, KafkaError> {
         let counters = Arc::new(DeliveryCounters::default());
         let producer: BaseProducer<Ctx> =
             cfg.client_config(client_id).create_with_context(Ctx {
                 counters: Arc::clone(&counters),
+                spool,
             })?;
         let topic = raw::Topic::new(&producer, &cfg.topic).ok_or(KafkaError::ClientCreation(
             format!("cannot create a handle for topic {:?}", cfg.topic),
@@ -258,7 +280,20 @@ impl TickProducer {
             topic,
             producer,
             counters,
+            topic_name: cfg.topic.clone(),
         })
+    }
+
+    /// The topic records go to.
+    #[must_use]
+    pub fn topic_name(&self) -> &str {
+        &self.topic_name
+    }
+
+    /// The dead-letter spool undeliverable records go to.
+    #[must_use]
+    pub fn spool(&self) -> &Arc<crate::spool::Spool> {
+        &self.producer.context().spool
     }
 
     /// The delivery counters (shared with the ops side).
@@ -383,11 +418,17 @@ mod raw {
 
 /// An embedded Kafka-protocol broker: librdkafka's mock cluster, owned by a
 /// thread of its own (the cluster handle is not `Send`). Stops on drop.
+/// Faults (broker down/up) are commands to that thread.
 #[derive(Debug)]
 pub struct EmbeddedBroker {
     bootstrap: String,
-    stop: Option<mpsc::Sender<()>>,
+    cmd: Option<mpsc::Sender<BrokerCmd>>,
     thread: Option<JoinHandle<()>>,
+}
+
+enum BrokerCmd {
+    Down(i32, mpsc::Sender<Result<(), String>>),
+    Up(i32, mpsc::Sender<Result<(), String>>),
 }
 
 impl EmbeddedBroker {
@@ -398,7 +439,7 @@ impl EmbeddedBroker {
     /// When the cluster or the topic cannot be created.
     pub fn start(brokers: i32, topic: &str, partitions: i32) -> Result<Self, String> {
         let (ready_tx, ready_rx) = mpsc::channel::<Result<String, String>>();
-        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let (cmd_tx, cmd_rx) = mpsc::channel::<BrokerCmd>();
         let topic = topic.to_owned();
         let thread = std::thread::Builder::new()
             .name("embedded-broker".into())
@@ -415,8 +456,17 @@ impl EmbeddedBroker {
                     return;
                 }
                 let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
-                // Blocks until `stop` sends or the sender is dropped.
-                let _ = stop_rx.recv();
+                // Serves commands until the handle is dropped.
+                while let Ok(cmd) = cmd_rx.recv() {
+                    match cmd {
+                        BrokerCmd::Down(id, reply) => {
+                            let _ = reply.send(cluster.broker_down(id).map_err(|e| e.to_string()));
+                        }
+                        BrokerCmd::Up(id, reply) => {
+                            let _ = reply.send(cluster.broker_up(id).map_err(|e| e.to_string()));
+                        }
+                    }
+                }
                 drop(cluster);
             })
             .map_err(|e| format!("cannot spawn the embedded broker thread: {e}"))?;
@@ -425,7 +475,7 @@ impl EmbeddedBroker {
             .map_err(|_| "the embedded broker thread exited during start-up".to_owned())??;
         Ok(Self {
             bootstrap,
-            stop: Some(stop_tx),
+            cmd: Some(cmd_tx),
             thread: Some(thread),
         })
     }
@@ -435,11 +485,40 @@ impl EmbeddedBroker {
     pub fn bootstrap_servers(&self) -> &str {
         &self.bootstrap
     }
+
+    fn call(
+        &self,
+        make: impl FnOnce(mpsc::Sender<Result<(), String>>) -> BrokerCmd,
+    ) -> Result<(), String> {
+        let (tx, rx) = mpsc::channel();
+        self.cmd
+            .as_ref()
+            .ok_or("broker stopped")?
+            .send(make(tx))
+            .map_err(|_| "broker thread gone".to_owned())?;
+        rx.recv().map_err(|_| "broker thread gone".to_owned())?
+    }
+
+    /// Takes broker `id` (1-based) down: connections to it fail.
+    ///
+    /// # Errors
+    /// The mock cluster refused.
+    pub fn broker_down(&self, id: i32) -> Result<(), String> {
+        self.call(|r| BrokerCmd::Down(id, r))
+    }
+
+    /// Brings broker `id` back up.
+    ///
+    /// # Errors
+    /// The mock cluster refused.
+    pub fn broker_up(&self, id: i32) -> Result<(), String> {
+        self.call(|r| BrokerCmd::Up(id, r))
+    }
 }
 
 impl Drop for EmbeddedBroker {
     fn drop(&mut self) {
-        drop(self.stop.take());
+        drop(self.cmd.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

@@ -32,6 +32,7 @@ use crate::wire::DecodeError;
 
 const REASONS: usize = DecodeError::REASONS;
 const REASON_LABELS: [&str; REASONS] = DecodeError::REASON_LABELS;
+use crate::spool::{Spool, SpoolConfig};
 use kafka::{DeliveryCounters, KafkaConfig, TickProducer};
 use net::{ConnSpec, ConnStats, Credentials, Net, NetConfig, NetStopper, Supervision};
 use publish::{HistogramExchange, Publisher, PublisherCounters, Report, Wake, latency_histogram};
@@ -131,6 +132,8 @@ pub struct EngineConfig {
     pub kafka: KafkaConfig,
     /// Connection supervision: liveness, backoff.
     pub supervision: Supervision,
+    /// The dead-letter spool.
+    pub spool: SpoolConfig,
     /// Test hook: publisher `.0` sleeps `.1` after every chunk.
     #[doc(hidden)]
     pub test_slow_publisher: Option<(usize, Duration)>,
@@ -156,6 +159,7 @@ impl Default for EngineConfig {
             max_message_size: 16 * 1024 * 1024,
             kafka: KafkaConfig::default(),
             supervision: Supervision::default(),
+            spool: SpoolConfig::default(),
             test_slow_publisher: None,
         }
     }
@@ -248,6 +252,7 @@ pub struct Engine {
     rings: Vec<Arc<RingCounters>>,
     pubs: Vec<Arc<PublisherCounters>>,
     delivery: Vec<Arc<DeliveryCounters>>,
+    spools: Vec<Arc<Spool>>,
     exchanges: Vec<OpsExchange>,
     total: Histogram<u64>,
     interval: Histogram<u64>,
@@ -294,11 +299,17 @@ impl Engine {
         let mut rings = Vec::new();
         let mut publishers = Vec::new();
         let mut exchanges = Vec::new();
+        let mut spools = Vec::new();
+        let spool_total = Arc::new(std::sync::atomic::AtomicU64::new(crate::spool::dir_bytes(
+            &cfg.spool.dir,
+        )));
         for i in 0..cfg.publishers {
             let (tx, rx, counters) = tick_ring(cfg.ring_capacity);
             txs.push(tx);
             rings.push(counters);
-            let producer = TickProducer::new(&cfg.kafka, &format!("panda-feed-pub{i}"))
+            let spool = Arc::new(Spool::new(cfg.spool.clone(), i, Arc::clone(&spool_total)));
+            spools.push(Arc::clone(&spool));
+            let producer = TickProducer::new(&cfg.kafka, &format!("panda-feed-pub{i}"), spool)
                 .map_err(|e| EngineError::Kafka(cfg.kafka.redact(&e.to_string())))?;
             let (full_tx, full_rx) = rtrb::RingBuffer::new(1);
             let (mut empty_tx, empty_rx) = rtrb::RingBuffer::new(1);
@@ -390,6 +401,7 @@ impl Engine {
             rings,
             pubs,
             delivery,
+            spools,
             exchanges,
             total: latency_histogram(),
             interval: latency_histogram(),
@@ -482,13 +494,32 @@ impl Engine {
             let failed = d.failed.load(Relaxed);
             let purged = d.purged.load(Relaxed);
             in_flight += si(r.pushed()) - si(popped);
+            let sc = self.spools[i].counters();
+            let (parked, spool_full, spool_error) = (
+                sc.parked.load(Relaxed),
+                sc.full.load(Relaxed),
+                sc.error.load(Relaxed),
+            );
             in_flight += si(popped) - si(produced + queue_full + produce_error);
             in_flight += si(produced) - si(delivered + failed + purged);
+            in_flight += si(queue_full + produce_error + failed + purged)
+                - si(parked + spool_full + spool_error);
             c.dropped_by_reason.ring_full += r.dropped_full();
-            c.dropped_by_reason.producer_queue_full += queue_full;
-            c.dropped_by_reason.produce_error += produce_error;
-            c.dropped_by_reason.delivery_failed += failed;
-            c.dropped_by_reason.unflushed_at_exit += purged;
+            c.dropped_by_reason.spool_full += spool_full;
+            c.dropped_by_reason.spool_error += spool_error;
+            c.failures.producer_queue_full += queue_full;
+            c.failures.produce_error += produce_error;
+            c.failures.delivery_failed += failed;
+            c.failures.unflushed_at_exit += purged;
+            c.parked += parked;
+            if c.last_spool_error.is_none() {
+                c.last_spool_error.clone_from(
+                    &self.spools[i]
+                        .last_error
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                );
+            }
             c.published += delivered;
             c.client_errors += d.client_errors.load(Relaxed);
             if c.last_kafka_error.is_none() {
@@ -510,7 +541,6 @@ impl Engine {
         }
         c.in_flight = in_flight;
         c.dropped = c.dropped_by_reason.total();
-        c.parked = 0;
         c.uptime_s = self.started.elapsed().as_secs_f64();
         c
     }
@@ -613,26 +643,32 @@ impl LatencySummary {
 pub struct DropReasons {
     /// A publisher ring was full (the network thread never waits).
     pub ring_full: u64,
-    /// The producer queue stayed full past `kafka.queue_full_wait_ms`.
-    pub producer_queue_full: u64,
-    /// librdkafka refused the record (e.g. too large).
-    pub produce_error: u64,
-    /// Delivery failed (timeout or fatal broker error).
-    pub delivery_failed: u64,
-    /// Still undelivered when the shutdown flush deadline passed.
-    pub unflushed_at_exit: u64,
+    /// Undeliverable, and the dead-letter spool was at its cap.
+    pub spool_full: u64,
+    /// Undeliverable, and the dead-letter spool could not be written.
+    pub spool_error: u64,
 }
 
 impl DropReasons {
     /// Sum over reasons.
     #[must_use]
     pub const fn total(&self) -> u64 {
-        self.ring_full
-            + self.producer_queue_full
-            + self.produce_error
-            + self.delivery_failed
-            + self.unflushed_at_exit
+        self.ring_full + self.spool_full + self.spool_error
     }
+}
+
+/// Records that could not be delivered, by cause. Each one is parked in the
+/// spool, or dropped as `spool_full`/`spool_error` when it cannot be.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Failures {
+    /// The producer queue had no room within `kafka.queue_full_wait_ms`.
+    pub producer_queue_full: u64,
+    /// librdkafka refused the record (e.g. too large).
+    pub produce_error: u64,
+    /// Delivery failed (timeout after `message.timeout.ms`, fatal broker error).
+    pub delivery_failed: u64,
+    /// Still undelivered when the shutdown flush deadline passed.
+    pub unflushed_at_exit: u64,
 }
 
 /// One connection's counters.
@@ -694,7 +730,7 @@ pub struct Counts {
     pub received: u64,
     /// Ticks whose delivery Kafka confirmed.
     pub published: u64,
-    /// Ticks parked in the dead-letter spool (not built yet: always 0).
+    /// Ticks parked in the dead-letter spool.
     pub parked: u64,
     /// Ticks dropped, all reasons.
     pub dropped: u64,
@@ -702,6 +738,10 @@ pub struct Counts {
     pub in_flight: i64,
     /// Drops by reason.
     pub dropped_by_reason: DropReasons,
+    /// Undeliverable records by cause (parked or dropped above).
+    pub failures: Failures,
+    /// The latest spool error.
+    pub last_spool_error: Option<String>,
     /// Malformed binary messages by reason (not ticks; the whole message is skipped).
     #[serde(serialize_with = "malformed_map")]
     pub malformed: [u64; REASONS],

@@ -37,9 +37,11 @@ pub struct PublisherCounters {
     pub popped: CachePadded<AtomicU64>,
     /// Records enqueued on the producer.
     pub produced: CachePadded<AtomicU64>,
-    /// Ticks dropped because the producer queue stayed full past the wait.
+    /// Ticks the producer queue had no room for past the wait; parked in
+    /// the spool (or dropped, counted there, when it cannot take them).
     pub dropped_queue_full: AtomicU64,
-    /// Ticks the producer refused for another reason (e.g. record too large).
+    /// Ticks the producer refused for another reason (e.g. record too
+    /// large); parked like the above.
     pub dropped_produce_error: AtomicU64,
     /// Times the producer queue was full and the publisher waited.
     pub queue_full_waits: AtomicU64,
@@ -260,9 +262,12 @@ impl Publisher {
             ..
         } = self;
         let delivery = Arc::clone(producer.counters());
+        let spool = Arc::clone(producer.spool());
         // Dropping the producer purges anything still queued and serves those
-        // reports, so every record is accounted for before we return.
+        // reports (each parked), so every record is accounted for before we
+        // return.
         drop(producer);
+        spool.close();
         Report {
             hist,
             flushed,
@@ -285,6 +290,20 @@ pub struct Report {
     pub delivery: Arc<super::kafka::DeliveryCounters>,
 }
 
+/// Parks a record the producer would not take.
+#[cold]
+fn park(producer: &TickProducer, key: &[u8], payload: &[u8], e: ProduceError, waited: Duration) {
+    let why = match e {
+        ProduceError::QueueFull => {
+            format!("producer queue full for {} ms", waited.as_millis())
+        }
+        ProduceError::Other(code) => format!("produce refused: {code}"),
+    };
+    producer
+        .spool()
+        .park(producer.topic_name(), key, payload, &why);
+}
+
 #[inline]
 fn publish_one(
     t: &Tick,
@@ -305,8 +324,8 @@ fn publish_one(
     let key = key.format(t.token.0).as_bytes();
     let sent_at = now_ns();
     hist.saturating_record(sent_at.saturating_sub(t.ts_recv_ns).max(1));
-    match producer.produce(key, buf.as_bytes()) {
-        Ok(()) => Ok(()),
+    let r = match producer.produce(key, buf.as_bytes()) {
+        Ok(()) => return Ok(()),
         Err(ProduceError::QueueFull) => {
             let deadline = Instant::now() + queue_full_wait;
             loop {
@@ -314,10 +333,14 @@ fn publish_one(
                 producer.poll(Duration::from_millis(1));
                 match producer.produce(key, buf.as_bytes()) {
                     Err(ProduceError::QueueFull) if Instant::now() < deadline => {}
-                    r => return r,
+                    r => break r,
                 }
             }
         }
         Err(e) => Err(e),
+    };
+    if let Err(e) = r {
+        park(producer, key, buf.as_bytes(), e, queue_full_wait);
     }
+    r
 }

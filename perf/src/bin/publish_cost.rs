@@ -38,7 +38,15 @@ fn main() {
             t.ts_recv_ns = panda_feed::engine::now_ns();
             let _ = tx.push(&t);
         }
-        let producer = match TickProducer::new(&kafka, "publish-cost") {
+        let spool = std::sync::Arc::new(panda_feed::spool::Spool::new(
+            panda_feed::spool::SpoolConfig {
+                dir: std::env::temp_dir().join("panda-feed-publish-cost-spool"),
+                ..Default::default()
+            },
+            0,
+            std::sync::Arc::default(),
+        ));
+        let producer = match TickProducer::new(&kafka, "publish-cost", spool) {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("publish_cost: {e}");
