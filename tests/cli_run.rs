@@ -410,3 +410,42 @@ fn a_new_token_in_the_file_is_picked_up_and_the_feed_recovers() {
     assert_eq!(s["connections"][0]["reconnects"]["http_403"], 1);
     assert!(s["published"].as_u64().unwrap() > 0, "{s:#}");
 }
+
+#[test]
+fn sigterm_under_load_drains_and_exits_0_with_nothing_lost() {
+    let dir = tempdir("sigterm");
+    let s = dir.join("summary.json");
+    let mut child = Command::new(BIN)
+        .args(["run", "--mock", "--mock-rate", "50000", "--summary"])
+        .arg(&s)
+        .current_dir(&dir)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    // Two status lines with ticks flowing, then SIGTERM.
+    let mut flowing = 0;
+    while flowing < 2 {
+        let line = lines.next().expect("status lines").unwrap();
+        if line.contains("/s out") && !line.contains("received 0 ") {
+            flowing += 1;
+        }
+    }
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}\n{}", rest.join("\n"));
+    assert!(rest.iter().any(|l| l.contains("stopping (signal)")));
+    let s = summary(&s);
+    assert!(identity_holds(&s), "{s:#}");
+    assert!(s["received"].as_u64().unwrap() > 50_000, "{s:#}");
+    assert_eq!(s["received"], s["published"], "{s:#}");
+    assert_eq!(
+        (s["dropped"].as_u64(), s["parked"].as_u64()),
+        (Some(0), Some(0))
+    );
+}

@@ -663,3 +663,92 @@ fn broker_down_parks_in_the_spool_and_requeue_completes_the_topic() {
         "the topic does not hold exactly the recorded ticks"
     );
 }
+
+#[test]
+fn retriable_produce_errors_are_retried_without_duplicates() {
+    use rdkafka::types::RDKafkaRespErr;
+    const TICKS: u64 = 20_000;
+    let dir = tempdir();
+    let record = dir.join("sent.bin");
+    let broker = EmbeddedBroker::start(1, TOPIC, PARTITIONS).unwrap();
+    let mock = MockExchange::start(MockConfig {
+        rate_per_s: 10_000,
+        seed: 13,
+        max_ticks: Some(TICKS),
+        record: Some(record.clone()),
+        ..MockConfig::default()
+    })
+    .unwrap();
+    let consumer = consume(
+        broker.bootstrap_servers(),
+        Arc::new(AtomicU64::new(TICKS)),
+        Duration::from_secs(120),
+    );
+    let mut engine = Engine::start(engine_config(&mock, broker.bootstrap_servers(), 240)).unwrap();
+    assert!(wait_for(Duration::from_secs(30), || engine
+        .counts()
+        .published
+        > 1000));
+    let mut errs = Vec::new();
+    for _ in 0..10 {
+        errs.push(RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
+        errs.push(RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT);
+    }
+    broker.push_produce_errors(errs).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(60), || engine.counts().published
+            == TICKS),
+        "{:?}",
+        engine.counts()
+    );
+    let summary = engine.stop();
+    let c = &summary.counts;
+    assert!(summary.identity_holds, "{summary:?}");
+    assert_eq!((c.parked, c.dropped), (0, 0), "{c:?}");
+    mock.stop();
+    let records = consumer.join().unwrap();
+    assert_topic_holds_the_recording(&records, &record, TICKS, 200);
+}
+
+#[test]
+fn a_full_spool_drops_with_a_count_and_the_feed_keeps_running() {
+    let dir = tempdir();
+    let broker = EmbeddedBroker::start(1, TOPIC, PARTITIONS).unwrap();
+    let mock = MockExchange::start(MockConfig {
+        rate_per_s: 5_000,
+        ..MockConfig::default()
+    })
+    .unwrap();
+    let mut cfg = engine_config(&mock, broker.bootstrap_servers(), 60);
+    cfg.kafka.message_timeout_ms = 1000;
+    cfg.spool.dir = dir.join("spool");
+    cfg.spool.max_bytes = 200_000;
+    let mut engine = Engine::start(cfg).unwrap();
+    assert!(wait_for(Duration::from_secs(30), || engine
+        .counts()
+        .published
+        > 500));
+    broker.broker_down(1).unwrap();
+    assert!(wait_for(Duration::from_secs(30), || {
+        engine.counts().dropped_by_reason.spool_full > 100
+    }));
+    let c = engine.counts();
+    assert!(
+        c.last_spool_error
+            .as_deref()
+            .unwrap()
+            .contains("spool is full")
+    );
+    assert!(c.parked > 0);
+    // Still reading: the connection is open and ticks keep arriving.
+    let before = c.received;
+    assert!(wait_for(Duration::from_secs(10), || engine
+        .counts()
+        .received
+        > before + 1000));
+    assert_eq!(engine.counts().connections[0].state, "open");
+    broker.broker_up(1).unwrap();
+    let summary = engine.stop();
+    assert!(summary.identity_holds, "{summary:?}");
+    assert!(panda_feed::spool::dir_bytes(&dir.join("spool")) <= 200_000);
+}

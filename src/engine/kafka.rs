@@ -429,6 +429,10 @@ pub struct EmbeddedBroker {
 enum BrokerCmd {
     Down(i32, mpsc::Sender<Result<(), String>>),
     Up(i32, mpsc::Sender<Result<(), String>>),
+    ProduceErrors(
+        Vec<rdkafka::types::RDKafkaRespErr>,
+        mpsc::Sender<Result<(), String>>,
+    ),
 }
 
 impl EmbeddedBroker {
@@ -464,6 +468,10 @@ impl EmbeddedBroker {
                         }
                         BrokerCmd::Up(id, reply) => {
                             let _ = reply.send(cluster.broker_up(id).map_err(|e| e.to_string()));
+                        }
+                        BrokerCmd::ProduceErrors(errs, reply) => {
+                            cluster.request_errors(rdkafka::types::RDKafkaApiKey::Produce, &errs);
+                            let _ = reply.send(Ok(()));
                         }
                     }
                 }
@@ -513,6 +521,18 @@ impl EmbeddedBroker {
     /// The mock cluster refused.
     pub fn broker_up(&self, id: i32) -> Result<(), String> {
         self.call(|r| BrokerCmd::Up(id, r))
+    }
+
+    /// The next Produce requests fail with these errors, one request each
+    /// (the records of a failed request are not appended).
+    ///
+    /// # Errors
+    /// The broker thread is gone.
+    pub fn push_produce_errors(
+        &self,
+        errs: Vec<rdkafka::types::RDKafkaRespErr>,
+    ) -> Result<(), String> {
+        self.call(|r| BrokerCmd::ProduceErrors(errs, r))
     }
 }
 
