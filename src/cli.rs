@@ -55,7 +55,8 @@ pub enum Command {
     /// for the token file to change (checked every second, or on SIGHUP).
     ///
     /// Exit status: 0 clean; 1 bad settings or the accounting identity did
-    /// not hold; 3 a connection was still refused with HTTP 403 at exit.
+    /// not hold; 3 a connection was still refused with HTTP 403 at exit; 4 an
+    /// engine thread panicked (reported with its message).
     Run(RunArgs),
     /// Inspect, republish or purge the dead-letter spool.
     ///

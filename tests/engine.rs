@@ -761,3 +761,31 @@ fn a_full_spool_drops_with_a_count_and_the_feed_keeps_running() {
     assert!(summary.identity_holds, "{summary:?}");
     assert!(panda_feed::spool::dir_bytes(&dir.join("spool")) <= 200_000);
 }
+
+#[test]
+fn a_publisher_panic_is_reported_and_what_it_held_is_parked() {
+    let dir = tempdir();
+    let broker = EmbeddedBroker::start(1, TOPIC, PARTITIONS).unwrap();
+    let mock = MockExchange::start(MockConfig {
+        rate_per_s: 5_000,
+        ..MockConfig::default()
+    })
+    .unwrap();
+    let mut cfg = engine_config(&mock, broker.bootstrap_servers(), 60);
+    cfg.spool.dir = dir.join("spool");
+    // Slow delivery so the panicking publisher holds undelivered records.
+    cfg.kafka.linger_ms = 1000;
+    cfg.test_panic_publisher = Some((0, 500));
+    let engine = Engine::start(cfg).unwrap();
+    assert!(wait_for(Duration::from_secs(30), || !engine
+        .thread_panics()
+        .is_empty()));
+    let p = engine.thread_panics();
+    assert_eq!(p.len(), 1);
+    assert!(p[0].starts_with("publisher 0 panicked: test hook"), "{p:?}");
+    let summary = engine.stop();
+    assert!(!summary.identity_holds, "a panicked thread fails the run");
+    assert_eq!(summary.thread_errors, p);
+    // Its producer was dropped while unwinding: what it held was parked.
+    assert!(summary.counts.parked > 0, "{:?}", summary.counts);
+}

@@ -19,6 +19,9 @@ use crate::mock::{MockConfig, MockExchange, default_instruments};
 /// Exit status when a connection was still refused (HTTP 403) at exit.
 pub const EXIT_CONNECTION_FAILED: u8 = 3;
 
+/// Exit status when an engine thread panicked.
+pub const EXIT_THREAD_PANIC: u8 = 4;
+
 /// Instruments `run --mock` streams when no CSV is given.
 pub const MOCK_DEFAULT_INSTRUMENTS: usize = 300;
 
@@ -217,6 +220,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         if deadline.is_some_and(|d| started.elapsed() >= d) {
             break "duration";
         }
+        let panics = engine.thread_panics();
+        if !panics.is_empty() {
+            for p in &panics {
+                eprintln!("panda-feed: {p}");
+            }
+            break "an engine thread panicked";
+        }
         std::thread::sleep(Duration::from_millis(20));
         let now = Instant::now();
         if hup.swap(false, Ordering::SeqCst) || now >= next_token_check {
@@ -245,7 +255,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .connections
         .iter()
         .any(|c| c.state == "auth_failed");
-    Ok(if !summary.identity_holds {
+    Ok(if !summary.thread_errors.is_empty() {
+        eprintln!(
+            "panda-feed: exiting with status {EXIT_THREAD_PANIC}: {}",
+            summary.thread_errors.join("; ")
+        );
+        ExitCode::from(EXIT_THREAD_PANIC)
+    } else if !summary.identity_holds {
         eprintln!("panda-feed: the accounting identity does not hold; see the summary");
         ExitCode::FAILURE
     } else if failed {

@@ -137,6 +137,9 @@ pub struct EngineConfig {
     /// Test hook: publisher `.0` sleeps `.1` after every chunk.
     #[doc(hidden)]
     pub test_slow_publisher: Option<(usize, Duration)>,
+    /// Test hook: publisher `.0` panics after popping `.1` ticks.
+    #[doc(hidden)]
+    pub test_panic_publisher: Option<(usize, u64)>,
 }
 
 impl Default for EngineConfig {
@@ -161,6 +164,7 @@ impl Default for EngineConfig {
             supervision: Supervision::default(),
             spool: SpoolConfig::default(),
             test_slow_publisher: None,
+            test_panic_publisher: None,
         }
     }
 }
@@ -260,7 +264,8 @@ pub struct Engine {
     stopping: Vec<Arc<std::sync::atomic::AtomicBool>>,
     creds: Arc<Credentials>,
     net: Option<JoinHandle<()>>,
-    publishers: Vec<JoinHandle<Report>>,
+    publishers: Vec<JoinHandle<Option<Report>>>,
+    panics: Arc<std::sync::Mutex<Vec<String>>>,
     started: Instant,
 }
 
@@ -331,7 +336,12 @@ impl Engine {
                         empty: empty_rx,
                     },
                 )
-                .with_slowdown(slow),
+                .with_slowdown(slow)
+                .with_panic_after(
+                    cfg.test_panic_publisher
+                        .filter(|(p, _)| *p == i)
+                        .map(|(_, n)| n),
+                ),
             );
         }
         let pubs: Vec<_> = publishers
@@ -349,16 +359,22 @@ impl Engine {
         let flush = Duration::from_millis(u64::from(cfg.kafka.flush_timeout_ms));
         let mut handles = Vec::new();
         let mut wakes = Vec::new();
+        let panics: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
         for (i, p) in publishers.into_iter().enumerate() {
             let wake = Arc::new(Wake::default());
             let w = Arc::clone(&wake);
             let core = cfg.publisher_cores.get(i).copied();
             let idle = cfg.idle;
+            let panics_p = Arc::clone(&panics);
             let h = std::thread::Builder::new()
                 .name(format!("publisher-{i}"))
                 .spawn(move || {
                     pin(core, "a publisher");
-                    p.run(idle, &w, flush)
+                    // Unwinding drops the producer, whose purge parks what
+                    // it held; the panic is recorded, never silent.
+                    guarded(&panics_p, &format!("publisher {i}"), move || {
+                        p.run(idle, &w, flush)
+                    })
                 })
                 .map_err(|e| EngineError::Io(format!("spawn publisher: {e}")))?;
             wakes.push((wake, h.thread().clone()));
@@ -389,11 +405,12 @@ impl Engine {
         )
         .map_err(|e| EngineError::Io(format!("poll: {e}")))?;
         let core = cfg.network_core;
+        let panics_n = Arc::clone(&panics);
         let net = std::thread::Builder::new()
             .name("network".into())
             .spawn(move || {
                 pin(core, "the network thread");
-                net.run();
+                guarded(&panics_n, "the network thread", move || net.run());
             })
             .map_err(|e| EngineError::Io(format!("spawn network thread: {e}")))?;
         Ok(Self {
@@ -410,6 +427,7 @@ impl Engine {
             creds,
             net: Some(net),
             publishers: handles,
+            panics,
             started: Instant::now(),
         })
     }
@@ -433,6 +451,16 @@ impl Engine {
         let interval = LatencySummary::of(&self.interval);
         self.interval.reset();
         self.build_counts(interval)
+    }
+
+    /// Engine threads that panicked, with their messages. A panicked thread
+    /// is never silent: the run stops and reports it.
+    #[must_use]
+    pub fn thread_panics(&self) -> Vec<String> {
+        self.panics
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Replaces the access token (e.g. its file changed). Connections
@@ -551,10 +579,8 @@ impl Engine {
     pub fn stop(mut self) -> Summary {
         self.stopper.stop();
         let mut thread_errors = Vec::new();
-        if let Some(h) = self.net.take()
-            && h.join().is_err()
-        {
-            thread_errors.push("the network thread panicked".to_owned());
+        if let Some(h) = self.net.take() {
+            let _ = h.join();
         }
         // Draining must end: a full producer queue now drops (counted)
         // instead of waiting per tick.
@@ -562,18 +588,44 @@ impl Engine {
             s.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         let mut flushed = true;
-        for (i, h) in std::mem::take(&mut self.publishers).into_iter().enumerate() {
-            match h.join() {
-                Ok(report) => {
-                    let _ = self.total.add(&*report.hist);
-                    flushed &= report.flushed;
-                }
-                Err(_) => thread_errors.push(format!("publisher {i} panicked")),
+        for h in std::mem::take(&mut self.publishers) {
+            if let Ok(Some(report)) = h.join() {
+                let _ = self.total.add(&*report.hist);
+                flushed &= report.flushed;
+            } else {
+                // Panicked: recorded in `panics` by `guarded`.
+                flushed = false;
             }
         }
+        thread_errors.extend(self.thread_panics());
         self.collect_histograms();
         let counts = self.build_counts(LatencySummary::default());
+        // After every thread has stopped, nothing may be in flight, and every
+        // stage must balance on its own: a stage that loses or invents ticks
+        // cannot hide behind `in_flight`, which is derived from the stages.
+        let stages_balance = counts.publishers.iter().all(|p| p.ring_len == 0)
+            && self
+                .pubs
+                .iter()
+                .zip(&self.delivery)
+                .zip(&self.spools)
+                .all(|((p, d), sp)| {
+                    use std::sync::atomic::Ordering::Relaxed;
+                    let produced = p.produced.load(Relaxed);
+                    let before =
+                        p.dropped_queue_full.load(Relaxed) + p.dropped_produce_error.load(Relaxed);
+                    let after = d.failed.load(Relaxed) + d.purged.load(Relaxed);
+                    let sc = sp.counters();
+                    p.popped.load(Relaxed) == produced + before
+                        && produced == d.delivered.load(Relaxed) + after
+                        && before + after
+                            == sc.parked.load(Relaxed)
+                                + sc.full.load(Relaxed)
+                                + sc.error.load(Relaxed)
+                });
         let identity_holds = thread_errors.is_empty()
+            && stages_balance
+            && counts.in_flight == 0
             && si(counts.received)
                 == si(counts.published + counts.parked + counts.dropped) + counts.in_flight;
         Summary {
@@ -594,6 +646,29 @@ impl Drop for Engine {
         }
         for h in self.publishers.drain(..) {
             let _ = h.join();
+        }
+    }
+}
+
+/// Runs `f`, recording a panic as "`what` panicked: message".
+fn guarded<T>(
+    panics: &std::sync::Mutex<Vec<String>>,
+    what: &str,
+    f: impl FnOnce() -> T,
+) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(v) => Some(v),
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(non-string panic payload)".to_owned());
+            panics
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(format!("{what} panicked: {msg}"));
+            None
         }
     }
 }

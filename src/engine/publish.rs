@@ -88,6 +88,7 @@ pub struct Publisher {
     queue_full_wait: Duration,
     stopping: Arc<AtomicBool>,
     slow: Option<Duration>,
+    panic_after: Option<u64>,
     popped: u64,
     produced: u64,
     dropped_queue_full: u64,
@@ -116,6 +117,7 @@ impl Publisher {
             queue_full_wait,
             stopping: Arc::new(AtomicBool::new(false)),
             slow: None,
+            panic_after: None,
             popped: 0,
             produced: 0,
             dropped_queue_full: 0,
@@ -130,6 +132,14 @@ impl Publisher {
     #[must_use]
     pub fn with_slowdown(mut self, per_chunk: Option<Duration>) -> Self {
         self.slow = per_chunk;
+        self
+    }
+
+    /// Test hook: panic once this many ticks have been popped.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_panic_after(mut self, ticks: Option<u64>) -> Self {
+        self.panic_after = ticks;
         self
     }
 
@@ -154,6 +164,9 @@ impl Publisher {
 
     /// Pops up to one chunk, encodes and enqueues every tick; returns how
     /// many ticks it took. The hot path: no allocation, no lock.
+    ///
+    /// # Panics
+    /// Only through the test hook [`with_panic_after`](Self::with_panic_after).
     pub fn publish_available(&mut self) -> usize {
         let Self {
             rx,
@@ -184,6 +197,9 @@ impl Publisher {
         });
         if n > 0 {
             self.popped += n as u64;
+            if self.panic_after.is_some_and(|p| self.popped >= p) {
+                panic!("test hook: publisher panic after {} ticks", self.popped);
+            }
             let c = &self.counters;
             c.popped.store(self.popped, Ordering::Relaxed);
             c.produced.store(self.produced, Ordering::Relaxed);
