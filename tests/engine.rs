@@ -667,10 +667,13 @@ fn broker_down_parks_in_the_spool_and_requeue_completes_the_topic() {
 /// Ignored: flaky, reason not found yet. With retriable Produce errors
 /// injected into librdkafka's mock cluster, 2–3 of 6 runs saw 1–4 of 20,000
 /// records acknowledged to the producer (counted `published`) but never
-/// readable by the consumer, with 5 requests in flight or 1. Our side
-/// cannot lose a record after the delivery report, so the suspicion is the
-/// mock cluster's idempotence emulation; this needs a real broker
-/// (Redpanda) to settle. Run with `cargo nextest run --run-ignored all`.
+/// readable by the consumer, with 5 requests in flight or 1. The partitions'
+/// watermarks summed to exactly what the consumer read (19,996–19,998 of
+/// 20,000): the broker holds fewer records than it acknowledged, so the loss
+/// is between librdkafka and the mock broker, after our produce call. The
+/// suspicion is the mock cluster's idempotence emulation (a retried batch
+/// acknowledged as a duplicate without being appended); this needs a real
+/// broker (Redpanda) to settle. Run with `cargo nextest run --run-ignored all`.
 #[test]
 #[ignore = "flaky on librdkafka's mock cluster (acknowledged records missing); see the doc comment"]
 fn retriable_produce_errors_are_retried_without_duplicates() {
