@@ -252,29 +252,19 @@ impl Writer {
         payload: &[u8],
         error: &str,
     ) -> Result<(), SpoolError> {
-        let topic = &topic.as_bytes()[..topic.len().min(u16::MAX as usize)];
-        let key = &key[..key.len().min(u16::MAX as usize)];
-        let error = &error.as_bytes()[..error.len().min(1024)];
-        let body_len = 8 + 2 + topic.len() + 2 + key.len() + 2 + error.len() + 4 + payload.len();
-        let len = (HEADER + body_len) as u64;
+        encode_record(
+            &mut self.buf,
+            crate::engine::now_ns(),
+            topic.as_bytes(),
+            key,
+            error.as_bytes(),
+            payload,
+        );
+        let len = self.buf.len() as u64;
         let max = self.cfg.max_bytes;
         if total.load(Ordering::Relaxed) + len > max {
             return Err(SpoolError::Full { max });
         }
-        let b = &mut self.buf;
-        b.clear();
-        b.extend_from_slice(&crate::engine::now_ns().to_be_bytes());
-        for part in [topic, key, error] {
-            b.extend_from_slice(&(part.len() as u16).to_be_bytes());
-            b.extend_from_slice(part);
-        }
-        b.extend_from_slice(
-            &u32::try_from(payload.len())
-                .unwrap_or(u32::MAX)
-                .to_be_bytes(),
-        );
-        b.extend_from_slice(payload);
-        let crc = crc32fast::hash(b);
         if self
             .file
             .as_ref()
@@ -299,11 +289,7 @@ impl Writer {
         let Some((f, _, n)) = &mut self.file else {
             return Err(self.io(std::io::Error::other("no segment")));
         };
-        let r = f
-            .write_all(MAGIC)
-            .and_then(|()| f.write_all(&(body_len as u32).to_be_bytes()))
-            .and_then(|()| f.write_all(&crc.to_be_bytes()))
-            .and_then(|()| f.write_all(&self.buf));
+        let r = f.write_all(&self.buf);
         *n += len;
         total.fetch_add(len, Ordering::Relaxed);
         r.map_err(|e| self.io(e))?;
@@ -342,6 +328,36 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// Encodes one whole record (header and body) into `out`, replacing its
+/// contents. Topic and key are cut at 65,535 bytes, the error at 1,024.
+fn encode_record(
+    out: &mut Vec<u8>,
+    ts: u64,
+    topic: &[u8],
+    key: &[u8],
+    error: &[u8],
+    payload: &[u8],
+) {
+    let topic = &topic[..topic.len().min(u16::MAX as usize)];
+    let key = &key[..key.len().min(u16::MAX as usize)];
+    let error = &error[..error.len().min(1024)];
+    let payload = &payload[..payload.len().min(u32::MAX as usize)];
+    out.clear();
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[0; 8]); // body length and CRC, filled below
+    out.extend_from_slice(&ts.to_be_bytes());
+    for part in [topic, key, error] {
+        out.extend_from_slice(&(part.len() as u16).to_be_bytes());
+        out.extend_from_slice(part);
+    }
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+    let body_len = (out.len() - HEADER) as u32;
+    let crc = crc32fast::hash(&out[HEADER..]);
+    out[4..8].copy_from_slice(&body_len.to_be_bytes());
+    out[8..12].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Segment files in `dir` (closed `.dlq` and open `.dlq.open`), oldest first.
@@ -481,18 +497,16 @@ pub fn rewrite_segment(path: &Path, keep: &[Record]) -> std::io::Result<()> {
     let tmp = path.with_extension("dlq.tmp");
     {
         let mut f = BufWriter::new(File::create(&tmp)?);
+        let mut b = Vec::new();
         for r in keep {
-            let mut b = Vec::new();
-            b.extend_from_slice(&r.first_failure_ns.to_be_bytes());
-            for part in [r.topic.as_bytes(), &r.key, r.error.as_bytes()] {
-                b.extend_from_slice(&(part.len() as u16).to_be_bytes());
-                b.extend_from_slice(part);
-            }
-            b.extend_from_slice(&(r.payload.len() as u32).to_be_bytes());
-            b.extend_from_slice(&r.payload);
-            f.write_all(MAGIC)?;
-            f.write_all(&(b.len() as u32).to_be_bytes())?;
-            f.write_all(&crc32fast::hash(&b).to_be_bytes())?;
+            encode_record(
+                &mut b,
+                r.first_failure_ns,
+                r.topic.as_bytes(),
+                &r.key,
+                r.error.as_bytes(),
+                &r.payload,
+            );
             f.write_all(&b)?;
         }
         f.flush()?;

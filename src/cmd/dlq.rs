@@ -36,13 +36,18 @@ pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs(secs))
 }
 
-fn report_corrupt(bad: &[Corrupt]) {
-    for c in bad {
+/// Reads a segment, reporting (and counting) its corrupt records.
+fn read(seg: &Path, corrupt: &mut usize) -> anyhow::Result<(Vec<Record>, Vec<Corrupt>)> {
+    let (recs, bad) =
+        spool::read_segment(seg).with_context(|| format!("reading {}", seg.display()))?;
+    for c in &bad {
         eprintln!(
             "dlq: {} at byte {}: {}; record skipped",
             c.segment, c.offset, c.why
         );
     }
+    *corrupt += bad.len();
+    Ok((recs, bad))
 }
 
 /// Runs a `dlq` subcommand; returns the exit status (0, or 2 when corrupt
@@ -63,11 +68,7 @@ pub fn run(args: &DlqArgs) -> anyhow::Result<u8> {
     match &args.command {
         DlqCommand::List => {
             for seg in &segments {
-                let (recs, bad) = spool::read_segment(seg)
-                    .with_context(|| format!("reading {}", seg.display()))?;
-                corrupt += bad.len();
-                report_corrupt(&bad);
-                for r in recs {
+                for r in read(seg, &mut corrupt)?.0 {
                     println!(
                         "{}",
                         serde_json::json!({
@@ -87,11 +88,7 @@ pub fn run(args: &DlqArgs) -> anyhow::Result<u8> {
             let mut by_error: BTreeMap<String, u64> = BTreeMap::new();
             let (mut oldest, mut newest) = (u64::MAX, 0u64);
             for seg in &segments {
-                let (recs, bad) = spool::read_segment(seg)
-                    .with_context(|| format!("reading {}", seg.display()))?;
-                corrupt += bad.len();
-                report_corrupt(&bad);
-                for r in recs {
+                for r in read(seg, &mut corrupt)?.0 {
                     records += 1;
                     *by_error.entry(r.error).or_default() += 1;
                     oldest = oldest.min(r.first_failure_ns);
@@ -120,9 +117,7 @@ pub fn run(args: &DlqArgs) -> anyhow::Result<u8> {
             let mut removed = 0usize;
             let mut kept = 0usize;
             for seg in segments.iter().filter(|s| spool::is_closed(s)) {
-                let (recs, bad) = spool::read_segment(seg)?;
-                corrupt += bad.len();
-                report_corrupt(&bad);
+                let (recs, bad) = read(seg, &mut corrupt)?;
                 let n = recs.len();
                 let keep: Vec<Record> = recs
                     .into_iter()
@@ -198,9 +193,7 @@ fn requeue(
 ) -> anyhow::Result<(usize, usize, usize)> {
     let (mut delivered, mut left, mut corrupt) = (0, 0, 0);
     for seg in segments.iter().filter(|s| spool::is_closed(s)) {
-        let (recs, bad) = spool::read_segment(seg)?;
-        corrupt += bad.len();
-        report_corrupt(&bad);
+        let (recs, bad) = read(seg, &mut corrupt)?;
         let producer: BaseProducer<RequeueCtx> = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
