@@ -272,7 +272,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Prints each new connection failure once (when the connection's count of
-/// downs grows), and each new server error frame and Kafka error once.
+/// downs grows), and each new server error frame, Kafka error and spool error
+/// once.
 #[derive(Debug, Default)]
 struct Reported {
     downs: Vec<u64>,
@@ -302,8 +303,15 @@ fn report_connection_errors(c: &Counts, reported: &mut Reported) {
             }
         }
     }
-    if let Some(e) = &c.last_kafka_error {
-        let line = format!("panda-feed: kafka: {e}");
+    let kafka = c
+        .last_kafka_error
+        .as_ref()
+        .map(|e| format!("panda-feed: kafka: {e}"));
+    let spool = c
+        .last_spool_error
+        .as_ref()
+        .map(|e| format!("panda-feed: spool: {e}"));
+    for line in [kafka, spool].into_iter().flatten() {
         if !reported.lines.contains(&line) {
             eprintln!("{line}");
             reported.lines.push(line);
