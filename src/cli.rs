@@ -157,6 +157,21 @@ pub struct RunArgs {
     /// Publisher threads.
     #[arg(long, value_name = "N")]
     pub publishers: Option<usize>,
+    /// Ops HTTP server address (`ops.listen`); "" turns it off; port 0 picks
+    /// a free port (printed).
+    #[arg(long, value_name = "ADDR")]
+    pub ops_listen: Option<String>,
+    /// Redis URL for pipeline metrics (`redis.url`, env REDIS__URL), e.g.
+    /// redis://:PASSWORD@127.0.0.1:6379/0; "" turns them off.
+    #[arg(long, value_name = "URL", value_parser = secret)]
+    pub redis_url: Option<crate::engine::Secret>,
+    /// Log filter: error, warn, info, debug, trace, or per module
+    /// (panda_feed=debug). RUST_LOG wins when set.
+    #[arg(long, default_value = "info", value_name = "FILTER")]
+    pub log_level: String,
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t)]
+    pub log_format: crate::logging::LogFormat,
 }
 
 /// Arguments of `panda-feed mock-exchange`.

@@ -11,7 +11,7 @@ use crate::engine::kafka::KafkaConfig;
 use crate::tick::Mode;
 
 /// The whole file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Kite connection.
@@ -26,6 +26,10 @@ pub struct Config {
     pub mock: MockSection,
     /// Run-time reporting.
     pub run: RunSection,
+    /// The ops HTTP server, sampling and health thresholds.
+    pub ops: crate::ops::OpsConfig,
+    /// Redis pipeline metrics.
+    pub redis: crate::ops::redis_sink::RedisConfig,
 }
 
 /// `[zerodha]`: the Kite connection. The environment variables

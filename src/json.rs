@@ -643,3 +643,32 @@ mod tests {
         );
     }
 }
+
+/// `ns` (since the Unix epoch) as RFC 3339 UTC with milliseconds, e.g.
+/// `2026-11-23T09:15:00.123Z`. For the ops side (allocates).
+#[must_use]
+pub fn rfc3339_ms(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let ms = (ns / 1_000_000) % 1000;
+    let days = u32::try_from(secs / 86_400).unwrap_or(u32::MAX);
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod rfc3339_tests {
+    #[test]
+    fn formats_utc_with_milliseconds() {
+        assert_eq!(
+            super::rfc3339_ms(1_625_462_487_123_456_789),
+            "2021-07-05T05:21:27.123Z"
+        );
+        assert_eq!(super::rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+    }
+}

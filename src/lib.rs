@@ -15,10 +15,13 @@
 //! - [`engine`]: the network thread, the publishers, the Kafka producer and
 //!   the accounting (DESIGN §1);
 //! - [`spool`]: the dead-letter spool (publisher threads, failure path; `dlq`);
+//! - [`ops`]: metrics, health, Redis pipeline metrics and the ops HTTP
+//!   server (ops side: the `run` loop and the `ops-http` thread);
 //! - [`config`]: the `run` configuration;
 //! - [`mock`]: the mock exchange (its own threads; not the engine);
 //! - [`instruments`]: the instruments CSV;
 //! - [`cmd`]: the binary's subcommands (main thread);
+//! - [`logging`]: `tracing` set-up, rate limiting and truncation of log text;
 //! - [`cli`]: argument parsing, the only place argv is read.
 
 pub mod cli;
@@ -27,7 +30,9 @@ pub mod config;
 pub mod engine;
 pub mod instruments;
 pub mod json;
+pub mod logging;
 pub mod mock;
+pub mod ops;
 pub mod ring;
 pub mod spool;
 pub mod tick;

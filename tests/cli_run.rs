@@ -30,6 +30,8 @@ fn tempdir(tag: &str) -> PathBuf {
 fn run(args: &[&str]) -> Output {
     Command::new(BIN)
         .arg("run")
+        // Tests run in parallel: a free port each, never the default 9187.
+        .args(["--ops-listen", "127.0.0.1:0"])
         .args(args)
         .env_remove("ZERODHA__API_KEY")
         .env_remove("ZERODHA__ACCESS_TOKEN")
@@ -374,6 +376,7 @@ fn a_new_token_in_the_file_is_picked_up_and_the_feed_recovers() {
     let s = dir.join("summary.json");
     let mut child = Command::new(BIN)
         .arg("run")
+        .args(["--ops-listen", "127.0.0.1:0"])
         .args(["--ws-url", &mock.ws_url(), "--api-key", "mock_api_key"])
         .arg("--access-token-file")
         .arg(&token)
@@ -416,7 +419,8 @@ fn sigterm_under_load_drains_and_exits_0_with_nothing_lost() {
     let dir = tempdir("sigterm");
     let s = dir.join("summary.json");
     let mut child = Command::new(BIN)
-        .args(["run", "--mock", "--mock-rate", "50000", "--summary"])
+        .args(["run", "--ops-listen", "127.0.0.1:0"])
+        .args(["--mock", "--mock-rate", "50000", "--summary"])
         .arg(&s)
         .current_dir(&dir)
         .stderr(Stdio::piped())

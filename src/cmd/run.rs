@@ -8,13 +8,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use tracing::{error, info, warn};
 
 use crate::cli::RunArgs;
 use crate::config::Config;
 use crate::engine::kafka::EmbeddedBroker;
 use crate::engine::{Counts, Engine, EngineConfig, Secret, Summary};
 use crate::instruments::{self, Instrument};
+use crate::logging::{LogFormat, MAX_LOGGED_TEXT, RateLimiter, suppressed_note, truncate};
 use crate::mock::{MockConfig, MockExchange, default_instruments};
+use crate::ops::Ops;
 
 /// Exit status when a connection was still refused (HTTP 403) at exit.
 pub const EXIT_CONNECTION_FAILED: u8 = 3;
@@ -57,6 +60,7 @@ fn env_secret(name: &str) -> Option<Secret> {
 /// message names the value and the fix.
 #[allow(clippy::too_many_lines)] // one linear start-up sequence
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    crate::logging::init(args.log_format, &args.log_level)?;
     let cfg = match &args.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
@@ -115,6 +119,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     // The mock exchange, in-process.
     let mock = if args.mock {
         let m = MockExchange::start(MockConfig {
+            // The mock accepts whatever credentials the feed was given.
+            api_key: api_key.expose().to_owned(),
+            access_token: access_token.expose().to_owned(),
             rate_per_s: args.mock_rate.unwrap_or(cfg.mock.rate),
             seed: cfg.mock.seed,
             max_ticks: cfg.mock.max_ticks,
@@ -124,8 +131,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 .collect(),
             ..MockConfig::default()
         })?;
-        eprintln!(
-            "panda-feed: mock exchange at {} streaming {} instruments at {} ticks/s",
+        info!(
+            "mock exchange at {} streaming {} instruments at {} ticks/s",
             m.ws_url(),
             subs.len(),
             args.mock_rate.unwrap_or(cfg.mock.rate)
@@ -157,9 +164,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         let b = EmbeddedBroker::start(1, &kafka.topic, cfg.mock.partitions.max(1))
             .map_err(anyhow::Error::msg)?;
         kafka.brokers = b.bootstrap_servers().to_owned();
-        eprintln!(
-            "panda-feed: embedded Kafka broker at {bs} (topic {t}, {p} partitions); while this \
-             runs, read it with any Kafka client, e.g. kcat -C -b {bs} -t {t} -o beginning",
+        info!(
+            "embedded Kafka broker at {bs} (topic {t}, {p} partitions); while this runs, read \
+             it with any Kafka client, e.g. kcat -C -b {bs} -t {t} -o beginning",
             bs = kafka.brokers,
             t = kafka.topic,
             p = cfg.mock.partitions.max(1),
@@ -194,6 +201,27 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         ..EngineConfig::default()
     };
 
+    // Ops: HTTP server and Redis metrics, started before the engine so a
+    // bad address fails before anything connects.
+    let mut ops_cfg = cfg.ops.clone();
+    if let Some(l) = &args.ops_listen {
+        ops_cfg.listen.clone_from(l);
+    }
+    let mut redis_cfg = cfg.redis.clone();
+    if let Some(u) = args.redis_url.clone().or_else(|| env_secret("REDIS__URL")) {
+        redis_cfg.url = u.expose().to_owned();
+    }
+    let mut ops = Ops::start(ops_cfg, redis_cfg, &engine_cfg.kafka.topic)?;
+    if let Some(a) = ops.local_addr() {
+        info!("ops: serving http://{a}/ (metrics, health, stats/connections, ops/slow)");
+    }
+    if let Some(k) = ops.redis_keys() {
+        info!(
+            "redis: pipeline metrics every interval under {}",
+            k[0].trim_end_matches(":count")
+        );
+    }
+
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))
@@ -212,6 +240,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         last: Some((started, 0, 0)),
     };
     let mut next_status = started + interval;
+    let sample_every = ops.sample_interval();
+    let mut next_sample = started + sample_every;
+    let mut view = ops.sample(&mut engine, true);
     let mut reported_errors = Reported::default();
     let why_stop = loop {
         if stop.load(Ordering::SeqCst) {
@@ -223,7 +254,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         let panics = engine.thread_panics();
         if !panics.is_empty() {
             for p in &panics {
-                eprintln!("panda-feed: {p}");
+                error!("{p}");
             }
             break "an engine thread panicked";
         }
@@ -235,34 +266,46 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 w.check(&engine);
             }
         }
+        if now >= next_sample {
+            view = ops.sample(&mut engine, true);
+            report_connection_errors(&view.counts, &mut reported_errors);
+            report_redis(&view.redis, &mut reported_errors);
+            next_sample = now + sample_every;
+        }
         if now >= next_status {
-            let c = engine.counts();
-            report_connection_errors(&c, &mut reported_errors);
             if !interval.is_zero() {
-                eprintln!("{}", status.line(&c));
+                let line = status.line(&view.counts);
+                match args.log_format {
+                    LogFormat::Text => eprintln!("{line}"),
+                    LogFormat::Json => info!(status = true, "{line}"),
+                }
             }
             next_status = now + interval.max(Duration::from_millis(200));
         }
     };
-    eprintln!("panda-feed: stopping ({why_stop}): draining rings and flushing the producer");
+    info!("stopping ({why_stop}): draining rings and flushing the producer");
+    // Health shows `not_running` while the engine drains.
+    ops.sample(&mut engine, false);
     let summary = engine.stop();
     drop(broker);
     drop(mock);
+    ops.finish(&summary);
     report_connection_errors(&summary.counts, &mut reported_errors);
     write_summary(&summary, started.elapsed(), args.summary.as_deref())?;
+    drop(ops);
     let failed = summary
         .counts
         .connections
         .iter()
         .any(|c| c.state == "auth_failed");
     Ok(if !summary.thread_errors.is_empty() {
-        eprintln!(
-            "panda-feed: exiting with status {EXIT_THREAD_PANIC}: {}",
+        error!(
+            "exiting with status {EXIT_THREAD_PANIC}: {}",
             summary.thread_errors.join("; ")
         );
         ExitCode::from(EXIT_THREAD_PANIC)
     } else if !summary.identity_holds {
-        eprintln!("panda-feed: the accounting identity does not hold; see the summary");
+        error!("the accounting identity does not hold; see the summary");
         ExitCode::FAILURE
     } else if failed {
         ExitCode::from(EXIT_CONNECTION_FAILED)
@@ -271,13 +314,39 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Prints each new connection failure once (when the connection's count of
-/// downs grows), and each new server error frame, Kafka error and spool error
-/// once.
-#[derive(Debug, Default)]
+/// Logs connection failures, server error frames, Kafka errors and spool
+/// errors as they change, each site rate-limited (one line per
+/// [`ERROR_LOG_PERIOD`], with a count of what was suppressed).
+#[derive(Debug)]
 struct Reported {
     downs: Vec<u64>,
-    lines: Vec<String>,
+    last: std::collections::HashMap<String, String>,
+    limiter: RateLimiter,
+}
+
+/// Shortest interval between two log lines of one error site.
+const ERROR_LOG_PERIOD: Duration = Duration::from_secs(10);
+
+impl Default for Reported {
+    fn default() -> Self {
+        Self {
+            downs: Vec::new(),
+            last: std::collections::HashMap::new(),
+            limiter: RateLimiter::new(ERROR_LOG_PERIOD),
+        }
+    }
+}
+
+impl Reported {
+    /// Whether `text` is new for `site` and may be logged now.
+    fn changed(&mut self, site: &str, text: &str) -> Option<u64> {
+        if self.last.get(site).is_some_and(|t| t == text) {
+            return None;
+        }
+        let n = self.limiter.allow(site, Instant::now())?;
+        self.last.insert(site.to_owned(), text.to_owned());
+        Some(n)
+    }
 }
 
 fn report_connection_errors(c: &Counts, reported: &mut Reported) {
@@ -286,36 +355,82 @@ fn report_connection_errors(c: &Counts, reported: &mut Reported) {
         let downs: u64 = conn.reconnects.values().sum();
         if downs > reported.downs[i]
             && let Some(e) = &conn.error
+            && let Some(n) = reported.limiter.allow(&format!("down{i}"), Instant::now())
         {
             let next = match conn.state {
                 "auth_failed" => "waiting for a new access token (file change or SIGHUP)",
                 "backoff" => "reconnecting after a backoff",
                 _ => "reconnecting",
             };
-            eprintln!("panda-feed: connection {i} down ({downs} so far): {e}; {next}");
+            warn!(
+                connection = i,
+                "connection {i} down ({downs} so far): {}; {next}{}",
+                truncate(e, MAX_LOGGED_TEXT),
+                suppressed_note(n)
+            );
         }
         reported.downs[i] = downs;
-        if let Some(e) = &conn.last_server_error {
-            let line = format!("panda-feed: connection {i}: server error frame: {e}");
-            if !reported.lines.contains(&line) {
-                eprintln!("{line}");
-                reported.lines.push(line);
-            }
+        if let Some(e) = &conn.last_server_error
+            && let Some(n) = reported.changed(&format!("server_error{i}"), e)
+        {
+            warn!(
+                connection = i,
+                "connection {i}: server error frame: {}{}",
+                truncate(e, MAX_LOGGED_TEXT),
+                suppressed_note(n)
+            );
         }
     }
-    let kafka = c
-        .last_kafka_error
-        .as_ref()
-        .map(|e| format!("panda-feed: kafka: {e}"));
-    let spool = c
-        .last_spool_error
-        .as_ref()
-        .map(|e| format!("panda-feed: spool: {e}"));
-    for line in [kafka, spool].into_iter().flatten() {
-        if !reported.lines.contains(&line) {
-            eprintln!("{line}");
-            reported.lines.push(line);
+    if let Some(e) = &c.last_kafka_error
+        && let Some(n) = reported.changed("kafka", e)
+    {
+        warn!(
+            "kafka: {}{}",
+            truncate(e, MAX_LOGGED_TEXT),
+            suppressed_note(n)
+        );
+    }
+    if let Some(e) = &c.last_spool_error
+        && let Some(n) = reported.changed("spool", e)
+    {
+        error!(
+            "spool: {}{}",
+            truncate(e, MAX_LOGGED_TEXT),
+            suppressed_note(n)
+        );
+    }
+}
+
+fn report_redis(r: &crate::ops::redis_sink::SinkStatus, reported: &mut Reported) {
+    if !r.enabled {
+        return;
+    }
+    if let Some(n) = reported.changed("redis_state", r.state) {
+        match r.state {
+            "open" => warn!(
+                "redis: circuit open after {} consecutive failures; pipeline metrics are dropped \
+                 (counted) until a probe succeeds{}",
+                r.consecutive_failures,
+                suppressed_note(n)
+            ),
+            "closed" if r.writes_ok + r.writes_error > 0 => {
+                info!(
+                    "redis: circuit closed; writing pipeline metrics to {}",
+                    r.url
+                );
+            }
+            _ => {}
         }
+    }
+    if let Some(e) = &r.last_error
+        && let Some(n) = reported.changed("redis", e)
+    {
+        warn!(
+            "redis: write to {} failed: {}{}",
+            r.url,
+            truncate(e, MAX_LOGGED_TEXT),
+            suppressed_note(n)
+        );
     }
 }
 
@@ -369,13 +484,13 @@ impl TokenWatch {
         match read_token_file(&self.path) {
             Ok(t) => {
                 if engine.set_access_token(t) {
-                    eprintln!(
-                        "panda-feed: access token file {} changed; using the new token",
+                    info!(
+                        "access token file {} changed; using the new token",
                         self.path.display()
                     );
                 }
             }
-            Err(e) => eprintln!("panda-feed: {e:#}; keeping the current token"),
+            Err(e) => warn!("{e:#}; keeping the current token"),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! produce call, delivery-report accounting, and the embedded broker.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -163,6 +163,104 @@ pub struct DeliveryCounters {
     pub last_error: Mutex<Option<String>>,
 }
 
+/// Receive → broker-ack samples, written by delivery callbacks and drained
+/// by the same publisher thread right after each `poll` (callbacks run inside
+/// it). Atomics only to make the context `Sync`; a fixed buffer, so the
+/// callback never allocates. A full buffer drops the sample (a latency
+/// sample, not a tick) and counts it.
+#[derive(Debug)]
+pub struct AckSamples {
+    // Per slot: receive ns, ack ns, partition << 32 | instrument token.
+    slots: Box<[[AtomicU64; 3]]>,
+    len: AtomicUsize,
+    /// Samples dropped because the buffer was full between two drains.
+    pub dropped: AtomicU64,
+}
+
+/// One acknowledged record, as drained from [`AckSamples`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckSample {
+    /// Receive time, ns since the epoch.
+    pub recv_ns: u64,
+    /// Delivery-report time, ns since the epoch.
+    pub ack_ns: u64,
+    /// Partition the record landed in.
+    pub partition: i32,
+    /// Instrument token (the record key).
+    pub instrument: u32,
+}
+
+impl AckSamples {
+    /// Room for `capacity` samples between drains.
+    #[must_use]
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            slots: (0..capacity.max(1))
+                .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
+                .collect(),
+            len: AtomicUsize::new(0),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    #[inline]
+    fn push(&self, recv_ns: u64, ack_ns: u64, partition: i32, instrument: u32) {
+        let i = self.len.load(Ordering::Relaxed);
+        let Some(slot) = self.slots.get(i) else {
+            bump(&self.dropped);
+            return;
+        };
+        slot[0].store(recv_ns, Ordering::Relaxed);
+        slot[1].store(ack_ns, Ordering::Relaxed);
+        #[allow(clippy::cast_sign_loss)] // bit packing, undone in `drain`
+        slot[2].store(
+            (u64::from(partition as u32) << 32) | u64::from(instrument),
+            Ordering::Relaxed,
+        );
+        self.len.store(i + 1, Ordering::Relaxed);
+    }
+
+    /// Hands every buffered sample to `f` and empties the buffer; returns
+    /// how many there were. Call only from the thread that polls.
+    #[inline]
+    pub fn drain(&self, mut f: impl FnMut(AckSample, usize)) -> usize {
+        let n = self.len.load(Ordering::Relaxed);
+        for slot in &self.slots[..n] {
+            let meta = slot[2].load(Ordering::Relaxed);
+            #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
+            f(
+                AckSample {
+                    recv_ns: slot[0].load(Ordering::Relaxed),
+                    ack_ns: slot[1].load(Ordering::Relaxed),
+                    partition: (meta >> 32) as u32 as i32,
+                    instrument: meta as u32,
+                },
+                n,
+            );
+        }
+        self.len.store(0, Ordering::Relaxed);
+        n
+    }
+}
+
+/// The instrument token of a record key (decimal ASCII), without allocating.
+#[inline]
+fn key_token(key: &[u8]) -> u32 {
+    key.iter().fold(0u32, |acc, b| {
+        acc.wrapping_mul(10)
+            .wrapping_add(u32::from(b.wrapping_sub(b'0')))
+    })
+}
+
+/// Delivery reports buffered between two drains before samples are dropped.
+const ACK_SAMPLES: usize = 16_384;
+
+// The receive time travels as the produce call's pointer-sized opaque.
+const _: () = assert!(
+    usize::BITS == 64,
+    "panda-feed needs a 64-bit target (ns timestamps travel as pointer-sized opaques)"
+);
+
 fn bump(c: &AtomicU64) {
     // Single writer: a load + store is enough and avoids a locked RMW.
     c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
@@ -174,6 +272,7 @@ fn bump(c: &AtomicU64) {
 pub struct Ctx {
     counters: Arc<DeliveryCounters>,
     spool: Arc<crate::spool::Spool>,
+    acks: Arc<AckSamples>,
 }
 
 impl ClientContext for Ctx {
@@ -194,12 +293,21 @@ impl ClientContext for Ctx {
 }
 
 impl ProducerContext for Ctx {
-    type DeliveryOpaque = ();
+    /// The tick's receive time (ns since the epoch), set by the produce call.
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, recv_ns: usize) {
         use rdkafka::Message as _;
         match result {
-            Ok(_) => bump(&self.counters.delivered),
+            Ok(msg) => {
+                bump(&self.counters.delivered);
+                self.acks.push(
+                    recv_ns as u64,
+                    super::now_ns(),
+                    msg.partition(),
+                    key_token(msg.key().unwrap_or_default()),
+                );
+            }
             Err((e, msg)) => {
                 let error = match e.rdkafka_error_code() {
                     Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight) => {
@@ -272,6 +380,7 @@ impl TickProducer {
             cfg.client_config(client_id).create_with_context(Ctx {
                 counters: Arc::clone(&counters),
                 spool,
+                acks: Arc::new(AckSamples::new(ACK_SAMPLES)),
             })?;
         let topic = raw::Topic::new(&producer, &cfg.topic).ok_or(KafkaError::ClientCreation(
             format!("cannot create a handle for topic {:?}", cfg.topic),
@@ -296,21 +405,28 @@ impl TickProducer {
         &self.producer.context().spool
     }
 
+    /// Receive → ack samples of delivered records, drained after each poll.
+    #[must_use]
+    pub fn acks(&self) -> &Arc<AckSamples> {
+        &self.producer.context().acks
+    }
+
     /// The delivery counters (shared with the ops side).
     #[must_use]
     pub fn counters(&self) -> &Arc<DeliveryCounters> {
         &self.counters
     }
 
-    /// Enqueues one record (key and payload are copied by librdkafka). Never
+    /// Enqueues one record (key and payload are copied by librdkafka);
+    /// `recv_ns` comes back with its delivery report. Never
     /// blocks and never allocates on the Rust heap, unlike
     /// `BaseProducer::send`, which builds a `CString` of the topic per call.
     ///
     /// # Errors
     /// [`ProduceError`] when librdkafka refused the record.
     #[inline]
-    pub fn produce(&self, key: &[u8], payload: &[u8]) -> Result<(), ProduceError> {
-        self.topic.produce(key, payload)
+    pub fn produce(&self, key: &[u8], payload: &[u8], recv_ns: u64) -> Result<(), ProduceError> {
+        self.topic.produce(key, payload, recv_ns)
     }
 
     /// Serves delivery reports (counted in [`DeliveryCounters`]), waiting at
@@ -376,12 +492,18 @@ mod raw {
         }
 
         #[inline]
-        pub(super) fn produce(&self, key: &[u8], payload: &[u8]) -> Result<(), ProduceError> {
+        pub(super) fn produce(
+            &self,
+            key: &[u8],
+            payload: &[u8],
+            recv_ns: u64,
+        ) -> Result<(), ProduceError> {
             // SAFETY: the topic handle is live (owned by `self`); with
             // RD_KAFKA_MSG_F_COPY librdkafka copies key and payload before
             // returning, so the borrowed slices need only outlive the call and
-            // the mutable payload pointer is never written through. A null
-            // opaque matches `Ctx::DeliveryOpaque = ()`.
+            // the mutable payload pointer is never written through. The
+            // opaque is an integer (the receive time), never dereferenced:
+            // `Ctx::DeliveryOpaque = usize` turns it back into one.
             let rc = unsafe {
                 rd::rd_kafka_produce(
                     self.0.as_ptr(),
@@ -391,7 +513,7 @@ mod raw {
                     payload.len(),
                     key.as_ptr().cast::<c_void>(),
                     key.len(),
-                    std::ptr::null_mut(),
+                    recv_ns as usize as *mut c_void,
                 )
             };
             if rc == 0 {

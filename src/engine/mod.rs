@@ -35,7 +35,10 @@ const REASON_LABELS: [&str; REASONS] = DecodeError::REASON_LABELS;
 use crate::spool::{Spool, SpoolConfig};
 use kafka::{DeliveryCounters, KafkaConfig, TickProducer};
 use net::{ConnSpec, ConnStats, Credentials, Net, NetConfig, NetStopper, Supervision};
-use publish::{HistogramExchange, Publisher, PublisherCounters, Report, Wake, latency_histogram};
+use publish::{
+    HistogramExchange, Interval, Publisher, PublisherCounters, Report, SLOW_N, SlowAck, Wake,
+    latency_histogram,
+};
 use route::{MAX_RINGS, Router};
 
 /// A secret string (API key, access token, a URL carrying them). Its `Debug`
@@ -243,10 +246,7 @@ pub enum EngineError {
 
 /// The ops side of a publisher's histogram exchange: full ones in, empty
 /// ones back.
-type OpsExchange = (
-    rtrb::Consumer<Box<Histogram<u64>>>,
-    rtrb::Producer<Box<Histogram<u64>>>,
-);
+type OpsExchange = (rtrb::Consumer<Box<Interval>>, rtrb::Producer<Box<Interval>>);
 
 /// A running engine. Drop without [`stop`](Self::stop) stops it without a
 /// summary.
@@ -256,10 +256,14 @@ pub struct Engine {
     rings: Vec<Arc<RingCounters>>,
     pubs: Vec<Arc<PublisherCounters>>,
     delivery: Vec<Arc<DeliveryCounters>>,
+    acks: Vec<Arc<kafka::AckSamples>>,
     spools: Vec<Arc<Spool>>,
     exchanges: Vec<OpsExchange>,
     total: Histogram<u64>,
     interval: Histogram<u64>,
+    ack_total: Histogram<u64>,
+    slow: Vec<SlowAck>,
+    spool_bytes: Arc<std::sync::atomic::AtomicU64>,
     stopper: NetStopper,
     stopping: Vec<Arc<std::sync::atomic::AtomicBool>>,
     creds: Arc<Credentials>,
@@ -273,7 +277,7 @@ fn pin(core: Option<usize>, what: &str) {
     if let Some(id) = core
         && !core_affinity::set_for_current(core_affinity::CoreId { id })
     {
-        eprintln!("panda-feed: warning: could not pin {what} to core {id}; running unpinned");
+        tracing::warn!("could not pin {what} to core {id}; running unpinned");
     }
 }
 
@@ -319,7 +323,7 @@ impl Engine {
             let (full_tx, full_rx) = rtrb::RingBuffer::new(1);
             let (mut empty_tx, empty_rx) = rtrb::RingBuffer::new(1);
             // One spare so the first exchange can happen.
-            let _ = empty_tx.push(Box::new(latency_histogram()));
+            let _ = empty_tx.push(Box::new(Interval::new()));
             exchanges.push((full_rx, empty_tx));
             let slow = cfg
                 .test_slow_publisher
@@ -336,6 +340,7 @@ impl Engine {
                         empty: empty_rx,
                     },
                 )
+                .with_index(u32::try_from(i).unwrap_or(u32::MAX))
                 .with_slowdown(slow)
                 .with_panic_after(
                     cfg.test_panic_publisher
@@ -355,6 +360,10 @@ impl Engine {
         let delivery: Vec<_> = publishers
             .iter()
             .map(|p| Arc::clone(p.producer().counters()))
+            .collect();
+        let acks: Vec<_> = publishers
+            .iter()
+            .map(|p| Arc::clone(p.producer().acks()))
             .collect();
         let flush = Duration::from_millis(u64::from(cfg.kafka.flush_timeout_ms));
         let mut handles = Vec::new();
@@ -418,10 +427,14 @@ impl Engine {
             rings,
             pubs,
             delivery,
+            acks,
             spools,
             exchanges,
             total: latency_histogram(),
             interval: latency_histogram(),
+            ack_total: latency_histogram(),
+            slow: Vec::new(),
+            spool_bytes: spool_total,
             stopper,
             stopping,
             creds,
@@ -434,14 +447,42 @@ impl Engine {
 
     /// Collects the histograms the publishers have handed over.
     fn collect_histograms(&mut self) {
-        for (full, empty) in &mut self.exchanges {
-            while let Ok(h) = full.pop() {
-                // Same bounds on both sides: `add` cannot fail.
-                let _ = self.total.add(&*h);
-                let _ = self.interval.add(&*h);
-                let _ = empty.push(h);
+        for i in 0..self.exchanges.len() {
+            while let Ok(h) = self.exchanges[i].0.pop() {
+                self.absorb(&h);
+                let _ = self.exchanges[i].1.push(h);
             }
         }
+    }
+
+    fn absorb(&mut self, h: &Interval) {
+        // Same bounds on both sides: `add` cannot fail.
+        let _ = self.total.add(&h.produce);
+        let _ = self.interval.add(&h.produce);
+        let _ = self.ack_total.add(&h.ack);
+        self.slow.extend_from_slice(h.slow.as_slice());
+        if self.slow.len() > 4 * SLOW_N {
+            self.slow
+                .sort_unstable_by_key(|a| std::cmp::Reverse(a.duration_ns));
+            self.slow.truncate(SLOW_N);
+        }
+    }
+
+    /// The slowest deliveries (receive → broker ack) since the previous
+    /// call, slowest first, at most [`SLOW_N`].
+    pub fn take_slow_acks(&mut self) -> Vec<SlowAck> {
+        self.collect_histograms();
+        let mut v = std::mem::take(&mut self.slow);
+        v.sort_unstable_by_key(|a| std::cmp::Reverse(a.duration_ns));
+        v.truncate(SLOW_N);
+        v
+    }
+
+    /// Receive → produce-call and receive → broker-ack latency histograms
+    /// (ns) since start, as of the latest [`counts`](Self::counts).
+    #[must_use]
+    pub fn latency_histograms(&self) -> (&Histogram<u64>, &Histogram<u64>) {
+        (&self.total, &self.ack_total)
     }
 
     /// Current counters. Values are read one by one from live threads, so
@@ -474,6 +515,9 @@ impl Engine {
         use std::sync::atomic::Ordering::Relaxed;
         let mut c = Counts {
             latency_ns: LatencySummary::of(&self.total),
+            ack_latency_ns: LatencySummary::of(&self.ack_total),
+            spool_bytes: self.spool_bytes.load(Relaxed),
+            ack_samples_dropped: self.acks.iter().map(|a| a.dropped.load(Relaxed)).sum(),
             latency_interval_ns: interval,
             ..Counts::default()
         };
@@ -488,6 +532,10 @@ impl Engine {
                 text_frames: s.text_frames.load(Relaxed),
                 server_errors: s.server_errors.load(Relaxed),
                 last_frame_age_ms: match s.last_frame_ns.load(Relaxed) {
+                    0 => None,
+                    t => Some(now_ns().saturating_sub(t) / 1_000_000),
+                },
+                last_tick_age_ms: match s.last_tick_ns.load(Relaxed) {
                     0 => None,
                     t => Some(now_ns().saturating_sub(t) / 1_000_000),
                 },
@@ -564,6 +612,7 @@ impl Engine {
                 dropped_ring_full: r.dropped_full(),
                 produced,
                 delivered,
+                producer_queue: produced.saturating_sub(delivered + failed + purged),
                 queue_full_waits: p.queue_full_waits.load(Relaxed),
             });
         }
@@ -590,7 +639,7 @@ impl Engine {
         let mut flushed = true;
         for h in std::mem::take(&mut self.publishers) {
             if let Ok(Some(report)) = h.join() {
-                let _ = self.total.add(&*report.hist);
+                self.absorb(&report.hist);
                 flushed &= report.flushed;
             } else {
                 // Panicked: recorded in `panics` by `guarded`.
@@ -767,6 +816,8 @@ pub struct ConnCounts {
     pub server_errors: u64,
     /// Time since the last frame of any kind, ms.
     pub last_frame_age_ms: Option<u64>,
+    /// Time since the last market-data message with ticks, ms.
+    pub last_tick_age_ms: Option<u64>,
     /// Why it last went down.
     pub error: Option<String>,
     /// The latest text `error` frame.
@@ -794,6 +845,8 @@ pub struct PublisherCountsOut {
     pub produced: u64,
     /// Records delivered.
     pub delivered: u64,
+    /// Records in the producer (enqueued, no delivery report yet).
+    pub producer_queue: u64,
     /// Waits for room in the producer queue.
     pub queue_full_waits: u64,
 }
@@ -834,6 +887,12 @@ pub struct Counts {
     pub latency_ns: LatencySummary,
     /// The same since the previous [`Engine::counts`].
     pub latency_interval_ns: LatencySummary,
+    /// Receive → broker-ack (delivery report) latency since start.
+    pub ack_latency_ns: LatencySummary,
+    /// Ack latency samples lost to a full sample buffer (samples, not ticks).
+    pub ack_samples_dropped: u64,
+    /// Bytes in the dead-letter spool.
+    pub spool_bytes: u64,
     /// Per connection.
     pub connections: Vec<ConnCounts>,
     /// Per publisher (and its ring).

@@ -135,6 +135,8 @@ pub struct ConnStats {
     pub server_errors: AtomicU64,
     /// Receive time of the latest frame of any kind (ns since the epoch; 0 = none).
     pub last_frame_ns: AtomicU64,
+    /// Receive time of the latest market-data message with ticks (0 = none).
+    pub last_tick_ns: AtomicU64,
     /// Connection attempts (TCP connects started), the first included.
     pub attempts: AtomicU64,
     /// Times the connection went down, by [`RECONNECT_REASONS`].
@@ -162,6 +164,7 @@ impl ConnStats {
             text_frames: AtomicU64::new(0),
             server_errors: AtomicU64::new(0),
             last_frame_ns: AtomicU64::new(0),
+            last_tick_ns: AtomicU64::new(0),
             attempts: AtomicU64::new(0),
             reconnects: std::array::from_fn(|_| AtomicU64::new(0)),
             disconnected_ns: AtomicU64::new(0),
@@ -305,6 +308,7 @@ struct Conn {
     text_frames: u64,
     server_errors: u64,
     last_frame_ns: u64,
+    last_tick_ns: u64,
 }
 
 /// Settings of the network thread.
@@ -451,6 +455,7 @@ impl Net {
                 text_frames: 0,
                 server_errors: 0,
                 last_frame_ns: 0,
+                last_tick_ns: 0,
             })
             .collect();
         let stopper = NetStopper {
@@ -484,7 +489,7 @@ impl Net {
                 if e.kind() == ErrorKind::Interrupted {
                     continue;
                 }
-                eprintln!("panda-feed: network thread: poll failed: {e}; stopping");
+                tracing::error!("network thread: poll failed: {e}; stopping");
                 break;
             }
             for ev in &events {
@@ -829,6 +834,9 @@ impl Conn {
                         Ok(r) if r.heartbeat => self.heartbeats += 1,
                         Ok(r) => {
                             self.messages += 1;
+                            if r.pushed + r.dropped_full > 0 {
+                                self.last_tick_ns = now;
+                            }
                             self.ticks += u64::from(r.pushed + r.dropped_full);
                             self.dropped_full += u64::from(r.dropped_full);
                             self.unknown += u64::from(r.unknown);
@@ -906,6 +914,7 @@ impl Conn {
         s.text_frames.store(self.text_frames, Ordering::Relaxed);
         s.server_errors.store(self.server_errors, Ordering::Relaxed);
         s.last_frame_ns.store(self.last_frame_ns, Ordering::Relaxed);
+        s.last_tick_ns.store(self.last_tick_ns, Ordering::Relaxed);
         s.attempts.store(self.attempts, Ordering::Relaxed);
         for (a, v) in s.reconnects.iter().zip(self.reconnects) {
             a.store(v, Ordering::Relaxed);

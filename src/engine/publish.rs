@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
 
-use super::kafka::{ProduceError, TickProducer};
+use super::kafka::{AckSamples, ProduceError, TickProducer};
 use super::{IdlePolicy, now_ns};
 use crate::json::{JsonBuf, MAX_ENVELOPE_LEN, write_envelope};
 use crate::ring::TickRx;
@@ -54,19 +54,131 @@ pub struct Wake {
     pub sleeping: AtomicBool,
 }
 
-/// Latency histograms travel between a publisher and the ops side on two SPSC
-/// rings: full ones out, emptied ones back. No lock, no allocation.
+/// How many slowest deliveries a publisher keeps per exchange interval.
+pub const SLOW_N: usize = 10;
+
+/// One slow delivery: receive → broker ack, with its context.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SlowAck {
+    /// Receive → delivery report, ns.
+    pub duration_ns: u64,
+    /// Delivery-report time, ns since the epoch.
+    pub at_ns: u64,
+    /// Partition.
+    pub partition: i32,
+    /// Instrument token (the record key).
+    pub instrument: u32,
+    /// Delivery reports served by the same `poll` call (librdkafka hands
+    /// them over per acknowledged batch).
+    pub dr_batch: u32,
+    /// Publisher index.
+    pub publisher: u32,
+}
+
+/// The slowest [`SLOW_N`] deliveries seen, in a fixed array (no allocation).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SlowAcks {
+    items: [SlowAck; SLOW_N],
+    len: usize,
+    // Smallest kept duration once full: cheaper rejection of the common case.
+    floor: u64,
+}
+
+impl SlowAcks {
+    /// Keeps `a` if it is among the slowest so far.
+    #[inline]
+    pub fn offer(&mut self, a: SlowAck) {
+        if self.len < SLOW_N {
+            self.items[self.len] = a;
+            self.len += 1;
+            if self.len == SLOW_N {
+                self.floor = self.min().1;
+            }
+            return;
+        }
+        if a.duration_ns <= self.floor {
+            return;
+        }
+        let (i, _) = self.min();
+        self.items[i] = a;
+        self.floor = self.min().1;
+    }
+
+    fn min(&self) -> (usize, u64) {
+        self.items[..self.len]
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (i, a.duration_ns))
+            .min_by_key(|x| x.1)
+            .unwrap_or((0, 0))
+    }
+
+    /// The kept deliveries, in no particular order.
+    #[must_use]
+    pub fn as_slice(&self) -> &[SlowAck] {
+        &self.items[..self.len]
+    }
+
+    /// Forgets everything.
+    pub fn clear(&mut self) {
+        self.len = 0;
+        self.floor = 0;
+    }
+}
+
+/// What a publisher hands the ops side per exchange interval.
+#[derive(Debug)]
+pub struct Interval {
+    /// Receive → produce call, ns.
+    pub produce: Histogram<u64>,
+    /// Receive → broker ack (delivery report), ns.
+    pub ack: Histogram<u64>,
+    /// The slowest deliveries of the interval.
+    pub slow: SlowAcks,
+}
+
+impl Interval {
+    /// Empty histograms.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            produce: latency_histogram(),
+            ack: latency_histogram(),
+            slow: SlowAcks::default(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.produce.is_empty() && self.ack.is_empty()
+    }
+
+    /// Empties it for reuse.
+    pub fn reset(&mut self) {
+        self.produce.reset();
+        self.ack.reset();
+        self.slow.clear();
+    }
+}
+
+impl Default for Interval {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Interval histograms travel between a publisher and the ops side on two
+/// SPSC rings: full ones out, emptied ones back. No lock, no allocation.
 #[derive(Debug)]
 pub struct HistogramExchange {
-    /// Full interval histograms (publisher → ops).
-    pub full: rtrb::Producer<Box<Histogram<u64>>>,
-    /// Emptied histograms (ops → publisher).
-    pub empty: rtrb::Consumer<Box<Histogram<u64>>>,
+    /// Full intervals (publisher → ops).
+    pub full: rtrb::Producer<Box<Interval>>,
+    /// Emptied intervals (ops → publisher).
+    pub empty: rtrb::Consumer<Box<Interval>>,
 }
 
 impl HistogramExchange {
     /// An exchange with no ops side: the publisher keeps accumulating into
-    /// one histogram (benchmarks and tests that drive a publisher directly).
+    /// one interval (benchmarks and tests that drive a publisher directly).
     #[must_use]
     pub fn unconnected() -> Self {
         let (full, _) = rtrb::RingBuffer::new(1);
@@ -82,7 +194,9 @@ pub struct Publisher {
     producer: TickProducer,
     buf: JsonBuf,
     counters: Arc<PublisherCounters>,
-    hist: Box<Histogram<u64>>,
+    hist: Box<Interval>,
+    acks: Arc<AckSamples>,
+    index: u32,
     exchange: HistogramExchange,
     chunk: usize,
     queue_full_wait: Duration,
@@ -108,10 +222,12 @@ impl Publisher {
     ) -> Self {
         Self {
             rx,
+            acks: Arc::clone(producer.acks()),
             producer,
             buf: JsonBuf::with_capacity(MAX_ENVELOPE_LEN),
             counters: Arc::new(PublisherCounters::default()),
-            hist: Box::new(latency_histogram()),
+            hist: Box::new(Interval::new()),
+            index: 0,
             exchange,
             chunk: chunk.max(1),
             queue_full_wait,
@@ -124,6 +240,13 @@ impl Publisher {
             dropped_produce_error: 0,
             queue_full_waits: 0,
         }
+    }
+
+    /// Sets the index shown with this publisher's slow deliveries.
+    #[must_use]
+    pub fn with_index(mut self, index: u32) -> Self {
+        self.index = index;
+        self
     }
 
     /// Test hook: sleep this long after every chunk, to make this publisher
@@ -188,7 +311,7 @@ impl Publisher {
                 } else {
                     *queue_full_wait
                 };
-                match publish_one(t, producer, buf, hist, wait, queue_full_waits) {
+                match publish_one(t, producer, buf, &mut hist.produce, wait, queue_full_waits) {
                     Ok(()) => *produced += 1,
                     Err(ProduceError::QueueFull) => *dropped_queue_full += 1,
                     Err(ProduceError::Other(_)) => *dropped_produce_error += 1,
@@ -216,6 +339,43 @@ impl Publisher {
         n
     }
 
+    /// Moves the delivery reports' receive → ack samples served by the last
+    /// `poll` into the interval histogram and the slowest-deliveries list.
+    #[inline]
+    fn drain_acks(&mut self) {
+        let Self {
+            acks, hist, index, ..
+        } = self;
+        // The slowest record of each poll's batch goes to the slow list
+        // (one entry per acknowledged batch, not hundreds from one).
+        let mut worst: Option<(u64, super::kafka::AckSample)> = None;
+        let n = acks.drain(|a, _| {
+            let d = a.ack_ns.saturating_sub(a.recv_ns).max(1);
+            hist.ack.saturating_record(d);
+            if worst.is_none_or(|(w, _)| d > w) {
+                worst = Some((d, a));
+            }
+        });
+        if let Some((d, a)) = worst {
+            #[allow(clippy::cast_possible_truncation)]
+            hist.slow.offer(SlowAck {
+                duration_ns: d,
+                at_ns: a.ack_ns,
+                partition: a.partition,
+                instrument: a.instrument,
+                dr_batch: n.min(u32::MAX as usize) as u32,
+                publisher: *index,
+            });
+        }
+    }
+
+    /// Serves delivery reports without waiting, then takes their samples.
+    #[inline]
+    fn poll_now(&mut self) {
+        self.producer.poll(Duration::ZERO);
+        self.drain_acks();
+    }
+
     /// Hands the interval histogram to the ops side when it has returned an
     /// empty one; otherwise keeps accumulating.
     fn exchange_histogram(&mut self) {
@@ -237,7 +397,7 @@ impl Publisher {
         let mut next_exchange = Instant::now() + Duration::from_millis(200);
         loop {
             let n = self.publish_available();
-            self.producer.poll(Duration::ZERO);
+            self.poll_now();
             let now = Instant::now();
             if now >= next_exchange {
                 self.exchange_histogram();
@@ -252,7 +412,7 @@ impl Publisher {
             // Idle: serve a few more delivery-report events (rdkafka's
             // `poll` serves at most one per call).
             for _ in 0..4 {
-                self.producer.poll(Duration::ZERO);
+                self.poll_now();
             }
             match idle {
                 IdlePolicy::Spin => std::hint::spin_loop(),
@@ -271,6 +431,7 @@ impl Publisher {
             }
         }
         let flushed = self.producer.flush(flush_timeout).is_ok();
+        self.drain_acks();
         let Self {
             producer,
             hist,
@@ -297,7 +458,7 @@ impl Publisher {
 #[derive(Debug)]
 pub struct Report {
     /// Latency samples not yet exchanged.
-    pub hist: Box<Histogram<u64>>,
+    pub hist: Box<Interval>,
     /// Whether the final flush completed before its deadline.
     pub flushed: bool,
     /// Final counters.
@@ -340,14 +501,14 @@ fn publish_one(
     let key = key.format(t.token.0).as_bytes();
     let sent_at = now_ns();
     hist.saturating_record(sent_at.saturating_sub(t.ts_recv_ns).max(1));
-    let r = match producer.produce(key, buf.as_bytes()) {
+    let r = match producer.produce(key, buf.as_bytes(), t.ts_recv_ns) {
         Ok(()) => return Ok(()),
         Err(ProduceError::QueueFull) => {
             let deadline = Instant::now() + queue_full_wait;
             loop {
                 *queue_full_waits += 1;
                 producer.poll(Duration::from_millis(1));
-                match producer.produce(key, buf.as_bytes()) {
+                match producer.produce(key, buf.as_bytes(), t.ts_recv_ns) {
                     Err(ProduceError::QueueFull) if Instant::now() < deadline => {}
                     r => break r,
                 }

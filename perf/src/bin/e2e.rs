@@ -248,6 +248,8 @@ fn rss_with_instruments(o: &Opts, n: usize) -> Result<Value, String> {
     let child = Command::new(&o.bin)
         .args([
             "run",
+            "--ops-listen",
+            "127.0.0.1:0",
             "--ws-url",
             &mock.ws_url(),
             "--api-key",

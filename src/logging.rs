@@ -1,0 +1,162 @@
+//! Logging: `tracing` events on stderr, text or JSON lines, leveled
+//! (`--log-level`, or `RUST_LOG` for per-module filters). Nothing is logged
+//! per tick; repeated errors go through a [`RateLimiter`]; foreign text
+//! (server frames, broker errors) is cut with [`truncate`]. Credentials never
+//! reach a log line: their types print `***` (see
+//! [`Secret`](crate::engine::Secret)).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Installs the global subscriber (once; later calls are no-ops). `level`
+/// is a `tracing` filter (`info`, `debug`, `panda_feed=debug,warn`);
+/// `RUST_LOG` wins when set.
+///
+/// # Errors
+/// An invalid filter, with the value.
+pub fn init(format: LogFormat, level: &str) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(&v)
+            .map_err(|e| anyhow::anyhow!("RUST_LOG={v:?} is not a valid log filter: {e}"))?,
+        _ => EnvFilter::try_new(level).map_err(|e| {
+            anyhow::anyhow!(
+                "--log-level {level:?} is not a valid log filter (e.g. info, debug, \
+                 panda_feed=debug): {e}"
+            )
+        })?,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder.with_ansi(false).try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    Ok(())
+}
+
+/// Longest foreign text put in a log line, bytes.
+pub const MAX_LOGGED_TEXT: usize = 256;
+
+/// `s` cut to at most `max` bytes (on a character boundary), with a note of
+/// how much was cut.
+#[must_use]
+pub fn truncate(s: &str, max: usize) -> Cow<'_, str> {
+    if s.len() <= max {
+        return Cow::Borrowed(s);
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}… ({} more bytes)", &s[..end], s.len() - end))
+}
+
+/// Lets the first event of a site through, then at most one per `period`,
+/// reporting how many were suppressed in between. Bounded: at most
+/// `MAX_SITES` sites are remembered (the stalest is forgotten).
+#[derive(Debug)]
+pub struct RateLimiter {
+    period: Duration,
+    sites: HashMap<String, (Instant, u64)>,
+}
+
+const MAX_SITES: usize = 256;
+
+impl RateLimiter {
+    /// A limiter allowing one event per site per `period`.
+    #[must_use]
+    pub fn new(period: Duration) -> Self {
+        Self {
+            period,
+            sites: HashMap::new(),
+        }
+    }
+
+    /// `Some(suppressed)` when an event of `site` may be logged now, with
+    /// how many were suppressed since the previous one; `None` to suppress.
+    pub fn allow(&mut self, site: &str, now: Instant) -> Option<u64> {
+        if let Some((last, suppressed)) = self.sites.get_mut(site) {
+            if now.duration_since(*last) < self.period {
+                *suppressed += 1;
+                return None;
+            }
+            let n = *suppressed;
+            *last = now;
+            *suppressed = 0;
+            return Some(n);
+        }
+        if self.sites.len() >= MAX_SITES
+            && let Some(oldest) = self
+                .sites
+                .iter()
+                .min_by_key(|(_, (t, _))| *t)
+                .map(|(k, _)| k.clone())
+        {
+            self.sites.remove(&oldest);
+        }
+        self.sites.insert(site.to_owned(), (now, 0));
+        Some(0)
+    }
+}
+
+/// ` (N similar suppressed)` or nothing.
+#[must_use]
+pub fn suppressed_note(n: u64) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!(" ({n} similar suppressed in the last period)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_events_are_limited_and_counted() {
+        let t0 = Instant::now();
+        let mut r = RateLimiter::new(Duration::from_secs(10));
+        assert_eq!(r.allow("kafka", t0), Some(0));
+        for i in 1..=5 {
+            assert_eq!(r.allow("kafka", t0 + Duration::from_secs(i)), None);
+        }
+        assert_eq!(r.allow("other", t0), Some(0));
+        assert_eq!(r.allow("kafka", t0 + Duration::from_secs(10)), Some(5));
+        assert_eq!(suppressed_note(0), "");
+        assert!(suppressed_note(5).contains("5 similar"));
+    }
+
+    #[test]
+    fn sites_are_bounded() {
+        let t0 = Instant::now();
+        let mut r = RateLimiter::new(Duration::from_secs(10));
+        for i in 0..1000 {
+            r.allow(&format!("site{i}"), t0 + Duration::from_millis(i));
+        }
+        assert!(r.sites.len() <= MAX_SITES);
+    }
+
+    #[test]
+    fn long_text_is_cut_on_a_char_boundary() {
+        assert_eq!(truncate("short", 10), "short");
+        let s = "é".repeat(200);
+        let t = truncate(&s, 11);
+        assert!(t.starts_with("ééééé…"), "{t}");
+        assert!(t.ends_with("(390 more bytes)"), "{t}");
+    }
+}

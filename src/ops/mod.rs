@@ -1,0 +1,674 @@
+//! The operator's view: samples the engine's counters once per
+//! `ops.sample_ms` on the ops thread (the `run` loop), computes health,
+//! writes the Redis pipeline metrics behind a circuit breaker, and publishes
+//! an immutable [`View`] that the HTTP thread serves (`/metrics`, `/health`,
+//! `/stats/connections`, `/ops/slow`).
+//!
+//! Contract: nothing here touches the hot path. The engine's threads only
+//! store counters; this side reads them with relaxed loads, and histograms
+//! come over the publishers' SPSC exchange. A slow or dead Redis, or a slow
+//! HTTP client, delays only the ops side's own work, never a tick.
+
+pub mod health;
+pub mod http;
+pub mod metrics;
+pub mod redis_sink;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::publish::SlowAck;
+use crate::engine::{Counts, Engine, now_ns};
+use crate::json::rfc3339_ms;
+use health::{Health, Thresholds};
+use redis_sink::{RedisConfig, RedisSink, SinkStatus, WriteRecord};
+
+/// `[ops]` settings.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpsConfig {
+    /// Address of the ops HTTP server; empty turns it off.
+    pub listen: String,
+    /// How often counters are sampled (health, rates, history), ms.
+    pub sample_ms: u64,
+    /// Window of the drop and send-failure rates, s.
+    pub window_s: u64,
+    /// Health samples kept per connection for `/stats/connections`.
+    pub history: usize,
+    /// An open connection with no frame for this long is `stale_feed`, ms.
+    pub stale_after_ms: u64,
+    /// Ring fill above which `ring_high` is raised, %.
+    pub ring_high_pct: f64,
+    /// Drop rate above which `drop_rate_high` is raised, %.
+    pub drop_rate_pct: f64,
+    /// Send-failure rate above which `send_failure_rate_high` is raised, %.
+    pub send_failure_pct: f64,
+    /// Entries in each `/ops/slow` list.
+    pub slow_n: usize,
+    /// Expected interval between ticks of a live instrument, ms; exported as
+    /// a gauge for the tick-age alert.
+    pub expected_tick_interval_ms: u64,
+}
+
+impl Default for OpsConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9187".into(),
+            sample_ms: 1000,
+            window_s: 60,
+            history: 60,
+            stale_after_ms: 3000,
+            ring_high_pct: 80.0,
+            drop_rate_pct: 1.0,
+            send_failure_pct: 1.0,
+            slow_n: 10,
+            expected_tick_interval_ms: 1000,
+        }
+    }
+}
+
+impl OpsConfig {
+    /// Every problem with the settings.
+    #[must_use]
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if !self.listen.is_empty() && self.listen.parse::<std::net::SocketAddr>().is_err() {
+            p.push(format!(
+                "ops.listen {:?} is not an IP:PORT address (e.g. 127.0.0.1:9187; empty turns the \
+                 ops server off)",
+                self.listen
+            ));
+        }
+        for (k, v) in [
+            ("ops.sample_ms", self.sample_ms),
+            ("ops.window_s", self.window_s),
+            ("ops.stale_after_ms", self.stale_after_ms),
+            (
+                "ops.expected_tick_interval_ms",
+                self.expected_tick_interval_ms,
+            ),
+            ("ops.history", self.history as u64),
+            ("ops.slow_n", self.slow_n as u64),
+        ] {
+            if v == 0 {
+                p.push(format!("{k} = 0 must be at least 1"));
+            }
+        }
+        for (k, v) in [
+            ("ops.ring_high_pct", self.ring_high_pct),
+            ("ops.drop_rate_pct", self.drop_rate_pct),
+            ("ops.send_failure_pct", self.send_failure_pct),
+        ] {
+            if !(v.is_finite() && (0.0..=100.0).contains(&v)) {
+                p.push(format!("{k} = {v} must be a percentage, 0..100"));
+            }
+        }
+        p
+    }
+
+    fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            ring_high: self.ring_high_pct / 100.0,
+            drop_rate: self.drop_rate_pct / 100.0,
+            send_failure_rate: self.send_failure_pct / 100.0,
+            stale_after_ms: self.stale_after_ms,
+        }
+    }
+}
+
+/// One health sample of a connection.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConnSample {
+    /// When, RFC 3339 UTC.
+    pub at: String,
+    /// State label.
+    pub state: &'static str,
+    /// Time since the last frame, ms.
+    pub last_frame_age_ms: Option<u64>,
+    /// Ticks per second since the previous sample.
+    pub ticks_per_s: f64,
+}
+
+/// A connection as `/stats/connections` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConnView {
+    /// Index (the `connection` label of metrics).
+    pub index: usize,
+    /// URL without credentials.
+    pub url: String,
+    /// State label.
+    pub state: &'static str,
+    /// Instruments assigned.
+    pub instruments: usize,
+    /// Time since the last frame of any kind, ms.
+    pub last_frame_age_ms: Option<u64>,
+    /// Time since the last market-data message with ticks, ms.
+    pub last_tick_age_ms: Option<u64>,
+    /// Connection attempts.
+    pub attempts: u64,
+    /// Times down, by reason.
+    pub reconnects: std::collections::BTreeMap<String, u64>,
+    /// Time spent down, ms.
+    pub disconnected_ms: u64,
+    /// Why it last went down.
+    pub error: Option<String>,
+    /// The latest health samples, oldest first.
+    pub history: Vec<ConnSample>,
+}
+
+/// A slow Kafka delivery as `/ops/slow` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlowKafka {
+    /// Delivery-report time, RFC 3339 UTC.
+    pub at: String,
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Instrument token (record key).
+    pub instrument: u32,
+    /// Publisher.
+    pub publisher: u32,
+    /// Delivery reports served in the same poll (the acknowledged batch as
+    /// the publisher saw it).
+    pub batch_size: u32,
+    /// Receive → broker ack, ms.
+    pub duration_ms: f64,
+}
+
+/// A slow Redis write as `/ops/slow` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlowRedis {
+    /// When it ended, RFC 3339 UTC.
+    pub at: String,
+    /// Commands in the pipeline.
+    pub batch_size: u32,
+    /// Duration, ms.
+    pub duration_ms: f64,
+    /// `ok` or the error.
+    pub outcome: String,
+}
+
+/// Cumulative histogram buckets for the Prometheus exposition.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Buckets {
+    /// (upper bound in seconds, cumulative count); `+Inf` is `count`.
+    pub le: Vec<(f64, u64)>,
+    /// Samples.
+    pub count: u64,
+    /// Sum of the samples, s (from hdrhistogram's mean: approximate).
+    pub sum_s: f64,
+}
+
+/// Bucket bounds of the latency histograms, seconds.
+pub const BUCKETS_S: [f64; 18] = [
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+impl Buckets {
+    /// Buckets of a nanosecond histogram.
+    #[must_use]
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss
+    )]
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self {
+                le: BUCKETS_S.iter().map(|b| (*b, 0)).collect(),
+                ..Self::default()
+            };
+        }
+        Self {
+            le: BUCKETS_S
+                .iter()
+                .map(|b| (*b, h.count_between(0, (b * 1e9) as u64)))
+                .collect(),
+            count: h.len(),
+            sum_s: h.mean() * h.len() as f64 / 1e9,
+        }
+    }
+}
+
+/// Everything the HTTP thread serves, as of one sample. Immutable.
+#[derive(Debug, Clone, Serialize)]
+pub struct View {
+    /// Sample time, ns since the epoch.
+    pub at_ns: u64,
+    /// The engine runs and is not stopping.
+    pub running: bool,
+    /// Health.
+    pub health: Health,
+    /// Every counter.
+    pub counts: Counts,
+    /// Ticks received per second since the previous sample.
+    pub receive_rate: f64,
+    /// Ticks published per second since the previous sample.
+    pub publish_rate: f64,
+    /// Receive → produce call.
+    pub produce_latency: Buckets,
+    /// Receive → broker ack.
+    pub ack_latency: Buckets,
+    /// Redis sink.
+    pub redis: SinkStatus,
+    /// Engine threads that panicked.
+    pub thread_panics: u64,
+    /// Connections with their history.
+    pub connections: Vec<ConnView>,
+    /// Slowest Kafka deliveries in the window, slowest first.
+    pub slow_kafka: Vec<SlowKafka>,
+    /// Slowest Redis writes in the window, slowest first.
+    pub slow_redis: Vec<SlowRedis>,
+    /// `ops.expected_tick_interval_ms` in seconds.
+    pub expected_tick_interval_s: f64,
+    /// Window of rates and slow lists, s.
+    pub window_s: u64,
+}
+
+impl View {
+    fn starting(cfg: &OpsConfig) -> Self {
+        Self {
+            at_ns: now_ns(),
+            running: false,
+            health: Health::of(vec![health::Issue {
+                code: "not_running",
+                severity: health::Status::Unhealthy,
+                text: "the engine is starting".into(),
+            }]),
+            counts: Counts::default(),
+            receive_rate: 0.0,
+            publish_rate: 0.0,
+            produce_latency: Buckets::of(&crate::engine::publish::latency_histogram()),
+            ack_latency: Buckets::of(&crate::engine::publish::latency_histogram()),
+            redis: SinkStatus::default(),
+            thread_panics: 0,
+            connections: Vec::new(),
+            slow_kafka: Vec::new(),
+            slow_redis: Vec::new(),
+            #[allow(clippy::cast_precision_loss)]
+            expected_tick_interval_s: cfg.expected_tick_interval_ms as f64 / 1000.0,
+            window_s: cfg.window_s,
+        }
+    }
+}
+
+/// State shared with the HTTP thread.
+#[derive(Debug)]
+pub struct Shared {
+    /// The latest view.
+    pub view: ArcSwap<View>,
+    /// HTTP responses by status class: 2xx, 4xx, 5xx (see
+    /// [`http::CODE_LABELS`]).
+    pub http_responses: [AtomicU64; http::CODE_LABELS.len()],
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Point {
+    at_ns: u64,
+    received: u64,
+    dropped: u64,
+    failures: u64,
+}
+
+/// The ops side of `run`. Call [`sample`](Self::sample) from the loop that
+/// owns the engine.
+#[derive(Debug)]
+pub struct Ops {
+    cfg: OpsConfig,
+    thresholds: Thresholds,
+    shared: Arc<Shared>,
+    server: Option<http::Server>,
+    window: VecDeque<Point>,
+    history: Vec<VecDeque<ConnSample>>,
+    prev: Option<(Instant, u64, u64, Vec<u64>)>,
+    slow_kafka: VecDeque<(u64, SlowKafka, u64)>,
+    slow_redis: VecDeque<(u64, SlowRedis, u64)>,
+    redis: Option<RedisSink>,
+    redis_interval: std::time::Duration,
+    next_redis: Instant,
+    published_to_redis: u64,
+    last_activity_ns: u64,
+    last_published: u64,
+    topic: String,
+}
+
+impl Ops {
+    /// Starts the HTTP server (when `cfg.listen` is set) and prepares the
+    /// Redis sink (when `redis.url` is set; it connects on its first write).
+    ///
+    /// # Errors
+    /// Bad settings, or an address that cannot be bound (named, with the fix).
+    pub fn start(cfg: OpsConfig, redis: RedisConfig, topic: &str) -> anyhow::Result<Self> {
+        let mut problems = cfg.problems();
+        problems.extend(redis.problems());
+        if !problems.is_empty() {
+            anyhow::bail!("invalid settings:\n  {}", problems.join("\n  "));
+        }
+        let shared = Arc::new(Shared {
+            view: ArcSwap::from_pointee(View::starting(&cfg)),
+            http_responses: std::array::from_fn(|_| AtomicU64::new(0)),
+        });
+        let server = if cfg.listen.is_empty() {
+            None
+        } else {
+            Some(
+                http::Server::start(&cfg.listen, Arc::clone(&shared)).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot listen on ops.listen {}: {e}; pick a free port (or --ops-listen \
+                         \"\" to turn the ops server off)",
+                        cfg.listen
+                    )
+                })?,
+            )
+        };
+        let redis_interval = std::time::Duration::from_millis(redis.interval_ms);
+        let redis = (!redis.url.is_empty()).then(|| RedisSink::new(redis));
+        Ok(Self {
+            thresholds: cfg.thresholds(),
+            cfg,
+            shared,
+            server,
+            window: VecDeque::new(),
+            history: Vec::new(),
+            prev: None,
+            slow_kafka: VecDeque::new(),
+            slow_redis: VecDeque::new(),
+            redis,
+            redis_interval,
+            next_redis: Instant::now(),
+            published_to_redis: 0,
+            last_activity_ns: 0,
+            last_published: 0,
+            topic: topic.to_owned(),
+        })
+    }
+
+    /// The bound HTTP address, when the server runs.
+    #[must_use]
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.server.as_ref().map(http::Server::local_addr)
+    }
+
+    /// The sample interval.
+    #[must_use]
+    pub fn sample_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.cfg.sample_ms)
+    }
+
+    /// The Redis key names, when Redis metrics are on.
+    #[must_use]
+    pub fn redis_keys(&self) -> Option<&[String; 5]> {
+        self.redis.as_ref().map(RedisSink::keys)
+    }
+
+    /// The latest view.
+    #[must_use]
+    pub fn view(&self) -> Arc<View> {
+        self.shared.view.load_full()
+    }
+
+    /// Samples the engine: counters, histograms, slow deliveries; writes
+    /// Redis when due; computes health; publishes the view.
+    pub fn sample(&mut self, engine: &mut Engine, running: bool) -> Arc<View> {
+        let counts = engine.counts();
+        let slow = engine.take_slow_acks();
+        let panics = engine.thread_panics();
+        let (p, a) = engine.latency_histograms();
+        let (p, a) = (Buckets::of(p), Buckets::of(a));
+        self.update(counts, &slow, &panics, running, p, a)
+    }
+
+    /// Publishes the final counters after the engine stopped (health
+    /// `not_running`), and writes them to Redis once more.
+    pub fn finish(&mut self, summary: &crate::engine::Summary) -> Arc<View> {
+        let (p, a) = (
+            Buckets::of(&summary.latency_histogram),
+            self.view().ack_latency.clone(),
+        );
+        self.next_redis = Instant::now();
+        self.update(
+            summary.counts.clone(),
+            &[],
+            &summary.thread_errors,
+            false,
+            p,
+            a,
+        )
+    }
+
+    #[allow(clippy::cast_precision_loss, clippy::too_many_lines)]
+    fn update(
+        &mut self,
+        counts: Counts,
+        slow: &[SlowAck],
+        panics: &[String],
+        running: bool,
+        produce_latency: Buckets,
+        ack_latency: Buckets,
+    ) -> Arc<View> {
+        let now = Instant::now();
+        let at_ns = now_ns();
+        // Rates since the previous sample.
+        let ticks: Vec<u64> = counts.connections.iter().map(|c| c.ticks).collect();
+        let (receive_rate, publish_rate, conn_rates) = match &self.prev {
+            Some((t, r, p, per)) => {
+                let dt = now.duration_since(*t).as_secs_f64().max(1e-3);
+                (
+                    counts.received.saturating_sub(*r) as f64 / dt,
+                    counts.published.saturating_sub(*p) as f64 / dt,
+                    ticks
+                        .iter()
+                        .enumerate()
+                        .map(|(i, n)| {
+                            n.saturating_sub(per.get(i).copied().unwrap_or(0)) as f64 / dt
+                        })
+                        .collect(),
+                )
+            }
+            None => (0.0, 0.0, vec![0.0; ticks.len()]),
+        };
+        self.prev = Some((now, counts.received, counts.published, ticks));
+        if counts.published > self.last_published {
+            self.last_activity_ns = at_ns;
+        }
+        self.last_published = counts.published;
+
+        // The rate window.
+        let f = &counts.failures;
+        self.window.push_back(Point {
+            at_ns,
+            received: counts.received,
+            dropped: counts.dropped,
+            failures: f.producer_queue_full + f.produce_error + f.delivery_failed,
+        });
+        let horizon = at_ns.saturating_sub(self.cfg.window_s * 1_000_000_000);
+        while self.window.len() > 2 && self.window[1].at_ns <= horizon {
+            self.window.pop_front();
+        }
+        let first = self.window.front().copied().unwrap_or(Point {
+            at_ns,
+            received: 0,
+            dropped: 0,
+            failures: 0,
+        });
+        let window = (
+            counts.received.saturating_sub(first.received),
+            counts.dropped.saturating_sub(first.dropped),
+            self.window
+                .back()
+                .map_or(0, |b| b.failures.saturating_sub(first.failures)),
+        );
+
+        // Connection history.
+        self.history
+            .resize_with(counts.connections.len(), VecDeque::new);
+        let at = rfc3339_ms(at_ns);
+        for (i, c) in counts.connections.iter().enumerate() {
+            let h = &mut self.history[i];
+            h.push_back(ConnSample {
+                at: at.clone(),
+                state: c.state,
+                last_frame_age_ms: c.last_frame_age_ms,
+                ticks_per_s: conn_rates.get(i).copied().unwrap_or(0.0),
+            });
+            while h.len() > self.cfg.history {
+                h.pop_front();
+            }
+        }
+
+        // Slow deliveries of the window.
+        for s in slow {
+            self.slow_kafka.push_back((
+                s.at_ns,
+                SlowKafka {
+                    at: rfc3339_ms(s.at_ns),
+                    topic: self.topic.clone(),
+                    partition: s.partition,
+                    instrument: s.instrument,
+                    publisher: s.publisher,
+                    batch_size: s.dr_batch,
+                    duration_ms: s.duration_ns as f64 / 1e6,
+                },
+                s.duration_ns,
+            ));
+        }
+        prune_slow(&mut self.slow_kafka, horizon, self.cfg.slow_n);
+
+        // Redis, once per its interval.
+        if let Some(sink) = &mut self.redis
+            && now >= self.next_redis
+        {
+            self.next_redis = now + self.redis_interval;
+            let published = counts.published.saturating_sub(self.published_to_redis);
+            self.published_to_redis = counts.published;
+            let v = redis_sink::Interval {
+                published,
+                last_activity_ns: self.last_activity_ns,
+                last_tick_age_ms: counts
+                    .connections
+                    .iter()
+                    .filter_map(|c| c.last_tick_age_ms)
+                    .min(),
+                send_failures: f.producer_queue_full
+                    + f.produce_error
+                    + f.delivery_failed
+                    + f.unflushed_at_exit,
+                reconnections: counts
+                    .connections
+                    .iter()
+                    .map(|c| c.reconnects.values().sum::<u64>())
+                    .sum(),
+            };
+            if let Some(w) = sink.write(&v) {
+                record_redis(&mut self.slow_redis, w);
+            }
+        }
+        prune_slow(&mut self.slow_redis, horizon, self.cfg.slow_n);
+        let redis = self
+            .redis
+            .as_ref()
+            .map(|r| r.status().clone())
+            .unwrap_or_default();
+
+        let health = health::evaluate(
+            &health::Input {
+                running,
+                panics,
+                connections: counts
+                    .connections
+                    .iter()
+                    .map(|c| (c.state, c.last_frame_age_ms))
+                    .collect(),
+                ring_fill: counts
+                    .publishers
+                    .iter()
+                    .map(|p| p.ring_len as f64 / p.ring_capacity.max(1) as f64)
+                    .collect(),
+                window,
+                window_s: self.cfg.window_s,
+                redis_state: redis.enabled.then_some(redis.state),
+                redis_failures: redis.consecutive_failures,
+                redis_error: redis.last_error.as_deref(),
+                spool_bytes: counts.spool_bytes,
+            },
+            &self.thresholds,
+        );
+        let connections = counts
+            .connections
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ConnView {
+                index: i,
+                url: c.url.clone(),
+                state: c.state,
+                instruments: c.instruments,
+                last_frame_age_ms: c.last_frame_age_ms,
+                last_tick_age_ms: c.last_tick_age_ms,
+                attempts: c.attempts,
+                reconnects: c.reconnects.clone(),
+                disconnected_ms: c.disconnected_ms,
+                error: c.error.clone(),
+                history: self.history[i].iter().cloned().collect(),
+            })
+            .collect();
+        let view = Arc::new(View {
+            at_ns,
+            running,
+            health,
+            receive_rate,
+            publish_rate,
+            produce_latency,
+            ack_latency,
+            redis,
+            thread_panics: panics.len() as u64,
+            connections,
+            slow_kafka: sorted(&self.slow_kafka, self.cfg.slow_n),
+            slow_redis: sorted(&self.slow_redis, self.cfg.slow_n),
+            #[allow(clippy::cast_precision_loss)]
+            expected_tick_interval_s: self.cfg.expected_tick_interval_ms as f64 / 1000.0,
+            window_s: self.cfg.window_s,
+            counts,
+        });
+        self.shared.view.store(Arc::clone(&view));
+        view
+    }
+}
+
+fn record_redis(q: &mut VecDeque<(u64, SlowRedis, u64)>, w: WriteRecord) {
+    #[allow(clippy::cast_precision_loss)]
+    q.push_back((
+        w.at_ns,
+        SlowRedis {
+            at: rfc3339_ms(w.at_ns),
+            batch_size: w.commands,
+            duration_ms: w.duration_ns as f64 / 1e6,
+            outcome: w.outcome,
+        },
+        w.duration_ns,
+    ));
+}
+
+/// Drops entries older than `horizon`, and bounds the rest to the `4 × n`
+/// slowest.
+fn prune_slow<T>(q: &mut VecDeque<(u64, T, u64)>, horizon: u64, n: usize) {
+    q.retain(|e| e.0 > horizon);
+    if q.len() > 4 * n {
+        q.make_contiguous()
+            .sort_unstable_by_key(|e| std::cmp::Reverse(e.2));
+        q.truncate(n);
+    }
+}
+
+fn sorted<T: Clone>(q: &VecDeque<(u64, T, u64)>, n: usize) -> Vec<T> {
+    let mut v: Vec<_> = q.iter().collect();
+    v.sort_unstable_by_key(|e| std::cmp::Reverse(e.2));
+    v.into_iter().take(n).map(|e| e.1.clone()).collect()
+}
