@@ -10,15 +10,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use panda_feed::Tick;
-use panda_feed::engine::kafka::{EmbeddedBroker, KafkaConfig};
-use panda_feed::engine::{Engine, EngineConfig, IdlePolicy, Secret};
+use panda_feed::engine::kafka::EmbeddedBroker;
+use panda_feed::engine::{Engine, Secret};
 use panda_feed::json::{JsonBuf, write_tick};
-use panda_feed::mock::{MockConfig, MockExchange, default_instruments};
+use panda_feed::mock::{MockConfig, MockExchange};
 use panda_feed::wire::{self, Message};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message as _, Offset, TopicPartitionList};
-use util::wait_for;
+use util::{engine_config, wait_for};
 
 const TOPIC: &str = "market.ticks";
 const PARTITIONS: i32 = 8;
@@ -161,26 +161,6 @@ fn assert_topic_holds_the_recording(
                 "instrument {tok}: tick {i} differs or is out of order"
             );
         }
-    }
-}
-
-fn engine_config(mock: &MockExchange, brokers: &str, n_instruments: usize) -> EngineConfig {
-    EngineConfig {
-        ws_url: mock.ws_url(),
-        api_key: Secret::new("mock_api_key"),
-        access_token: Secret::new("mock_access_token"),
-        instruments: default_instruments(n_instruments)
-            .iter()
-            .map(|i| (i.token, i.mode.unwrap()))
-            .collect(),
-        publishers: 2,
-        idle: IdlePolicy::Park,
-        kafka: KafkaConfig {
-            brokers: brokers.to_owned(),
-            linger_ms: 2,
-            ..KafkaConfig::default()
-        },
-        ..EngineConfig::default()
     }
 }
 

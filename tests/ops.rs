@@ -11,35 +11,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use panda_feed::engine::kafka::{EmbeddedBroker, KafkaConfig};
-use panda_feed::engine::{Engine, EngineConfig, IdlePolicy, Secret};
-use panda_feed::mock::{MockConfig, MockExchange, default_instruments};
+use panda_feed::engine::Engine;
+use panda_feed::engine::kafka::EmbeddedBroker;
+use panda_feed::mock::{MockConfig, MockExchange};
 use panda_feed::ops::redis_sink::RedisConfig;
 use panda_feed::ops::{Ops, OpsConfig};
 use serde_json::Value;
-use util::wait_for;
+use util::{engine_config, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_panda-feed");
-
-fn engine_config(mock: &MockExchange, brokers: &str, n: usize) -> EngineConfig {
-    EngineConfig {
-        ws_url: mock.ws_url(),
-        api_key: Secret::new("mock_api_key"),
-        access_token: Secret::new("mock_access_token"),
-        instruments: default_instruments(n)
-            .iter()
-            .map(|i| (i.token, i.mode.unwrap()))
-            .collect(),
-        publishers: 2,
-        idle: IdlePolicy::Park,
-        kafka: KafkaConfig {
-            brokers: brokers.to_owned(),
-            linger_ms: 2,
-            ..KafkaConfig::default()
-        },
-        ..EngineConfig::default()
-    }
-}
 
 fn ops_config() -> OpsConfig {
     OpsConfig {

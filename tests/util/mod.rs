@@ -4,7 +4,10 @@
 #![allow(dead_code, reason = "each test binary uses a subset")]
 
 use panda_feed::Tick;
+use panda_feed::engine::kafka::KafkaConfig;
+use panda_feed::engine::{EngineConfig, IdlePolicy, Secret};
 use panda_feed::json::{JsonBuf, write_tick};
+use panda_feed::mock::default_instruments;
 use panda_feed::wire::{self, Message};
 use serde_json::{Value, json};
 
@@ -108,4 +111,31 @@ pub(crate) fn rss_bytes() -> u64 {
         .and_then(|v| v.parse().ok())
         .expect("statm has resident pages");
     pages * 4096
+}
+
+/// The engine settings the engine and ops tests share: the mock's
+/// credentials, `n_instruments` of its default instruments, 2 parked
+/// publishers, `linger.ms` 2.
+pub(crate) fn engine_config(
+    mock: &panda_feed::mock::MockExchange,
+    brokers: &str,
+    n_instruments: usize,
+) -> EngineConfig {
+    EngineConfig {
+        ws_url: mock.ws_url(),
+        api_key: Secret::new("mock_api_key"),
+        access_token: Secret::new("mock_access_token"),
+        instruments: default_instruments(n_instruments)
+            .iter()
+            .map(|i| (i.token, i.mode.unwrap()))
+            .collect(),
+        publishers: 2,
+        idle: IdlePolicy::Park,
+        kafka: KafkaConfig {
+            brokers: brokers.to_owned(),
+            linger_ms: 2,
+            ..KafkaConfig::default()
+        },
+        ..EngineConfig::default()
+    }
 }
