@@ -99,11 +99,11 @@ pub fn redact_url(url: &str) -> String {
         return url.to_owned();
     };
     let rest = &url[scheme_end + 3..];
-    let host_start = rest.find('@');
-    match host_start {
-        Some(at) if rest[..at].contains(':') || !rest[..at].is_empty() => {
-            let user = rest[..at].split(':').next().unwrap_or("");
-            format!("{}://{user}:***@{}", &url[..scheme_end], &rest[at + 1..])
+    // Only `user:password@` carries a secret; the password is what is hidden.
+    match rest.split_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}://{user}:***@{host}", &url[..scheme_end])
         }
         _ => url.to_owned(),
     }
