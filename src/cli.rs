@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::defaults;
+
 /// panda-feed: Kite Connect market-data feed handler.
 #[derive(Debug, Parser)]
 #[command(name = "panda-feed", version, about, propagate_version = true)]
@@ -71,7 +73,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct DlqArgs {
     /// The spool directory (`spool.dir` of the feed).
-    #[arg(long, default_value = "panda-feed-spool", value_name = "DIR")]
+    #[arg(long, default_value = defaults::SPOOL_DIR, value_name = "DIR")]
     pub dir: PathBuf,
     /// What to do.
     #[command(subcommand)]
@@ -107,10 +109,10 @@ pub enum DlqCommand {
 #[derive(Debug, Args)]
 pub struct MockKafkaArgs {
     /// Topic to create.
-    #[arg(long, default_value = "market.ticks")]
+    #[arg(long, default_value = defaults::TOPIC)]
     pub topic: String,
     /// Partitions of the topic.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = defaults::MOCK_PARTITIONS)]
     pub partitions: i32,
     /// Stop after this many seconds.
     #[arg(long, value_name = "SECS")]
@@ -132,7 +134,7 @@ pub struct RunArgs {
     pub ws_url: Option<String>,
     /// Kite API key (else ZERODHA__API_KEY or the config).
     #[arg(long, value_name = "KEY", value_parser = secret)]
-    pub api_key: Option<crate::engine::Secret>,
+    pub api_key: Option<crate::secret::Secret>,
     /// File holding the access token (else ZERODHA__ACCESS_TOKEN or the config).
     #[arg(long, value_name = "FILE")]
     pub access_token_file: Option<PathBuf>,
@@ -164,7 +166,7 @@ pub struct RunArgs {
     /// Redis URL for pipeline metrics (`redis.url`, env REDIS__URL), e.g.
     /// redis://:PASSWORD@127.0.0.1:6379/0; "" turns them off.
     #[arg(long, value_name = "URL", value_parser = secret)]
-    pub redis_url: Option<crate::engine::Secret>,
+    pub redis_url: Option<crate::secret::Secret>,
     /// Log filter: error, warn, info, debug, trace, or per module
     /// (panda_feed=debug). RUST_LOG wins when set.
     #[arg(long, default_value = "info", value_name = "FILTER")]
@@ -185,10 +187,10 @@ pub struct MockExchangeArgs {
     #[arg(long, value_name = "CSV")]
     pub instruments: Option<PathBuf>,
     /// Total ticks generated per second over all subscribed instruments.
-    #[arg(long = "rate", default_value_t = 10_000, value_name = "TICKS_PER_S")]
+    #[arg(long = "rate", default_value_t = defaults::MOCK_RATE_PER_S, value_name = "TICKS_PER_S")]
     pub rate_per_s: u64,
     /// Seed of the market random walk.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = defaults::MOCK_SEED)]
     pub seed: u64,
     /// Stop generating after N ticks (heartbeats continue).
     #[arg(long, value_name = "N")]
@@ -198,16 +200,16 @@ pub struct MockExchangeArgs {
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
     /// api_key clients must present.
-    #[arg(long, default_value = "mock_api_key")]
+    #[arg(long, default_value = defaults::MOCK_API_KEY)]
     pub api_key: String,
     /// access_token clients must present (else HTTP 403).
-    #[arg(long, default_value = "mock_access_token")]
+    #[arg(long, default_value = defaults::MOCK_ACCESS_TOKEN)]
     pub access_token: String,
     /// Most instruments kept in market state (least recently used evicted).
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = defaults::MOCK_MAX_INSTRUMENTS)]
     pub max_instruments: usize,
     /// Heartbeat period when idle, in milliseconds.
-    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    #[arg(long, default_value_t = defaults::MOCK_HEARTBEAT_MS, value_name = "MS")]
     pub heartbeat_ms: u64,
     /// Stop after this many seconds.
     #[arg(long, value_name = "SECS")]
@@ -247,7 +249,7 @@ pub struct DecodeArgs {
     pub framed: bool,
     /// Largest message accepted, in bytes; larger inputs are reported as errors
     /// instead of being read into memory.
-    #[arg(long, default_value_t = 16 * 1024 * 1024, value_name = "BYTES")]
+    #[arg(long, default_value_t = defaults::MAX_MESSAGE_BYTES, value_name = "BYTES")]
     pub max_message_bytes: usize,
     /// Input files; `-` reads standard input.
     #[arg(required = true, value_name = "FILE")]
@@ -255,8 +257,8 @@ pub struct DecodeArgs {
 }
 
 #[allow(clippy::unnecessary_wraps)] // clap's value_parser signature
-fn secret(s: &str) -> Result<crate::engine::Secret, std::convert::Infallible> {
-    Ok(crate::engine::Secret::new(s))
+fn secret(s: &str) -> Result<crate::secret::Secret, std::convert::Infallible> {
+    Ok(crate::secret::Secret::new(s))
 }
 
 /// Parses argv; prints usage and exits with status 2 on a bad command line.

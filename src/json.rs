@@ -11,6 +11,7 @@
 //! - nothing else differs: `change` is pykiteconnect's f64 percentage (shortest
 //!   round-trip text), or the integer `0` when close is 0.
 
+use crate::clock::civil_from_days;
 use crate::tick::{DepthLevel, PacketKind, Tick};
 
 /// Upper bound of the encoded length of any tick, in bytes (a full CDS tick
@@ -330,23 +331,6 @@ impl Writer<'_> {
     }
 }
 
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
-/// Howard Hinnant's `civil_from_days`, restricted to non-negative day counts
-/// (a u32 of seconds spans 1970..2106).
-#[inline]
-const fn civil_from_days(days: u32) -> (u32, u32, u32) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    (y, m, d)
-}
-
 /// Longest envelope [`write_envelope`] can produce.
 pub const MAX_ENVELOPE_LEN: usize = MAX_TICK_JSON_LEN + 192;
 
@@ -641,34 +625,5 @@ mod tests {
             s.contains(r#""change":0,"#) || s.ends_with(r#""change":0}"#),
             "{s}"
         );
-    }
-}
-
-/// `ns` (since the Unix epoch) as RFC 3339 UTC with milliseconds, e.g.
-/// `2026-11-23T09:15:00.123Z`. For the ops side (allocates).
-#[must_use]
-pub fn rfc3339_ms(ns: u64) -> String {
-    let secs = ns / 1_000_000_000;
-    let ms = (ns / 1_000_000) % 1000;
-    let days = u32::try_from(secs / 86_400).unwrap_or(u32::MAX);
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod rfc3339_tests {
-    #[test]
-    fn formats_utc_with_milliseconds() {
-        assert_eq!(
-            super::rfc3339_ms(1_625_462_487_123_456_789),
-            "2021-07-05T05:21:27.123Z"
-        );
-        assert_eq!(super::rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
     }
 }

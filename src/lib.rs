@@ -21,10 +21,13 @@
 //! - [`mock`]: the mock exchange (its own threads; not the engine);
 //! - [`instruments`]: the instruments CSV;
 //! - [`cmd`]: the binary's subcommands (main thread);
+//! - [`clock`]: the time source and date formatting (a leaf);
+//! - [`secret`]: the secret type whose `Debug` never shows it (a leaf);
 //! - [`logging`]: `tracing` set-up, rate limiting and truncation of log text;
 //! - [`cli`]: argument parsing, the only place argv is read.
 
 pub mod cli;
+pub mod clock;
 pub mod cmd;
 pub mod config;
 pub mod engine;
@@ -34,6 +37,7 @@ pub mod logging;
 pub mod mock;
 pub mod ops;
 pub mod ring;
+pub mod secret;
 pub mod spool;
 pub mod tick;
 pub mod wire;

@@ -3,7 +3,7 @@
 //! per tick; repeated errors go through a [`RateLimiter`]; foreign text
 //! (server frames, broker errors) is cut with [`truncate`]. Credentials never
 //! reach a log line: their types print `***` (see
-//! [`Secret`](crate::engine::Secret)).
+//! [`Secret`](crate::secret::Secret)).
 
 use std::borrow::Cow;
 use std::collections::HashMap;

@@ -62,7 +62,7 @@ pub struct SpoolConfig {
 impl Default for SpoolConfig {
     fn default() -> Self {
         Self {
-            dir: PathBuf::from("panda-feed-spool"),
+            dir: PathBuf::from(crate::config::defaults::SPOOL_DIR),
             max_bytes: 1 << 30,
             segment_bytes: 64 << 20,
             fsync: Fsync::Interval,
@@ -254,7 +254,7 @@ impl Writer {
     ) -> Result<(), SpoolError> {
         encode_record(
             &mut self.buf,
-            crate::engine::now_ns(),
+            crate::clock::now_ns(),
             topic.as_bytes(),
             key,
             error.as_bytes(),
@@ -276,7 +276,7 @@ impl Writer {
             std::fs::create_dir_all(&self.cfg.dir).map_err(|e| self.io(e))?;
             let path = self.cfg.dir.join(format!(
                 "{:020}-p{}.dlq.open",
-                crate::engine::now_ns(),
+                crate::clock::now_ns(),
                 self.id
             ));
             let f = OpenOptions::new()
@@ -523,7 +523,7 @@ mod tests {
         let d = std::env::temp_dir().join(format!(
             "panda-spool-unit-{}-{}",
             std::process::id(),
-            crate::engine::now_ns()
+            crate::clock::now_ns()
         ));
         std::fs::create_dir_all(&d).unwrap();
         d

@@ -21,7 +21,7 @@ fn tempdir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!(
         "panda-feed-cli-run-{tag}-{}-{}",
         std::process::id(),
-        panda_feed::engine::now_ns()
+        panda_feed::clock::now_ns()
     ));
     std::fs::create_dir_all(&d).unwrap();
     d

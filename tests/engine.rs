@@ -361,7 +361,7 @@ fn tempdir() -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!(
         "panda-feed-test-{}-{}",
         std::process::id(),
-        panda_feed::engine::now_ns()
+        panda_feed::clock::now_ns()
     ));
     std::fs::create_dir_all(&d).unwrap();
     d

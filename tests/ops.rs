@@ -263,7 +263,7 @@ fn unique_prefix(tag: &str) -> String {
     format!(
         "pandatest:{tag}:{}:{}",
         std::process::id(),
-        panda_feed::engine::now_ns()
+        panda_feed::clock::now_ns()
     )
 }
 

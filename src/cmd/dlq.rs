@@ -112,7 +112,7 @@ pub fn run(args: &DlqArgs) -> anyhow::Result<u8> {
         }
         DlqCommand::Purge { older_than } => {
             let age = parse_duration(older_than)?;
-            let cutoff = crate::engine::now_ns()
+            let cutoff = crate::clock::now_ns()
                 .saturating_sub(u64::try_from(age.as_nanos()).unwrap_or(u64::MAX));
             let mut removed = 0usize;
             let mut kept = 0usize;

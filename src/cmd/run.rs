@@ -13,11 +13,12 @@ use tracing::{error, info, warn};
 use crate::cli::RunArgs;
 use crate::config::Config;
 use crate::engine::kafka::EmbeddedBroker;
-use crate::engine::{Counts, Engine, EngineConfig, Secret, Summary};
+use crate::engine::{Counts, Engine, EngineConfig, Summary};
 use crate::instruments::{self, Instrument};
 use crate::logging::{LogFormat, MAX_LOGGED_TEXT, RateLimiter, suppressed_note, truncate};
 use crate::mock::{MockConfig, MockExchange, default_instruments};
 use crate::ops::Ops;
+use crate::secret::Secret;
 
 /// Exit status when a connection was still refused (HTTP 403) at exit.
 pub const EXIT_CONNECTION_FAILED: u8 = 3;

@@ -18,6 +18,10 @@ pub mod kafka;
 pub mod net;
 pub mod publish;
 pub mod route;
+pub mod wake;
+
+pub use crate::config::{IdlePolicy, Supervision};
+pub use crate::secret::Secret;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -26,77 +30,23 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::clock::now_ns;
+use crate::config::defaults;
 use crate::ring::{RingCounters, tick_ring};
 use crate::tick::Mode;
 use crate::wire::DecodeError;
+use wake::Wake;
 
 const REASONS: usize = DecodeError::REASONS;
 const REASON_LABELS: [&str; REASONS] = DecodeError::REASON_LABELS;
 use crate::spool::{Spool, SpoolConfig};
 use kafka::{DeliveryCounters, KafkaConfig, TickProducer};
-use net::{ConnSpec, ConnStats, Credentials, Net, NetConfig, NetStopper, Supervision};
+use net::{ConnSpec, ConnStats, Credentials, Net, NetConfig, NetStopper};
 use publish::{
-    HistogramExchange, Interval, Publisher, PublisherCounters, Report, SLOW_N, SlowAck, Wake,
+    HistogramExchange, Interval, Publisher, PublisherCounters, Report, SLOW_N, SlowAck,
     latency_histogram,
 };
 use route::{MAX_RINGS, Router};
-
-/// A secret string (API key, access token, a URL carrying them). Its `Debug`
-/// never shows the value and it has no `Display`.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    #[must_use]
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-
-    /// The value, for the one place that must send it.
-    #[must_use]
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// `true` when empty.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_empty() {
-            "Secret(<empty>)"
-        } else {
-            "Secret(<redacted>)"
-        })
-    }
-}
-
-/// How idle threads wait for work.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IdlePolicy {
-    /// Busy-poll: lowest latency, one full core per thread. Needs dedicated,
-    /// isolated cores.
-    Spin,
-    /// Park (the network thread in `epoll_wait`, publishers until woken by
-    /// the network thread): no CPU when idle, a few µs of wake-up latency.
-    #[default]
-    Park,
-}
-
-/// Wall-clock time in nanoseconds since the Unix epoch (vDSO, no syscall).
-#[must_use]
-#[inline]
-pub fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
 
 /// Everything the engine needs; built from the config file and flags.
 #[derive(Debug, Clone)]
@@ -148,21 +98,21 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
-            ws_url: "wss://ws.kite.trade/".into(),
+            ws_url: defaults::WS_URL.into(),
             api_key: Secret::default(),
             access_token: Secret::default(),
             instruments: Vec::new(),
-            max_per_connection: 3000,
-            max_connections: 3,
-            subscribe_chunk: 500,
-            ring_capacity: 65_536,
-            publishers: 1,
-            publish_chunk: 256,
+            max_per_connection: defaults::MAX_PER_CONNECTION,
+            max_connections: defaults::MAX_CONNECTIONS,
+            subscribe_chunk: defaults::SUBSCRIBE_CHUNK,
+            ring_capacity: defaults::RING_CAPACITY,
+            publishers: defaults::PUBLISHERS,
+            publish_chunk: defaults::PUBLISH_CHUNK,
             idle: IdlePolicy::Park,
             network_core: None,
             publisher_cores: Vec::new(),
-            read_buffer_size: 256 * 1024,
-            max_message_size: 16 * 1024 * 1024,
+            read_buffer_size: defaults::READ_BUFFER_SIZE,
+            max_message_size: defaults::MAX_MESSAGE_BYTES,
             kafka: KafkaConfig::default(),
             supervision: Supervision::default(),
             spool: SpoolConfig::default(),

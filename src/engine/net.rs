@@ -33,9 +33,11 @@ use tungstenite::protocol::WebSocketConfig;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
-use super::publish::Wake;
+use super::Secret;
 use super::route::Router;
-use super::{IdlePolicy, Secret, now_ns};
+use super::wake::{Wake, wake_touched};
+use crate::clock::now_ns;
+use crate::config::{IdlePolicy, Supervision};
 use crate::tick::Mode;
 use crate::wire::DecodeError;
 use crate::wire::text::{Request, ServerText, encode_request, parse_server_text};
@@ -321,39 +323,6 @@ pub(crate) struct NetConfig {
     pub supervision: Supervision,
 }
 
-/// Connection supervision settings (`[zerodha]` in the config).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Supervision {
-    /// No frame for this long (heartbeats count) closes and reconnects.
-    pub liveness: Duration,
-    /// Send a WebSocket ping this often (none by default; Kite heartbeats).
-    pub ping_interval: Option<Duration>,
-    /// First reconnect delay; doubles per consecutive failure, with jitter.
-    pub backoff_base: Duration,
-    /// Longest reconnect delay.
-    pub backoff_cap: Duration,
-    /// Shortest delay after HTTP 429.
-    pub backoff_429: Duration,
-    /// Open this long before the backoff resets.
-    pub healthy_after: Duration,
-    /// A connect plus handshake taking longer than this fails.
-    pub connect_timeout: Duration,
-}
-
-impl Default for Supervision {
-    fn default() -> Self {
-        Self {
-            liveness: Duration::from_secs(5),
-            ping_interval: None,
-            backoff_base: Duration::from_millis(500),
-            backoff_cap: Duration::from_secs(60),
-            backoff_429: Duration::from_secs(60),
-            healthy_after: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
 const WAKE: Token = Token(usize::MAX);
 
 /// The network thread's state.
@@ -508,26 +477,6 @@ impl Net {
             c.store_stats();
         }
         // Dropping the router abandons the rings: publishers drain and stop.
-    }
-}
-
-/// Wakes the publishers of the rings in `touched` that are parked.
-///
-/// NB: the fence pairs with the publisher's `SeqCst` store of `sleeping`
-/// before it re-checks its ring: without it the ring's tail store (Release)
-/// may be reordered after our load of `sleeping` (StoreLoad, allowed even
-/// on x86), both sides miss each other, and the publisher sleeps out its
-/// park timeout with ticks waiting.
-#[inline]
-fn wake_publishers(wakes: &[(Arc<Wake>, Thread)], touched: u64) {
-    if touched == 0 {
-        return;
-    }
-    std::sync::atomic::fence(Ordering::SeqCst);
-    for (i, (wake, thread)) in wakes.iter().enumerate() {
-        if touched & (1 << i) != 0 && wake.sleeping.load(Ordering::SeqCst) {
-            thread.unpark();
-        }
     }
 }
 
@@ -840,7 +789,7 @@ impl Conn {
                             self.ticks += u64::from(r.pushed + r.dropped_full);
                             self.dropped_full += u64::from(r.dropped_full);
                             self.unknown += u64::from(r.unknown);
-                            wake_publishers(wakes, r.touched);
+                            wake_touched(wakes, r.touched);
                         }
                         Err(e) => self.malformed[e.reason_index()] += 1,
                     }

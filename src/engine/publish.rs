@@ -13,8 +13,10 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
 
+use super::IdlePolicy;
 use super::kafka::{AckSamples, ProduceError, TickProducer};
-use super::{IdlePolicy, now_ns};
+use super::wake::Wake;
+use crate::clock::now_ns;
 use crate::json::{JsonBuf, MAX_ENVELOPE_LEN, write_envelope};
 use crate::ring::TickRx;
 use crate::tick::Tick;
@@ -45,13 +47,6 @@ pub struct PublisherCounters {
     pub dropped_produce_error: AtomicU64,
     /// Times the producer queue was full and the publisher waited.
     pub queue_full_waits: AtomicU64,
-}
-
-/// How a publisher waits for work; the network thread wakes parked ones.
-#[derive(Debug, Default)]
-pub struct Wake {
-    /// Set while the publisher is (about to be) parked.
-    pub sleeping: AtomicBool,
 }
 
 /// How many slowest deliveries a publisher keeps per exchange interval.
@@ -417,16 +412,13 @@ impl Publisher {
             match idle {
                 IdlePolicy::Spin => std::hint::spin_loop(),
                 IdlePolicy::Park => {
-                    wake.sleeping.store(true, Ordering::SeqCst);
-                    // Pairs with the network thread's fence: our flag store
-                    // must be visible before we look at the ring again.
-                    std::sync::atomic::fence(Ordering::SeqCst);
-                    if self.rx.is_empty() && !self.rx.is_abandoned() {
-                        // Woken by the network thread after a push; the
-                        // timeout keeps delivery reports served while idle.
-                        std::thread::park_timeout(Duration::from_millis(5));
-                    }
-                    wake.sleeping.store(false, Ordering::SeqCst);
+                    // Woken by the network thread after a push; the timeout
+                    // keeps delivery reports served while idle.
+                    let rx = &self.rx;
+                    wake.park_unless(
+                        || !rx.is_empty() || rx.is_abandoned(),
+                        Duration::from_millis(5),
+                    );
                 }
             }
         }

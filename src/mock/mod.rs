@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
+use crate::config::defaults;
+
 use market::{Market, Snapshot, Step};
 
 /// Mock exchange settings.
@@ -61,17 +63,17 @@ impl Default for MockConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            api_key: "mock_api_key".into(),
-            access_token: "mock_access_token".into(),
-            rate_per_s: 10_000,
-            seed: 1,
+            api_key: defaults::MOCK_API_KEY.into(),
+            access_token: defaults::MOCK_ACCESS_TOKEN.into(),
+            rate_per_s: defaults::MOCK_RATE_PER_S,
+            seed: defaults::MOCK_SEED,
             max_ticks: None,
             record: None,
-            max_instruments: 20_000,
-            max_per_connection: 3000,
-            max_connections: 3,
+            max_instruments: defaults::MOCK_MAX_INSTRUMENTS,
+            max_per_connection: defaults::MAX_PER_CONNECTION,
+            max_connections: defaults::MAX_CONNECTIONS,
             max_packets_per_message: 200,
-            heartbeat: Duration::from_secs(1),
+            heartbeat: Duration::from_millis(defaults::MOCK_HEARTBEAT_MS),
             expiry: HashMap::new(),
         }
     }

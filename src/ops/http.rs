@@ -161,7 +161,7 @@ pub fn route(head: &[u8], shared: &Shared) -> Response {
                 &serde_json::json!({
                     "status": h.status,
                     "issues": h.issues,
-                    "at": crate::json::rfc3339_ms(view.at_ns),
+                    "at": crate::clock::rfc3339_ms(view.at_ns),
                     "received": view.counts.received,
                     "published": view.counts.published,
                     "parked": view.counts.parked,
@@ -173,14 +173,14 @@ pub fn route(head: &[u8], shared: &Shared) -> Response {
         "/stats/connections" => json(
             200,
             &serde_json::json!({
-                "at": crate::json::rfc3339_ms(view.at_ns),
+                "at": crate::clock::rfc3339_ms(view.at_ns),
                 "connections": view.connections,
             }),
         ),
         "/ops/slow" => json(
             200,
             &serde_json::json!({
-                "at": crate::json::rfc3339_ms(view.at_ns),
+                "at": crate::clock::rfc3339_ms(view.at_ns),
                 "window_s": view.window_s,
                 "kafka": view.slow_kafka,
                 "redis": view.slow_redis,

@@ -23,9 +23,9 @@ use arc_swap::ArcSwap;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::clock::{now_ns, rfc3339_ms};
 use crate::engine::publish::SlowAck;
-use crate::engine::{Counts, Engine, now_ns};
-use crate::json::rfc3339_ms;
+use crate::engine::{Counts, Engine};
 use health::{Health, Thresholds};
 use redis_sink::{RedisConfig, RedisSink, SinkStatus, WriteRecord};
 

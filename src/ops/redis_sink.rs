@@ -379,7 +379,7 @@ impl RedisSink {
         };
         self.sync_state();
         Some(WriteRecord {
-            at_ns: crate::engine::now_ns(),
+            at_ns: crate::clock::now_ns(),
             duration_ns: u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX),
             commands,
             outcome,
@@ -424,7 +424,7 @@ impl RedisSink {
         if v.last_activity_ns > 0 {
             p.cmd("SET")
                 .arg(activity)
-                .arg(crate::json::rfc3339_ms(v.last_activity_ns))
+                .arg(crate::clock::rfc3339_ms(v.last_activity_ns))
                 .arg("EX")
                 .arg(ttl)
                 .ignore();

@@ -35,7 +35,7 @@ fn main() {
             let mut t = Tick::for_token(((1000 + (i % 300) as u32) << 8) | 1, kinds[i % 3]);
             t.last_price = 150_000 + i as u32 % 1000;
             t.seq = i as u64 + 1;
-            t.ts_recv_ns = panda_feed::engine::now_ns();
+            t.ts_recv_ns = panda_feed::clock::now_ns();
             let _ = tx.push(&t);
         }
         let spool = std::sync::Arc::new(panda_feed::spool::Spool::new(

@@ -6,9 +6,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::engine::IdlePolicy;
-use crate::engine::kafka::KafkaConfig;
+use std::time::Duration;
+
+pub mod defaults;
+mod kafka;
+
 use crate::tick::Mode;
+pub use kafka::KafkaConfig;
 
 /// The whole file.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -72,7 +76,7 @@ impl ZerodhaConfig {
     ///
     /// # Errors
     /// One message per bad value, naming the key.
-    pub fn supervision(&self) -> Result<crate::engine::net::Supervision, Vec<String>> {
+    pub fn supervision(&self) -> Result<Supervision, Vec<String>> {
         let mut p = Vec::new();
         for (k, v) in [
             ("liveness_ms", self.liveness_ms),
@@ -93,8 +97,8 @@ impl ZerodhaConfig {
         if !p.is_empty() {
             return Err(p);
         }
-        let ms = std::time::Duration::from_millis;
-        Ok(crate::engine::net::Supervision {
+        let ms = Duration::from_millis;
+        Ok(Supervision {
             liveness: ms(self.liveness_ms),
             ping_interval: (self.ping_interval_ms > 0).then(|| ms(self.ping_interval_ms)),
             backoff_base: ms(self.backoff_base_ms),
@@ -110,7 +114,7 @@ impl std::fmt::Debug for ZerodhaConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ZerodhaConfig")
             .field("ws_url", &self.ws_url)
-            .field("api_key", &crate::engine::Secret::new(self.api_key.clone()))
+            .field("api_key", &crate::secret::Secret::new(self.api_key.clone()))
             .field("access_token_file", &self.access_token_file)
             .field("instruments", &self.instruments)
             .field("default_mode", &self.default_mode)
@@ -121,20 +125,66 @@ impl std::fmt::Debug for ZerodhaConfig {
 impl Default for ZerodhaConfig {
     fn default() -> Self {
         Self {
-            ws_url: "wss://ws.kite.trade/".into(),
+            ws_url: defaults::WS_URL.into(),
             api_key: String::new(),
             access_token_file: None,
             instruments: None,
             default_mode: ModeName::Full,
-            max_per_connection: 3000,
-            max_connections: 3,
-            liveness_ms: 5000,
+            max_per_connection: defaults::MAX_PER_CONNECTION,
+            max_connections: defaults::MAX_CONNECTIONS,
+            liveness_ms: defaults::LIVENESS_MS,
             ping_interval_ms: 0,
-            backoff_base_ms: 500,
-            backoff_cap_ms: 60_000,
-            backoff_429_ms: 60_000,
-            healthy_after_ms: 30_000,
-            connect_timeout_ms: 10_000,
+            backoff_base_ms: defaults::BACKOFF_BASE_MS,
+            backoff_cap_ms: defaults::BACKOFF_CAP_MS,
+            backoff_429_ms: defaults::BACKOFF_429_MS,
+            healthy_after_ms: defaults::HEALTHY_AFTER_MS,
+            connect_timeout_ms: defaults::CONNECT_TIMEOUT_MS,
+        }
+    }
+}
+
+/// How idle threads wait for work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdlePolicy {
+    /// Busy-poll: lowest latency, one full core per thread. Needs dedicated,
+    /// isolated cores.
+    Spin,
+    /// Park (the network thread in `epoll_wait`, publishers until woken by
+    /// the network thread): no CPU when idle, a few µs of wake-up latency.
+    #[default]
+    Park,
+}
+
+/// Connection supervision settings (`[zerodha]` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Supervision {
+    /// No frame for this long (heartbeats count) closes and reconnects.
+    pub liveness: Duration,
+    /// Send a WebSocket ping this often (none by default; Kite heartbeats).
+    pub ping_interval: Option<Duration>,
+    /// First reconnect delay; doubles per consecutive failure, with jitter.
+    pub backoff_base: Duration,
+    /// Longest reconnect delay.
+    pub backoff_cap: Duration,
+    /// Shortest delay after HTTP 429.
+    pub backoff_429: Duration,
+    /// Open this long before the backoff resets.
+    pub healthy_after: Duration,
+    /// A connect plus handshake taking longer than this fails.
+    pub connect_timeout: Duration,
+}
+
+impl Default for Supervision {
+    fn default() -> Self {
+        Self {
+            liveness: Duration::from_millis(defaults::LIVENESS_MS),
+            ping_interval: None,
+            backoff_base: Duration::from_millis(defaults::BACKOFF_BASE_MS),
+            backoff_cap: Duration::from_millis(defaults::BACKOFF_CAP_MS),
+            backoff_429: Duration::from_millis(defaults::BACKOFF_429_MS),
+            healthy_after: Duration::from_millis(defaults::HEALTHY_AFTER_MS),
+            connect_timeout: Duration::from_millis(defaults::CONNECT_TIMEOUT_MS),
         }
     }
 }
@@ -184,15 +234,14 @@ pub struct EngineSection {
 
 impl Default for EngineSection {
     fn default() -> Self {
-        let d = crate::engine::EngineConfig::default();
         Self {
-            publishers: d.publishers,
-            ring_capacity: d.ring_capacity,
-            publish_chunk: d.publish_chunk,
-            idle: d.idle,
+            publishers: defaults::PUBLISHERS,
+            ring_capacity: defaults::RING_CAPACITY,
+            publish_chunk: defaults::PUBLISH_CHUNK,
+            idle: IdlePolicy::default(),
             network_core: None,
             publisher_cores: Vec::new(),
-            read_buffer_size: d.read_buffer_size,
+            read_buffer_size: defaults::READ_BUFFER_SIZE,
         }
     }
 }
@@ -214,10 +263,10 @@ pub struct MockSection {
 impl Default for MockSection {
     fn default() -> Self {
         Self {
-            rate: 20_000,
-            seed: 1,
+            rate: defaults::MOCK_RATE_PER_S,
+            seed: defaults::MOCK_SEED,
             max_ticks: None,
-            partitions: 8,
+            partitions: defaults::MOCK_PARTITIONS,
         }
     }
 }
@@ -291,15 +340,12 @@ mod tests {
 
     #[test]
     fn example_config_parses_and_matches_defaults_where_stated() {
-        let text = include_str!("../config/example.toml");
+        let text = include_str!("../../config/example.toml");
         let c = Config::parse(text, "example.toml").unwrap();
         assert_eq!(c.kafka.topic, "market.ticks");
         assert_eq!(c.engine.idle, IdlePolicy::Park);
         assert_eq!(c.zerodha.max_per_connection, 3000);
-        assert_eq!(
-            c.zerodha.supervision().unwrap(),
-            crate::engine::net::Supervision::default()
-        );
+        assert_eq!(c.zerodha.supervision().unwrap(), Supervision::default());
     }
 
     #[test]

@@ -1,0 +1,55 @@
+//! Every default, written once. The TOML sections' `Default`, the clap
+//! flags' `default_value`s and the runtime types' `Default` all read from
+//! here; `config/example.toml` is checked against them by a test.
+
+/// `kafka.topic`: the tick topic.
+pub const TOPIC: &str = "market.ticks";
+/// `spool.dir`, and the `dlq --dir` default.
+pub const SPOOL_DIR: &str = "panda-feed-spool";
+/// `zerodha.ws_url`: Kite's streaming endpoint (the path must be `/`).
+pub const WS_URL: &str = "wss://ws.kite.trade/";
+/// Largest WebSocket message the feed accepts, and `decode`'s input cap, bytes.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// `zerodha.max_per_connection`: Kite's limit of instruments per socket.
+pub const MAX_PER_CONNECTION: usize = 3000;
+/// `zerodha.max_connections`: Kite's limit of sockets per api_key.
+pub const MAX_CONNECTIONS: usize = 3;
+/// Tokens per subscribe/mode request.
+pub const SUBSCRIBE_CHUNK: usize = 500;
+
+/// `zerodha.liveness_ms`.
+pub const LIVENESS_MS: u64 = 5000;
+/// `zerodha.backoff_base_ms`.
+pub const BACKOFF_BASE_MS: u64 = 500;
+/// `zerodha.backoff_cap_ms`.
+pub const BACKOFF_CAP_MS: u64 = 60_000;
+/// `zerodha.backoff_429_ms`.
+pub const BACKOFF_429_MS: u64 = 60_000;
+/// `zerodha.healthy_after_ms`.
+pub const HEALTHY_AFTER_MS: u64 = 30_000;
+/// `zerodha.connect_timeout_ms`.
+pub const CONNECT_TIMEOUT_MS: u64 = 10_000;
+
+/// `engine.publishers`.
+pub const PUBLISHERS: usize = 1;
+/// `engine.ring_capacity`, slots.
+pub const RING_CAPACITY: usize = 65_536;
+/// `engine.publish_chunk`.
+pub const PUBLISH_CHUNK: usize = 256;
+/// `engine.read_buffer_size`, bytes.
+pub const READ_BUFFER_SIZE: usize = 256 * 1024;
+
+/// The mock exchange's `api_key` (`run --mock`, `mock-exchange`).
+pub const MOCK_API_KEY: &str = "mock_api_key";
+/// The mock exchange's access token.
+pub const MOCK_ACCESS_TOKEN: &str = "mock_access_token";
+/// `mock.rate` and `mock-exchange --rate`: ticks per second over all instruments.
+pub const MOCK_RATE_PER_S: u64 = 20_000;
+/// `mock.seed` and `mock-exchange --seed`.
+pub const MOCK_SEED: u64 = 1;
+/// Most instruments the mock market keeps.
+pub const MOCK_MAX_INSTRUMENTS: usize = 20_000;
+/// `mock.partitions` and `mock-kafka --partitions`.
+pub const MOCK_PARTITIONS: i32 = 8;
+/// The mock exchange's heartbeat period when idle, ms.
+pub const MOCK_HEARTBEAT_MS: u64 = 1000;
