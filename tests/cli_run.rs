@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use panda_feed::engine::kafka::EmbeddedBroker;
+use panda_feed::mock::EmbeddedBroker;
 use panda_feed::mock::{MockConfig, MockExchange};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use panda_feed::Tick;
-use panda_feed::engine::kafka::EmbeddedBroker;
 use panda_feed::engine::{Engine, Secret};
 use panda_feed::json::{JsonBuf, write_tick};
+use panda_feed::mock::EmbeddedBroker;
 use panda_feed::mock::{MockConfig, MockExchange};
 use panda_feed::wire::{self, Message};
 use rdkafka::config::ClientConfig;

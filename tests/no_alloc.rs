@@ -196,9 +196,10 @@ fn decode_push_pop_encode_allocate_nothing_after_warm_up() {
 
 #[test]
 fn router_and_publisher_allocate_nothing_per_tick() {
-    use panda_feed::engine::kafka::{EmbeddedBroker, KafkaConfig, TickProducer};
+    use panda_feed::engine::kafka::{KafkaConfig, TickProducer};
     use panda_feed::engine::publish::{HistogramExchange, Publisher};
     use panda_feed::engine::route::Router;
+    use panda_feed::mock::EmbeddedBroker;
     use std::time::Duration;
 
     let corpus = corpus();

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use panda_feed::engine::Engine;
-use panda_feed::engine::kafka::EmbeddedBroker;
+use panda_feed::mock::EmbeddedBroker;
 use panda_feed::mock::{MockConfig, MockExchange};
 use panda_feed::ops::redis_sink::RedisConfig;
 use panda_feed::ops::{Ops, OpsConfig};

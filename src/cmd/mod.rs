@@ -69,7 +69,7 @@ fn mock_kafka(args: &crate::cli::MockKafkaArgs) -> anyhow::Result<()> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))?;
     }
-    let broker = crate::engine::kafka::EmbeddedBroker::start(1, &args.topic, args.partitions)
+    let broker = crate::mock::EmbeddedBroker::start(1, &args.topic, args.partitions)
         .map_err(anyhow::Error::msg)?;
     println!("{}", broker.bootstrap_servers());
     eprintln!(

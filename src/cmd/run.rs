@@ -12,10 +12,10 @@ use tracing::{error, info, warn};
 
 use crate::cli::RunArgs;
 use crate::config::Config;
-use crate::engine::kafka::EmbeddedBroker;
 use crate::engine::{Counts, Engine, EngineConfig, Summary};
 use crate::instruments::{self, Instrument};
 use crate::logging::{LogFormat, MAX_LOGGED_TEXT, RateLimiter, suppressed_note, truncate};
+use crate::mock::EmbeddedBroker;
 use crate::mock::{MockConfig, MockExchange, default_instruments};
 use crate::ops::Ops;
 use crate::secret::Secret;

@@ -10,9 +10,11 @@
 //!
 //! Used by `panda-feed mock-exchange`, by `run --mock`, and by the tests.
 
+pub mod broker;
 mod conn;
 pub(crate) mod market;
 
+pub use broker::EmbeddedBroker;
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;

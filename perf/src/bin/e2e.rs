@@ -21,8 +21,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use panda_feed::engine::kafka::{EmbeddedBroker, KafkaConfig};
+use panda_feed::engine::kafka::KafkaConfig;
 use panda_feed::engine::{Engine, EngineConfig, IdlePolicy, Secret, Summary};
+use panda_feed::mock::EmbeddedBroker;
 use panda_feed::mock::{MockConfig, MockExchange, default_instruments};
 use serde_json::{Value, json};
 

@@ -6,8 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use panda_feed::engine::kafka::{EmbeddedBroker, KafkaConfig, TickProducer};
+use panda_feed::engine::kafka::{KafkaConfig, TickProducer};
 use panda_feed::engine::publish::{HistogramExchange, Publisher};
+use panda_feed::mock::EmbeddedBroker;
 use panda_feed::ring::tick_ring;
 use panda_feed::{PacketKind, Tick};
 
