@@ -140,7 +140,7 @@ def corpus(seed, n):
 # ---------------------------------------------------------------- comparison
 
 # Classes where panda-feed is deliberately stricter than the official parser
-# (DESIGN §2.2): an overrunning packet is an error, not a silently clamped
+# (`docs/ARCHITECTURE.md`, "The data contract"): an overrunning packet is an error, not a silently clamped
 # packet; a zero-length message is an error, not "no ticks".
 STRICTER = {"overrun": ("overrun_last", "overrun_middle"), "empty": ("empty",)}
 

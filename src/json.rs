@@ -1,7 +1,7 @@
 //! Tick → JSON, into a caller-owned reused buffer, with no allocation per tick.
 //!
 //! Runs on the publisher threads and in `panda-feed decode`. The object is the
-//! data contract of DESIGN §2 (`schemas/tick.schema.json`): pykiteconnect 5.x
+//! data contract of `docs/ARCHITECTURE.md`, "The data contract" (`schemas/tick.schema.json`): pykiteconnect 5.x
 //! keys, present per packet kind exactly as the official parser emits them and
 //! in its key order, with three deliberate differences:
 //! - prices are the exact decimal `raw / divisor` (`1573.7`, `72.7475`; a whole
@@ -334,7 +334,7 @@ impl Writer<'_> {
 /// Longest envelope [`write_envelope`] can produce.
 pub const MAX_ENVELOPE_LEN: usize = MAX_TICK_JSON_LEN + 192;
 
-/// Appends the published Kafka record value of `tick` (DESIGN §2), the
+/// Appends the published Kafka record value of `tick` (`docs/ARCHITECTURE.md`, "The data contract"), the
 /// envelope documented by `schemas/envelope.schema.json`:
 ///
 /// `{"type":"market_tick","source":"kite","conn":C,"seq":S,`

@@ -13,7 +13,7 @@
 //! - [`json`]: the published tick object (publisher threads, `decode` command);
 //! - [`ring`]: bounded SPSC tick rings with drop counters (network → publisher);
 //! - [`engine`]: the network thread, the publishers, the Kafka producer and
-//!   the accounting (DESIGN §1);
+//!   the accounting (`docs/ARCHITECTURE.md`);
 //! - [`spool`]: the dead-letter spool (publisher threads, failure path; `dlq`);
 //! - [`ops`]: metrics, health, Redis pipeline metrics and the ops HTTP
 //!   server (ops side: the `run` loop and the `ops-http` thread);

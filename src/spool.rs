@@ -165,6 +165,15 @@ pub fn dir_bytes(dir: &Path) -> u64 {
 }
 
 impl Spool {
+    /// The latest write error, if any (ops side).
+    #[must_use]
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// A writer; `total` is the shared byte count (start it at
     /// [`dir_bytes`]).
     #[must_use]
@@ -543,7 +552,7 @@ mod tests {
         let mut parked = 0;
         for i in 0..40u32 {
             if spool.park(
-                "market.ticks",
+                crate::config::defaults::TOPIC,
                 i.to_string().as_bytes(),
                 &[b'x'; 64],
                 "timed out",

@@ -5,7 +5,7 @@
 //! `Tick` is plain data, so pushing it through a ring is a memcpy.
 //!
 //! Prices are kept exactly as the exchange sent them: integer units plus the
-//! segment's divisor (DESIGN §2). Timestamps are Unix seconds as sent (0 means
+//! segment's divisor (`docs/ARCHITECTURE.md`, "The data contract"). Timestamps are Unix seconds as sent (0 means
 //! absent). Conversions to floats, percentages and text live in [`crate::json`].
 
 use crate::wire::Packet;
@@ -17,7 +17,7 @@ use crate::wire::layout::DepthEntry;
 pub struct InstrumentToken(pub u32);
 
 impl InstrumentToken {
-    /// Segment code: `token & 0xFF` (KITE_PROTOCOL §4.3).
+    /// Segment code: `token & 0xFF` (docs/KITE_PROTOCOL.md §4.3).
     #[must_use]
     #[inline]
     pub const fn segment(self) -> u8 {
@@ -63,8 +63,10 @@ pub enum PacketKind {
     Full = 4,
 }
 
-/// Subscription mode, as named on the wire (`"ltp"`, `"quote"`, `"full"`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Subscription mode, as named on the wire and in the config (`"ltp"`,
+/// `"quote"`, `"full"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Last traded price only.
     Ltp,

@@ -1,4 +1,4 @@
-//! `panda-feed decode`: binary Kite messages → JSON lines (DESIGN §3).
+//! `panda-feed decode`: binary Kite messages → JSON lines (the README, "Commands").
 //!
 //! Runs on the main thread. Streams its inputs: memory is bounded by the
 //! largest single message (capped by `--max-message-bytes`), not by file size.

@@ -84,7 +84,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             bail!("no instruments: give --instruments CSV or zerodha.instruments in the config")
         }
     };
-    let default_mode = cfg.zerodha.default_mode.into();
+    let default_mode = cfg.zerodha.default_mode;
     let subs: Vec<_> = list
         .iter()
         .map(|i| (i.token, i.mode.unwrap_or(default_mode)))

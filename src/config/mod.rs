@@ -50,7 +50,7 @@ pub struct ZerodhaConfig {
     /// Instruments CSV.
     pub instruments: Option<PathBuf>,
     /// Mode of instruments whose CSV row has none.
-    pub default_mode: ModeName,
+    pub default_mode: Mode,
     /// Most instruments per connection.
     pub max_per_connection: usize,
     /// Most connections.
@@ -129,7 +129,7 @@ impl Default for ZerodhaConfig {
             api_key: String::new(),
             access_token_file: None,
             instruments: None,
-            default_mode: ModeName::Full,
+            default_mode: Mode::Full,
             max_per_connection: defaults::MAX_PER_CONNECTION,
             max_connections: defaults::MAX_CONNECTIONS,
             liveness_ms: defaults::LIVENESS_MS,
@@ -185,29 +185,6 @@ impl Default for Supervision {
             backoff_429: Duration::from_millis(defaults::BACKOFF_429_MS),
             healthy_after: Duration::from_millis(defaults::HEALTHY_AFTER_MS),
             connect_timeout: Duration::from_millis(defaults::CONNECT_TIMEOUT_MS),
-        }
-    }
-}
-
-/// A subscription mode as written in the config.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModeName {
-    /// `ltp`.
-    Ltp,
-    /// `quote`.
-    Quote,
-    /// `full`.
-    #[default]
-    Full,
-}
-
-impl From<ModeName> for Mode {
-    fn from(m: ModeName) -> Self {
-        match m {
-            ModeName::Ltp => Self::Ltp,
-            ModeName::Quote => Self::Quote,
-            ModeName::Full => Self::Full,
         }
     }
 }
@@ -339,13 +316,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn example_config_parses_and_matches_defaults_where_stated() {
+    fn the_example_config_is_exactly_the_defaults() {
+        // The example documents every key with its default value: if a
+        // default changes, this fails until the example says so too.
         let text = include_str!("../../config/example.toml");
         let c = Config::parse(text, "example.toml").unwrap();
-        assert_eq!(c.kafka.topic, "market.ticks");
-        assert_eq!(c.engine.idle, IdlePolicy::Park);
-        assert_eq!(c.zerodha.max_per_connection, 3000);
+        assert_eq!(c, Config::default());
         assert_eq!(c.zerodha.supervision().unwrap(), Supervision::default());
+        assert_eq!(c.kafka.topic, defaults::TOPIC);
+        // And every key of every section is written out in it.
+        for section in [
+            "zerodha", "engine", "kafka", "spool", "mock", "run", "ops", "redis",
+        ] {
+            assert!(
+                text.contains(&format!("[{section}]")),
+                "[{section}] missing"
+            );
+        }
     }
 
     #[test]

@@ -59,6 +59,17 @@ pub struct AckSample {
     pub instrument: u32,
 }
 
+impl DeliveryCounters {
+    /// The latest Kafka error, if any (ops side).
+    #[must_use]
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
 impl AckSamples {
     /// Room for `capacity` samples between drains.
     #[must_use]
@@ -172,7 +183,7 @@ impl ProducerContext for Ctx {
                 bump(&self.counters.delivered);
                 self.acks.push(
                     recv_ns as u64,
-                    super::now_ns(),
+                    crate::clock::now_ns(),
                     msg.partition(),
                     key_token(msg.key().unwrap_or_default()),
                 );

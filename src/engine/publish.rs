@@ -196,7 +196,9 @@ pub struct Publisher {
     chunk: usize,
     queue_full_wait: Duration,
     stopping: Arc<AtomicBool>,
+    #[cfg(feature = "test-hooks")]
     slow: Option<Duration>,
+    #[cfg(feature = "test-hooks")]
     panic_after: Option<u64>,
     popped: u64,
     produced: u64,
@@ -227,7 +229,9 @@ impl Publisher {
             chunk: chunk.max(1),
             queue_full_wait,
             stopping: Arc::new(AtomicBool::new(false)),
+            #[cfg(feature = "test-hooks")]
             slow: None,
+            #[cfg(feature = "test-hooks")]
             panic_after: None,
             popped: 0,
             produced: 0,
@@ -244,8 +248,9 @@ impl Publisher {
         self
     }
 
-    /// Test hook: sleep this long after every chunk, to make this publisher
-    /// slower than the feed.
+    /// Test hook (feature `test-hooks`): sleep this long after every chunk,
+    /// to make this publisher slower than the feed.
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     #[must_use]
     pub fn with_slowdown(mut self, per_chunk: Option<Duration>) -> Self {
@@ -253,7 +258,9 @@ impl Publisher {
         self
     }
 
-    /// Test hook: panic once this many ticks have been popped.
+    /// Test hook (feature `test-hooks`): panic once this many ticks have
+    /// been popped.
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     #[must_use]
     pub fn with_panic_after(mut self, ticks: Option<u64>) -> Self {
@@ -284,7 +291,7 @@ impl Publisher {
     /// many ticks it took. The hot path: no allocation, no lock.
     ///
     /// # Panics
-    /// Only through the test hook [`with_panic_after`](Self::with_panic_after).
+    /// Only through the test hook `with_panic_after` (feature `test-hooks`).
     pub fn publish_available(&mut self) -> usize {
         let Self {
             rx,
@@ -315,6 +322,7 @@ impl Publisher {
         });
         if n > 0 {
             self.popped += n as u64;
+            #[cfg(feature = "test-hooks")]
             if self.panic_after.is_some_and(|p| self.popped >= p) {
                 panic!("test hook: publisher panic after {} ticks", self.popped);
             }
@@ -327,6 +335,7 @@ impl Publisher {
                 .store(self.dropped_produce_error, Ordering::Relaxed);
             c.queue_full_waits
                 .store(self.queue_full_waits, Ordering::Relaxed);
+            #[cfg(feature = "test-hooks")]
             if let Some(d) = self.slow {
                 std::thread::sleep(d);
             }

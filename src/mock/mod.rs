@@ -1,5 +1,5 @@
 //! The mock exchange: a simulated Kite streaming server on a loopback port,
-//! speaking the real protocol (KITE_PROTOCOL §1–4).
+//! speaking the real protocol (docs/KITE_PROTOCOL.md §1–4).
 //!
 //! Threads (none of them are the engine's): one acceptor, one generator that
 //! owns the market state (`market::Market`) and publishes snapshots through `ArcSwap`, and

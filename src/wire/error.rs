@@ -6,7 +6,7 @@
 use std::fmt;
 
 /// A structural defect that makes a whole binary message unusable
-/// (DESIGN §2.2). No tick of such a message is emitted.
+/// (`docs/ARCHITECTURE.md`, "The data contract"). No tick of such a message is emitted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DecodeError {
     /// A zero-length binary message. The protocol defines none (a heartbeat

@@ -3,7 +3,7 @@
 //! Pure data: every struct is `#[repr(C)]`, `Unaligned` and derives zerocopy's
 //! `FromBytes`, so a `&[u8]` of the exact length is reinterpreted in place with
 //! no copy, no `unsafe` of our own and no alignment requirement. Field offsets
-//! follow `KITE_PROTOCOL.md` §4.4–4.7; the `const` assertions at the bottom pin
+//! follow `docs/KITE_PROTOCOL.md` §4.4–4.7; the `const` assertions at the bottom pin
 //! the sizes the packet kinds are selected by.
 
 use zerocopy::byteorder::big_endian::{I32, U16, U32};

@@ -5,7 +5,7 @@
 //! into them ([`layout`]).
 //!
 //! Contract, mirroring pykiteconnect 5.2.2 `KiteTicker._parse_binary` except
-//! where DESIGN §2 says otherwise:
+//! where `docs/ARCHITECTURE.md`, "The data contract" says otherwise:
 //! - a 1-byte message is a [`Message::Heartbeat`]; a packet count of 0 yields no packets;
 //! - packets are classified by length only (8, 28, 32, 44, 184); any other
 //!   length of at least 4 bytes is yielded as [`Packet::Unknown`] for the caller

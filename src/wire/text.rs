@@ -7,7 +7,7 @@
 //! official clients read them: unknown fields are ignored, `data` may be any
 //! JSON value, unknown `type`s are reported as [`ServerText::Unknown`] for the
 //! caller to count. Requests are `{"a": action, "v": value}` with tokens as JSON
-//! numbers (string tokens are silently ignored by the server, KITE_PROTOCOL §1.7).
+//! numbers (string tokens are silently ignored by the server, docs/KITE_PROTOCOL.md §1.7).
 
 use serde_json::Value;
 

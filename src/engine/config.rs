@@ -1,0 +1,166 @@
+//! The engine's settings as the engine consumes them, their cross-field
+//! validation, and the error of a start that failed. Built on the main thread
+//! from the `run` configuration (`crate::config`) and flags; read-only once
+//! the engine runs.
+
+#[cfg(feature = "test-hooks")]
+use std::time::Duration;
+
+use super::kafka::KafkaConfig;
+use super::route::MAX_RINGS;
+use crate::config::{IdlePolicy, Supervision, defaults};
+use crate::secret::Secret;
+use crate::spool::SpoolConfig;
+use crate::tick::Mode;
+
+/// Everything the engine needs; built from the config file and flags.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Kite WebSocket URL without query (`wss://ws.kite.trade/`).
+    pub ws_url: String,
+    /// API key.
+    pub api_key: Secret,
+    /// Access token.
+    pub access_token: Secret,
+    /// Instruments and their modes.
+    pub instruments: Vec<(u32, Mode)>,
+    /// Most instruments per connection (Kite: 3000).
+    pub max_per_connection: usize,
+    /// Most connections (Kite: 3 per api_key).
+    pub max_connections: usize,
+    /// Tokens per subscribe/mode request.
+    pub subscribe_chunk: usize,
+    /// Slots per publisher ring.
+    pub ring_capacity: usize,
+    /// Publisher threads (and rings).
+    pub publishers: usize,
+    /// Most ticks a publisher takes off its ring at once.
+    pub publish_chunk: usize,
+    /// Spin or park when idle.
+    pub idle: IdlePolicy,
+    /// Core to pin the network thread to.
+    pub network_core: Option<usize>,
+    /// Cores to pin publishers to (empty: not pinned; else one per publisher).
+    pub publisher_cores: Vec<usize>,
+    /// WebSocket read buffer in bytes.
+    pub read_buffer_size: usize,
+    /// Largest WebSocket message accepted, in bytes.
+    pub max_message_size: usize,
+    /// Kafka producer settings.
+    pub kafka: KafkaConfig,
+    /// Connection supervision: liveness, backoff.
+    pub supervision: Supervision,
+    /// The dead-letter spool.
+    pub spool: SpoolConfig,
+    /// Test hook (feature `test-hooks`): publisher `.0` sleeps `.1` after
+    /// every chunk.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub test_slow_publisher: Option<(usize, Duration)>,
+    /// Test hook (feature `test-hooks`): publisher `.0` panics after popping
+    /// `.1` ticks.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub test_panic_publisher: Option<(usize, u64)>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            ws_url: defaults::WS_URL.into(),
+            api_key: Secret::default(),
+            access_token: Secret::default(),
+            instruments: Vec::new(),
+            max_per_connection: defaults::MAX_PER_CONNECTION,
+            max_connections: defaults::MAX_CONNECTIONS,
+            subscribe_chunk: defaults::SUBSCRIBE_CHUNK,
+            ring_capacity: defaults::RING_CAPACITY,
+            publishers: defaults::PUBLISHERS,
+            publish_chunk: defaults::PUBLISH_CHUNK,
+            idle: IdlePolicy::Park,
+            network_core: None,
+            publisher_cores: Vec::new(),
+            read_buffer_size: defaults::READ_BUFFER_SIZE,
+            max_message_size: defaults::MAX_MESSAGE_BYTES,
+            kafka: KafkaConfig::default(),
+            supervision: Supervision::default(),
+            spool: SpoolConfig::default(),
+            #[cfg(feature = "test-hooks")]
+            test_slow_publisher: None,
+            #[cfg(feature = "test-hooks")]
+            test_panic_publisher: None,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Every problem with the settings, each naming the value and the fix.
+    #[must_use]
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = self.kafka.problems();
+        if !(self.ws_url.starts_with("ws://") || self.ws_url.starts_with("wss://")) {
+            p.push(format!(
+                "ws_url {:?} must start with ws:// or wss:// (e.g. wss://ws.kite.trade/)",
+                self.ws_url.split('?').next().unwrap_or_default()
+            ));
+        }
+        if let Some((base, _)) = self.ws_url.split_once('?') {
+            // The query may hold credentials: never echo it.
+            p.push(format!(
+                "ws_url \"{base}?…\" must not carry a query: panda-feed adds api_key and access_token itself"
+            ));
+        }
+        if self.api_key.is_empty() {
+            p.push("no api_key: set kite.api_key, --api-key or ZERODHA__API_KEY".into());
+        }
+        if self.access_token.is_empty() {
+            p.push(
+                "no access token: set --access-token-file, kite.access_token_file or ZERODHA__ACCESS_TOKEN"
+                    .into(),
+            );
+        }
+        if self.publishers == 0 || self.publishers > MAX_RINGS {
+            p.push(format!(
+                "engine.publishers = {} must be between 1 and {MAX_RINGS}",
+                self.publishers
+            ));
+        }
+        if self.ring_capacity == 0 {
+            p.push("engine.ring_capacity = 0: must be at least 1 (e.g. 65536)".into());
+        }
+        if !self.publisher_cores.is_empty() && self.publisher_cores.len() != self.publishers {
+            p.push(format!(
+                "engine.publisher_cores has {} entries but engine.publishers = {}: give one core per publisher or none",
+                self.publisher_cores.len(),
+                self.publishers
+            ));
+        }
+        let cores: Vec<usize> = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        for c in self.network_core.iter().chain(&self.publisher_cores) {
+            if !cores.contains(c) {
+                p.push(format!(
+                    "core {c} is not available to this process (cores: {cores:?}); fix engine.network_core / engine.publisher_cores"
+                ));
+            }
+        }
+        p
+    }
+}
+
+/// An engine that could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Bad settings: every problem, one per line.
+    #[error("invalid settings:\n  {}", .0.join("\n  "))]
+    Config(Vec<String>),
+    /// The Kafka producer could not be created.
+    #[error("cannot create the Kafka producer: {0}")]
+    Kafka(String),
+    /// An OS resource (poll, thread) could not be set up.
+    #[error("cannot start the engine: {0}")]
+    Io(String),
+}

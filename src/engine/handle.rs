@@ -1,0 +1,140 @@
+//! One publisher as the engine sees it from outside: the shared counters of
+//! its ring, thread, producer and spool, its histogram exchange, its stop
+//! flag and its thread. Built and spawned on the caller's thread by
+//! [`spawn_publishers`]; read by the ops side ([`Engine`](super::Engine)).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{JoinHandle, Thread};
+use std::time::Duration;
+
+use super::config::{EngineConfig, EngineError};
+use super::kafka::{AckSamples, DeliveryCounters, TickProducer};
+use super::publish::{HistogramExchange, Interval, Publisher, PublisherCounters, Report};
+use super::wake::Wake;
+use crate::ring::{RingCounters, TickTx, tick_ring};
+use crate::spool::Spool;
+
+/// Everything the ops side holds of one publisher.
+#[derive(Debug)]
+pub(crate) struct PublisherHandle {
+    /// The ring's push/drop counters (written by the network thread).
+    pub(crate) ring: Arc<RingCounters>,
+    /// The publisher thread's counters.
+    pub(crate) counters: Arc<PublisherCounters>,
+    /// The producer's delivery-report counters.
+    pub(crate) delivery: Arc<DeliveryCounters>,
+    /// Receive → ack samples not yet merged.
+    pub(crate) acks: Arc<AckSamples>,
+    /// The dead-letter spool this publisher parks into.
+    pub(crate) spool: Arc<Spool>,
+    /// Histograms handed over by the publisher (full ones in).
+    pub(crate) full: rtrb::Consumer<Box<Interval>>,
+    /// Histograms handed back (empty ones out).
+    pub(crate) empty: rtrb::Producer<Box<Interval>>,
+    /// Set by [`Engine::stop`](super::Engine::stop): a full producer queue
+    /// drops at once instead of waiting.
+    pub(crate) stopping: Arc<AtomicBool>,
+    /// The thread; `None` once joined.
+    pub(crate) thread: Option<JoinHandle<Option<Report>>>,
+}
+
+impl PublisherHandle {
+    /// Tells the publisher the engine is stopping (`Relaxed`: the flag
+    /// orders nothing; the publisher polls it per tick while draining).
+    pub(crate) fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What [`spawn_publishers`] returns: the ring producers for the network
+/// thread, the handles for the ops side, and the wake flags of the
+/// publishers' threads.
+pub(crate) type Spawned = (Vec<TickTx>, Vec<PublisherHandle>, Vec<(Arc<Wake>, Thread)>);
+
+/// Creates each publisher's ring, spool and producer, and spawns its thread
+/// (pinned when configured). A panic in a publisher is caught and recorded
+/// in `panics`.
+///
+/// # Errors
+/// A producer that cannot be created, or a thread that cannot be spawned.
+pub(crate) fn spawn_publishers(
+    cfg: &EngineConfig,
+    panics: &Arc<Mutex<Vec<String>>>,
+    spool_total: &Arc<AtomicU64>,
+) -> Result<Spawned, EngineError> {
+    let flush = Duration::from_millis(u64::from(cfg.kafka.flush_timeout_ms));
+    let queue_full_wait = Duration::from_millis(u64::from(cfg.kafka.queue_full_wait_ms));
+    // Every producer first: a failure leaves no thread behind.
+    let mut built = Vec::new();
+    let mut txs = Vec::new();
+    for i in 0..cfg.publishers {
+        let (tx, rx, ring) = tick_ring(cfg.ring_capacity);
+        let spool = Arc::new(Spool::new(cfg.spool.clone(), i, Arc::clone(spool_total)));
+        let producer = TickProducer::new(
+            &cfg.kafka,
+            &format!("panda-feed-pub{i}"),
+            Arc::clone(&spool),
+        )
+        .map_err(|e| EngineError::Kafka(cfg.kafka.redact(&e.to_string())))?;
+        let (full_tx, full) = rtrb::RingBuffer::new(1);
+        let (mut empty, empty_rx) = rtrb::RingBuffer::new(1);
+        // One spare so the first exchange can happen (the ring has room: it
+        // was just made with one slot).
+        let _ = empty.push(Box::new(Interval::new()));
+        let exchange = HistogramExchange {
+            full: full_tx,
+            empty: empty_rx,
+        };
+        let publisher = Publisher::new(rx, producer, cfg.publish_chunk, queue_full_wait, exchange)
+            .with_index(u32::try_from(i).unwrap_or(u32::MAX));
+        #[cfg(feature = "test-hooks")]
+        let publisher = publisher
+            .with_slowdown(
+                cfg.test_slow_publisher
+                    .filter(|(p, _)| *p == i)
+                    .map(|x| x.1),
+            )
+            .with_panic_after(
+                cfg.test_panic_publisher
+                    .filter(|(p, _)| *p == i)
+                    .map(|x| x.1),
+            );
+        let handle = PublisherHandle {
+            ring,
+            counters: Arc::clone(publisher.counters()),
+            delivery: Arc::clone(publisher.producer().counters()),
+            acks: Arc::clone(publisher.producer().acks()),
+            spool,
+            full,
+            empty,
+            stopping: Arc::clone(publisher.stopping()),
+            thread: None,
+        };
+        txs.push(tx);
+        built.push((publisher, handle));
+    }
+    let (mut handles, mut wakes) = (Vec::new(), Vec::new());
+    for (i, (publisher, mut handle)) in built.into_iter().enumerate() {
+        let wake = Arc::new(Wake::default());
+        let w = Arc::clone(&wake);
+        let core = cfg.publisher_cores.get(i).copied();
+        let idle = cfg.idle;
+        let panics = Arc::clone(panics);
+        let thread = std::thread::Builder::new()
+            .name(format!("publisher-{i}"))
+            .spawn(move || {
+                super::pin(core, "a publisher");
+                // Unwinding drops the producer, whose purge parks what it
+                // held; the panic is recorded, never silent.
+                super::guarded(&panics, &format!("publisher {i}"), move || {
+                    publisher.run(idle, &w, flush)
+                })
+            })
+            .map_err(|e| EngineError::Io(format!("spawn publisher: {e}")))?;
+        wakes.push((wake, thread.thread().clone()));
+        handle.thread = Some(thread);
+        handles.push(handle);
+    }
+    Ok((txs, handles, wakes))
+}
