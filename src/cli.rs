@@ -1,4 +1,5 @@
-//! Command-line interface: the only place argv is read.
+//! Command-line interface: the only place argv is read. Runs on the main
+//! thread at start-up; owns nothing past parsing.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

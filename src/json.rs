@@ -1,7 +1,7 @@
 //! Tick → JSON, into a caller-owned reused buffer, with no allocation per tick.
 //!
 //! Runs on the publisher threads and in `panda-feed decode`. The object is the
-//! data contract of `docs/ARCHITECTURE.md`, "The data contract" (`schemas/tick.schema.json`): pykiteconnect 5.x
+//! data contract (`docs/ARCHITECTURE.md`, `schemas/tick.schema.json`): pykiteconnect 5.x
 //! keys, present per packet kind exactly as the official parser emits them and
 //! in its key order, with three deliberate differences:
 //! - prices are the exact decimal `raw / divisor` (`1573.7`, `72.7475`; a whole

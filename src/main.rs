@@ -1,4 +1,5 @@
-//! The `panda-feed` binary: parse arguments, dispatch, map to an exit code.
+//! The `panda-feed` binary: parse arguments, dispatch, map to an exit code
+//! (main thread).
 
 use std::process::ExitCode;
 

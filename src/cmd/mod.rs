@@ -1,4 +1,6 @@
-//! Subcommand implementations. Each returns its process exit status.
+//! Subcommand implementations, on the main thread. Each returns its process
+//! exit status; the threads a command needs (the engine's, the mock's) are
+//! started and joined by it.
 
 pub mod decode;
 pub mod dlq;

@@ -1,5 +1,7 @@
-//! The Kafka side of a publisher: producer configuration, the allocation-free
-//! produce call and delivery-report accounting.
+//! The Kafka side of a publisher: the producer, the allocation-free produce
+//! call and delivery-report accounting. Runs on the publisher thread that
+//! owns the producer (delivery callbacks run inside its `poll`); the ops side
+//! reads the counters.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

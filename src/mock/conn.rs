@@ -1,5 +1,7 @@
 //! One mock-exchange connection: handshake (auth, limits), client requests,
-//! and streaming the subscribed instruments from the latest snapshot.
+//! and streaming the subscribed instruments from the latest snapshot. Runs on
+//! the mock exchange's thread for that connection, which owns its socket and
+//! subscriptions.
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Write};
