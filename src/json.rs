@@ -12,6 +12,7 @@
 //!   round-trip text), or the integer `0` when close is 0.
 
 use crate::clock::civil_from_days;
+use crate::run_id::RunId;
 use crate::tick::{DepthLevel, PacketKind, Tick};
 
 /// Upper bound of the encoded length of any tick, in bytes (a full CDS tick
@@ -332,14 +333,16 @@ impl Writer<'_> {
 }
 
 /// Longest envelope [`write_envelope`] can produce.
-pub const MAX_ENVELOPE_LEN: usize = MAX_TICK_JSON_LEN + 192;
+pub const MAX_ENVELOPE_LEN: usize = MAX_TICK_JSON_LEN + 224;
 
 /// Appends the published Kafka record value of `tick` (`docs/ARCHITECTURE.md`, "The data contract"), the
 /// envelope documented by `schemas/envelope.schema.json`:
 ///
-/// `{"type":"market_tick","source":"kite","conn":C,"seq":S,`
+/// `{"type":"market_tick","source":"kite","run":"R","conn":C,"seq":S,`
 /// `"received_at":"…Z","recv_ns":N,"data":{…tick…}}`
 ///
+/// `run` is the run's id (16 hex digits), so `(run, conn, seq)` identifies
+/// the tick across runs: the consumer's dedupe key;
 /// `received_at` is the receive time as RFC 3339 UTC with microseconds;
 /// `recv_ns` the same instant in nanoseconds since the Unix epoch (`null` and
 /// 0 when unset); `seq` the
@@ -351,24 +354,26 @@ pub const MAX_ENVELOPE_LEN: usize = MAX_TICK_JSON_LEN + 192;
 /// nothing is written then.
 ///
 /// ```
-/// use panda_feed::{Tick, PacketKind, json::{JsonBuf, write_envelope}};
+/// use panda_feed::{Tick, PacketKind, json::{JsonBuf, write_envelope}, run_id::RunId};
 /// let mut t = Tick { last_price: 157_370, ..Tick::for_token(408_065, PacketKind::Ltp) };
 /// t.seq = 7;
 /// t.ts_recv_ns = 1_625_462_487_123_456_789;
 /// let mut out = JsonBuf::with_capacity(4096);
-/// write_envelope(&t, &mut out).unwrap();
+/// write_envelope(&t, RunId(0x00c0_ffee_0000_0001), &mut out).unwrap();
 /// assert_eq!(out.as_bytes(), concat!(
-///     r#"{"type":"market_tick","source":"kite","conn":0,"seq":7,"#,
+///     r#"{"type":"market_tick","source":"kite","run":"00c0ffee00000001","conn":0,"seq":7,"#,
 ///     r#""received_at":"2021-07-05T05:21:27.123456Z","recv_ns":1625462487123456789,"#,
 ///     r#""data":{"tradable":true,"mode":"ltp","instrument_token":408065,"last_price":1573.7}}"#,
 /// ).as_bytes());
 /// ```
-pub fn write_envelope(tick: &Tick, out: &mut JsonBuf) -> Result<(), JsonBufFull> {
+pub fn write_envelope(tick: &Tick, run: RunId, out: &mut JsonBuf) -> Result<(), JsonBufFull> {
     if out.remaining() < MAX_ENVELOPE_LEN {
         return Err(JsonBufFull);
     }
     out.with_writer(|w| {
-        w.put(br#"{"type":"market_tick","source":"kite","conn":"#);
+        w.put(br#"{"type":"market_tick","source":"kite","run":""#);
+        w.put(&run.hex());
+        w.put(br#"","conn":"#);
         w.put_u32(u32::from(tick.conn));
         w.put(br#","seq":"#);
         w.put_u64(tick.seq);

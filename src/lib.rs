@@ -23,6 +23,7 @@
 //! - [`cmd`]: the binary's subcommands (main thread);
 //! - [`clock`]: the time source and date formatting (a leaf);
 //! - [`secret`]: the secret type whose `Debug` never shows it (a leaf);
+//! - [`run_id`]: the random id of a run, carried in every envelope (a leaf);
 //! - [`logging`]: `tracing` set-up, rate limiting and truncation of log text;
 //! - [`cli`]: argument parsing, the only place argv is read.
 
@@ -37,6 +38,7 @@ pub mod logging;
 pub mod mock;
 pub mod ops;
 pub mod ring;
+pub mod run_id;
 pub mod secret;
 pub mod spool;
 pub mod tick;

@@ -129,14 +129,19 @@ fn published_envelopes_validate_against_the_envelope_schema() {
         t.seq = u64::MAX;
         t.ts_recv_ns = 1_763_900_000_123_456_789;
         out.clear();
-        write_envelope(&t, &mut out).unwrap();
+        write_envelope(&t, panda_feed::run_id::RunId(0x1d), &mut out).unwrap();
         let env: Value = serde_json::from_slice(out.as_bytes()).unwrap();
         assert_valid(&v, &env);
         assert_eq!(env["received_at"], "2025-11-23T12:13:20.123456Z");
     }
     // It rejects what it should: a missing key, a bad tick inside.
     out.clear();
-    write_envelope(&Tick::for_token(1, PacketKind::Ltp), &mut out).unwrap();
+    write_envelope(
+        &Tick::for_token(1, PacketKind::Ltp),
+        panda_feed::run_id::RunId(1),
+        &mut out,
+    )
+    .unwrap();
     let mut env: Value = serde_json::from_slice(out.as_bytes()).unwrap();
     env["data"]["last_price"] = Value::from("1.0");
     assert!(!v.is_valid(&env));

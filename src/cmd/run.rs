@@ -234,6 +234,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let mut token_watch = token_file.map(TokenWatch::new);
     let mut next_token_check = Instant::now();
     let mut engine = Engine::start(engine_cfg)?;
+    info!(
+        "run {}: every envelope carries this id as \"run\"",
+        engine.run_id()
+    );
     let started = Instant::now();
     let deadline = args.duration.map(Duration::from_secs_f64);
     let interval = Duration::from_millis(cfg.run.status_interval_ms);

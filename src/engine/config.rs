@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::kafka::KafkaConfig;
 use super::route::MAX_RINGS;
 use crate::config::{IdlePolicy, Supervision, defaults};
+use crate::run_id::RunId;
 use crate::secret::Secret;
 use crate::spool::SpoolConfig;
 use crate::tick::Mode;
@@ -46,6 +47,9 @@ pub struct EngineConfig {
     pub read_buffer_size: usize,
     /// Largest WebSocket message accepted, in bytes.
     pub max_message_size: usize,
+    /// The run's id, carried in every envelope; [`RunId::default`] (0)
+    /// makes [`Engine::start`](super::Engine::start) choose a fresh one.
+    pub run_id: RunId,
     /// Kafka producer settings.
     pub kafka: KafkaConfig,
     /// Connection supervision: liveness, backoff.
@@ -82,6 +86,7 @@ impl Default for EngineConfig {
             publisher_cores: Vec::new(),
             read_buffer_size: defaults::READ_BUFFER_SIZE,
             max_message_size: defaults::MAX_MESSAGE_BYTES,
+            run_id: RunId::default(),
             kafka: KafkaConfig::default(),
             supervision: Supervision::default(),
             spool: SpoolConfig::default(),

@@ -374,6 +374,8 @@ impl Counts {
 /// The final accounting, after [`Engine::stop`](super::Engine::stop).
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
+    /// The run's id (every envelope's `run`).
+    pub run_id: crate::run_id::RunId,
     /// `received == published + parked + dropped + in_flight`, exactly, with
     /// `in_flight == 0` and every stage (ring, publisher, producer) balanced
     /// on its own.

@@ -87,7 +87,8 @@ pub(crate) fn spawn_publishers(
             empty: empty_rx,
         };
         let publisher = Publisher::new(rx, producer, cfg.publish_chunk, queue_full_wait, exchange)
-            .with_index(u32::try_from(i).unwrap_or(u32::MAX));
+            .with_index(u32::try_from(i).unwrap_or(u32::MAX))
+            .with_run(cfg.run_id);
         #[cfg(feature = "test-hooks")]
         let publisher = publisher
             .with_slowdown(

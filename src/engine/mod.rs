@@ -43,6 +43,8 @@ use net::{ConnSpec, ConnStats, Credentials, Net, NetConfig, NetStopper};
 use publish::{Interval, SLOW_N, SlowAck, latency_histogram};
 use route::Router;
 
+use crate::run_id::RunId;
+
 /// A running engine. Drop without [`stop`](Self::stop) stops it without a
 /// summary.
 #[derive(Debug)]
@@ -59,6 +61,7 @@ pub struct Engine {
     net: Option<JoinHandle<()>>,
     panics: Arc<Mutex<Vec<String>>>,
     started: Instant,
+    run_id: RunId,
 }
 
 fn pin(core: Option<usize>, what: &str) {
@@ -76,7 +79,10 @@ impl Engine {
     /// # Errors
     /// [`EngineError`] for bad settings, a producer that cannot be created,
     /// or a thread or poll that cannot be set up.
-    pub fn start(cfg: EngineConfig) -> Result<Self, EngineError> {
+    pub fn start(mut cfg: EngineConfig) -> Result<Self, EngineError> {
+        if cfg.run_id == RunId::default() {
+            cfg.run_id = RunId::generate();
+        }
         let mut problems = cfg.problems();
         let shards = net::shard(
             &cfg.instruments,
@@ -139,6 +145,7 @@ impl Engine {
             net: Some(net),
             panics,
             started: Instant::now(),
+            run_id: cfg.run_id,
         })
     }
 
@@ -210,6 +217,12 @@ impl Engine {
         self.creds.set_token(token)
     }
 
+    /// This run's id, carried in every envelope.
+    #[must_use]
+    pub fn run_id(&self) -> RunId {
+        self.run_id
+    }
+
     fn build_counts(&self, interval: LatencySummary) -> Counts {
         Counts {
             latency_ns: LatencySummary::of(&self.total),
@@ -252,6 +265,7 @@ impl Engine {
         self.collect_histograms();
         let counts = self.build_counts(LatencySummary::default());
         Summary {
+            run_id: self.run_id,
             identity_holds: counts::identity_holds(&counts, &self.pubs, !thread_errors.is_empty()),
             flushed,
             thread_errors,

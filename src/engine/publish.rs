@@ -19,6 +19,7 @@ use super::wake::Wake;
 use crate::clock::now_ns;
 use crate::json::{JsonBuf, MAX_ENVELOPE_LEN, write_envelope};
 use crate::ring::TickRx;
+use crate::run_id::RunId;
 use crate::tick::Tick;
 
 /// Highest latency the histograms track, in nanoseconds (60 s); larger values
@@ -192,6 +193,7 @@ pub struct Publisher {
     hist: Box<Interval>,
     acks: Arc<AckSamples>,
     index: u32,
+    run: RunId,
     exchange: HistogramExchange,
     chunk: usize,
     queue_full_wait: Duration,
@@ -225,6 +227,7 @@ impl Publisher {
             counters: Arc::new(PublisherCounters::default()),
             hist: Box::new(Interval::new()),
             index: 0,
+            run: RunId::default(),
             exchange,
             chunk: chunk.max(1),
             queue_full_wait,
@@ -239,6 +242,13 @@ impl Publisher {
             dropped_produce_error: 0,
             queue_full_waits: 0,
         }
+    }
+
+    /// Sets the run id every envelope carries.
+    #[must_use]
+    pub fn with_run(mut self, run: RunId) -> Self {
+        self.run = run;
+        self
     }
 
     /// Sets the index shown with this publisher's slow deliveries.
@@ -306,6 +316,7 @@ impl Publisher {
             queue_full_waits,
             ..
         } = self;
+        let run = self.run;
         let n = rx.pop_chunk(self.chunk, |ticks| {
             for t in ticks {
                 let wait = if stopping.load(Ordering::Relaxed) {
@@ -313,7 +324,15 @@ impl Publisher {
                 } else {
                     *queue_full_wait
                 };
-                match publish_one(t, producer, buf, &mut hist.produce, wait, queue_full_waits) {
+                match publish_one(
+                    t,
+                    run,
+                    producer,
+                    buf,
+                    &mut hist.produce,
+                    wait,
+                    queue_full_waits,
+                ) {
                     Ok(()) => *produced += 1,
                     Err(ProduceError::QueueFull) => *dropped_queue_full += 1,
                     Err(ProduceError::Other(_)) => *dropped_produce_error += 1,
@@ -485,6 +504,7 @@ fn park(producer: &TickProducer, key: &[u8], payload: &[u8], e: ProduceError, wa
 #[inline]
 fn publish_one(
     t: &Tick,
+    run: RunId,
     producer: &TickProducer,
     buf: &mut JsonBuf,
     hist: &mut Histogram<u64>,
@@ -492,7 +512,7 @@ fn publish_one(
     queue_full_waits: &mut u64,
 ) -> Result<(), ProduceError> {
     buf.clear();
-    if write_envelope(t, buf).is_err() {
+    if write_envelope(t, run, buf).is_err() {
         // Unreachable: the buffer holds MAX_ENVELOPE_LEN. Counted, not hidden.
         return Err(ProduceError::Other(
             rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge,
