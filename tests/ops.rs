@@ -1,19 +1,24 @@
 //! The operator's view end to end: `/metrics` parsed as Prometheus text,
 //! `/health` driven through its states by the mock exchange's faults, Redis
 //! pipeline keys with TTLs on a real server, the circuit breaker across a
-//! Redis outage, malformed HTTP requests, and secrets kept out of output.
+//! Redis outage, malformed HTTP requests, slow, idle and excess HTTP clients,
+//! and secrets kept out of output.
 
 mod util;
 
-use std::io::{Read, Write};
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use panda_feed::engine::Engine;
 use panda_feed::mock::EmbeddedBroker;
 use panda_feed::mock::{MockConfig, MockExchange};
+use panda_feed::ops::http::{MAX_CONNECTIONS, REQUEST_DEADLINE};
 use panda_feed::ops::redis_sink::RedisConfig;
 use panda_feed::ops::{Ops, OpsConfig};
 use serde_json::Value;
@@ -494,4 +499,306 @@ fn a_known_fake_token_appears_nowhere() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains("redis.url"), "{stderr}");
     assert!(!stderr.contains(REDIS_PW), "{stderr}");
+}
+
+/// What a slow client sends, one byte per second.
+const SLOW_REQUEST: &[u8] = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+
+/// A slow client: connects (then signals `connected`), and sends
+/// [`SLOW_REQUEST`] one byte per second, the first half a second after
+/// connecting (so no byte coincides with the server's deadline), reading
+/// whatever comes back, until the server closes the connection. Returns the
+/// time from connecting to the close, what it received, and the bytes it
+/// sent.
+fn slow_client(addr: SocketAddr, connected: &mpsc::Sender<()>) -> (Duration, String, usize) {
+    let t0 = Instant::now();
+    let mut s = TcpStream::connect(addr).unwrap();
+    connected.send(()).unwrap();
+    let mut got = Vec::new();
+    let mut sent = 0;
+    let mut wait = Duration::from_millis(500);
+    loop {
+        assert!(t0.elapsed() < Duration::from_secs(30), "never cut off");
+        // The pacing: wait for an answer or the close at most this long.
+        s.set_read_timeout(Some(wait)).unwrap();
+        let mut buf = [0u8; 1024];
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if got.is_empty() && sent < SLOW_REQUEST.len() {
+                    if s.write_all(&SLOW_REQUEST[sent..=sent]).is_err() {
+                        break;
+                    }
+                    sent += 1;
+                }
+                wait = Duration::from_secs(1);
+            }
+            Err(_) => break,
+        }
+    }
+    (
+        t0.elapsed(),
+        String::from_utf8_lossy(&got).into_owned(),
+        sent,
+    )
+}
+
+fn connect_idle(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+    (0..n).map(|_| TcpStream::connect(addr).unwrap()).collect()
+}
+
+/// Everything `s` receives until the server closes it (at most `limit`).
+fn read_until_closed(s: &mut TcpStream, limit: Duration) -> String {
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut out = Vec::new();
+    match s.read_to_end(&mut out) {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("not closed within {limit:?}: {e}"),
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn slow_and_idle_clients_do_not_delay_others_and_are_cut_off_at_the_deadline() {
+    let ops = Ops::start(ops_config(), RedisConfig::default(), "t").unwrap();
+    let addr = ops.local_addr().unwrap();
+    let (tx, connected) = mpsc::channel();
+    let slow = std::thread::spawn(move || slow_client(addr, &tx));
+    connected.recv().unwrap();
+    let idle_since = Instant::now();
+    let mut idle = connect_idle(addr, 5);
+    // While they are connected, another client is answered at once.
+    let mut worst = Duration::ZERO;
+    for _ in 0..20 {
+        let t = Instant::now();
+        let (code, body) = get(addr, "/health");
+        worst = worst.max(t.elapsed());
+        assert_eq!(code, 503, "{body}");
+    }
+    assert!(
+        idle_since.elapsed() < REQUEST_DEADLINE,
+        "measured while they were connected"
+    );
+    eprintln!("GET /health beside a slow and 5 idle clients: worst {worst:?}");
+    assert!(
+        worst < Duration::from_millis(100),
+        "GET /health took {worst:?} beside a slow and 5 idle clients"
+    );
+    // The slow client is answered 408 and closed at the deadline, its
+    // request unfinished.
+    let (lived, got, sent) = slow.join().unwrap();
+    assert!(
+        got.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{got:?}"
+    );
+    assert!(
+        lived >= REQUEST_DEADLINE && lived < REQUEST_DEADLINE + Duration::from_millis(900),
+        "the slow client lived {lived:?}"
+    );
+    assert!(sent > 0 && sent < SLOW_REQUEST.len(), "{sent}");
+    // So is each idle one.
+    for s in &mut idle {
+        let got = read_until_closed(s, REQUEST_DEADLINE * 2);
+        assert!(got.starts_with("HTTP/1.1 408 "), "{got:?}");
+    }
+    assert!(idle_since.elapsed() < REQUEST_DEADLINE + Duration::from_millis(900));
+    // Counted as 4xx, as a read timeout was.
+    let (_, m) = get(addr, "/metrics");
+    assert!(
+        m.contains("panda_feed_ops_http_requests_total{code=\"4xx\"} 6\n"),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "panda_feed_ops_http_connections_refused_total"),
+        0.0
+    );
+    assert_eq!(metric(&m, "panda_feed_ops_http_open_connections"), 1.0);
+}
+
+#[test]
+fn dropping_the_server_does_not_wait_for_slow_or_idle_clients() {
+    let ops = Ops::start(ops_config(), RedisConfig::default(), "t").unwrap();
+    let addr = ops.local_addr().unwrap();
+    let (tx, connected) = mpsc::channel();
+    let slow = std::thread::spawn(move || slow_client(addr, &tx));
+    connected.recv().unwrap();
+    let idle_since = Instant::now();
+    let mut idle = connect_idle(addr, 5);
+    // Connections are accepted in order: once this is answered, the server
+    // holds all the others.
+    assert_eq!(get(addr, "/health").0, 503);
+    let t = Instant::now();
+    drop(ops);
+    let took = t.elapsed();
+    eprintln!("drop with a slow and 5 idle clients: {took:?}");
+    assert!(
+        took < Duration::from_millis(100),
+        "dropping the server took {took:?}"
+    );
+    // Their connections closed with it, unanswered, long before the deadline.
+    for s in &mut idle {
+        assert_eq!(read_until_closed(s, REQUEST_DEADLINE), "");
+    }
+    let (lived, got, _) = slow.join().unwrap();
+    assert_eq!(got, "");
+    assert!(lived < REQUEST_DEADLINE, "{lived:?}");
+    assert!(idle_since.elapsed() < REQUEST_DEADLINE);
+    assert!(TcpStream::connect(addr).is_err(), "no longer listening");
+}
+
+#[test]
+fn connections_beyond_the_bound_are_refused_at_once_and_counted() {
+    const EXTRA: usize = 16;
+    let ops = Ops::start(ops_config(), RedisConfig::default(), "t").unwrap();
+    let addr = ops.local_addr().unwrap();
+    let t = Instant::now();
+    let mut held = connect_idle(addr, MAX_CONNECTIONS);
+    // Accepted in order: the first MAX_CONNECTIONS are held, every later
+    // one is answered 503 and closed without waiting for a request.
+    for _ in 0..EXTRA {
+        let mut s = TcpStream::connect(addr).unwrap();
+        let got = read_until_closed(&mut s, REQUEST_DEADLINE / 2);
+        assert!(
+            got.starts_with("HTTP/1.1 503 Service Unavailable\r\n")
+                && got.ends_with("\r\n\r\ntoo many connections\n"),
+            "{got:?}"
+        );
+    }
+    // The held ones are still served (within their deadline).
+    for s in &mut held {
+        s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let got = read_until_closed(s, REQUEST_DEADLINE);
+        assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got:?}");
+    }
+    assert!(t.elapsed() < REQUEST_DEADLINE, "{:?}", t.elapsed());
+    // Slots freed: served again, and everything counted.
+    let (code, m) = get(addr, "/metrics");
+    assert_eq!(code, 200);
+    #[allow(clippy::cast_precision_loss)]
+    let extra = EXTRA as f64;
+    assert_eq!(
+        metric(&m, "panda_feed_ops_http_connections_refused_total"),
+        extra
+    );
+    assert!(
+        m.contains(&format!(
+            "panda_feed_ops_http_requests_total{{code=\"2xx\"}} {MAX_CONNECTIONS}\n"
+        )),
+        "{m}"
+    );
+    assert!(
+        m.contains(&format!(
+            "panda_feed_ops_http_requests_total{{code=\"5xx\"}} {EXTRA}\n"
+        )),
+        "{m}"
+    );
+    assert_eq!(metric(&m, "panda_feed_ops_http_open_connections"), 1.0);
+}
+
+#[test]
+fn a_run_exits_on_time_with_slow_and_idle_clients_on_its_ops_port() {
+    let dir = std::env::temp_dir().join(format!(
+        "panda-feed-ops-exit-{}-{}",
+        std::process::id(),
+        panda_feed::clock::now_ns()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--mock", "--duration", "3"])
+        .args(["--ops-listen", "127.0.0.1:0"])
+        .env_remove("ZERODHA__API_KEY")
+        .env_remove("ZERODHA__ACCESS_TOKEN")
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send((Instant::now(), line));
+        }
+    });
+    let mut log = Vec::new();
+    let addr: SocketAddr = loop {
+        let (_, line) = lines
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no ops address logged:\n{}", log.join("\n")));
+        log.push(line.clone());
+        if let Some((_, rest)) = line.split_once("ops: serving http://") {
+            break rest.split('/').next().unwrap().parse().unwrap();
+        }
+    };
+    // Until it exits, five fresh idle connections every half second and a
+    // slow client sending a byte a second, replaced once cut off: whenever
+    // it stops, it has some of each.
+    let done = Arc::new(AtomicBool::new(false));
+    let pest = {
+        let done = Arc::clone(&done);
+        std::thread::spawn(move || {
+            let mut idle = VecDeque::new();
+            let mut slow: Option<(TcpStream, usize)> = None;
+            let mut round = 0u64;
+            while !done.load(Ordering::SeqCst) {
+                idle.extend((0..5).filter_map(|_| TcpStream::connect(addr).ok()));
+                while idle.len() > 30 {
+                    idle.pop_front();
+                }
+                let cut_off = slow.as_mut().is_some_and(|(s, _)| {
+                    let mut b = [0u8; 64];
+                    !matches!(s.read(&mut b), Err(e) if e.kind() == ErrorKind::WouldBlock)
+                });
+                if cut_off {
+                    slow = None;
+                }
+                if round.is_multiple_of(2)
+                    && let Some((s, sent)) = &mut slow
+                    && *sent < SLOW_REQUEST.len()
+                    && s.write_all(&SLOW_REQUEST[*sent..=*sent]).is_ok()
+                {
+                    *sent += 1;
+                }
+                if slow.is_none()
+                    && let Ok(s) = TcpStream::connect(addr)
+                {
+                    s.set_nonblocking(true).unwrap();
+                    slow = Some((s, 0));
+                }
+                round += 1;
+                std::thread::sleep(Duration::from_millis(500)); // the clients' pace
+            }
+        })
+    };
+    let give_up = Instant::now() + Duration::from_secs(60);
+    let (status, exited) = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break (status, Instant::now());
+        }
+        if Instant::now() > give_up {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running 60 s after start");
+        }
+        std::thread::sleep(Duration::from_millis(10)); // the exit-time resolution
+    };
+    done.store(true, Ordering::SeqCst);
+    pest.join().unwrap();
+    let rest: Vec<(Instant, String)> = lines.iter().collect();
+    let stopping = rest
+        .iter()
+        .find(|(_, l)| l.contains("stopping (duration)"))
+        .map(|(at, _)| *at);
+    log.extend(rest.into_iter().map(|(_, l)| l));
+    let log = log.join("\n");
+    assert!(status.success(), "{status:?}\n{log}");
+    let stopping = stopping.unwrap_or_else(|| panic!("no stopping line:\n{log}"));
+    let took = exited.duration_since(stopping);
+    eprintln!("stop to exit with slow and idle ops clients: {took:?}");
+    assert!(
+        took < Duration::from_secs(3),
+        "exited {took:?} after stopping\n{log}"
+    );
 }

@@ -16,7 +16,6 @@ pub mod redis_sink;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -305,9 +304,9 @@ impl View {
 pub struct Shared {
     /// The latest view.
     pub view: ArcSwap<View>,
-    /// HTTP responses by status class: 2xx, 4xx, 5xx (see
-    /// [`http::CODE_LABELS`]).
-    pub http_responses: [AtomicU64; http::CODE_LABELS.len()],
+    /// The HTTP server's counters: responses by status class, connections
+    /// held and refused.
+    pub http: http::Counters,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -354,7 +353,7 @@ impl Ops {
         }
         let shared = Arc::new(Shared {
             view: ArcSwap::from_pointee(View::starting(&cfg)),
-            http_responses: std::array::from_fn(|_| AtomicU64::new(0)),
+            http: http::Counters::default(),
         });
         let server = if cfg.listen.is_empty() {
             None
