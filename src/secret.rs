@@ -36,3 +36,20 @@ impl std::fmt::Debug for Secret {
         })
     }
 }
+
+/// `url` with any password replaced by `***`.
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    // Only `user:password@` carries a secret; the password is what is hidden.
+    match rest.split_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}://{user}:***@{host}", &url[..scheme_end])
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -15,11 +15,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use panda_feed::config::RedisConfig;
 use panda_feed::engine::Engine;
 use panda_feed::mock::EmbeddedBroker;
 use panda_feed::mock::{MockConfig, MockExchange};
 use panda_feed::ops::http::{MAX_CONNECTIONS, REQUEST_DEADLINE};
-use panda_feed::ops::redis_sink::RedisConfig;
 use panda_feed::ops::{Ops, OpsConfig};
 use serde_json::Value;
 use util::{engine_config, wait_for};

@@ -10,9 +10,13 @@ use std::time::Duration;
 
 pub mod defaults;
 mod kafka;
+mod ops;
+mod redis;
 
 use crate::tick::Mode;
 pub use kafka::KafkaConfig;
+pub use ops::OpsConfig;
+pub use redis::RedisConfig;
 
 /// The whole file.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -31,9 +35,9 @@ pub struct Config {
     /// Run-time reporting.
     pub run: RunSection,
     /// The ops HTTP server, sampling and health thresholds.
-    pub ops: crate::ops::OpsConfig,
+    pub ops: OpsConfig,
     /// Redis pipeline metrics.
-    pub redis: crate::ops::redis_sink::RedisConfig,
+    pub redis: RedisConfig,
 }
 
 /// `[zerodha]`: the Kite connection. The environment variables

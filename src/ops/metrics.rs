@@ -398,8 +398,9 @@ pub fn render(view: &View, http: &HttpCounts) -> String {
 }
 #[cfg(test)]
 mod tests {
-    use super::super::{Buckets, OpsConfig, View};
+    use super::super::{Buckets, View};
     use super::{FAMILIES, Family, Kind, METRIC_NAMES, render};
+    use crate::config::OpsConfig;
     use crate::engine::{ConnCounts, PublisherCountsOut};
     use crate::ops::http::Counts;
 

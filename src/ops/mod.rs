@@ -13,301 +13,22 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod redis_sink;
+mod view;
+
+pub use crate::config::{OpsConfig, RedisConfig};
+pub use view::{BUCKETS_S, Buckets, ConnSample, ConnView, Shared, SlowKafka, SlowRedis, View};
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use hdrhistogram::Histogram;
-use serde::{Deserialize, Serialize};
 
 use crate::clock::{now_ns, rfc3339_ms};
 use crate::engine::publish::SlowAck;
 use crate::engine::{Counts, Engine};
-use health::{Health, Thresholds};
-use redis_sink::{RedisConfig, RedisSink, SinkStatus, WriteRecord};
-
-/// `[ops]` settings.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OpsConfig {
-    /// Address of the ops HTTP server; empty turns it off.
-    pub listen: String,
-    /// How often counters are sampled (health, rates, history), ms.
-    pub sample_ms: u64,
-    /// Window of the drop and send-failure rates, s.
-    pub window_s: u64,
-    /// Health samples kept per connection for `/stats/connections`.
-    pub history: usize,
-    /// An open connection with no frame for this long is `stale_feed`, ms.
-    pub stale_after_ms: u64,
-    /// Ring fill above which `ring_high` is raised, %.
-    pub ring_high_pct: f64,
-    /// Drop rate above which `drop_rate_high` is raised, %.
-    pub drop_rate_pct: f64,
-    /// Send-failure rate above which `send_failure_rate_high` is raised, %.
-    pub send_failure_pct: f64,
-    /// Entries in each `/ops/slow` list.
-    pub slow_n: usize,
-    /// Expected interval between ticks of a live instrument, ms; exported as
-    /// a gauge for the tick-age alert.
-    pub expected_tick_interval_ms: u64,
-}
-
-impl Default for OpsConfig {
-    fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:9187".into(),
-            sample_ms: 1000,
-            window_s: 60,
-            history: 60,
-            stale_after_ms: 3000,
-            ring_high_pct: 80.0,
-            drop_rate_pct: 1.0,
-            send_failure_pct: 1.0,
-            slow_n: 10,
-            expected_tick_interval_ms: 1000,
-        }
-    }
-}
-
-impl OpsConfig {
-    /// Every problem with the settings.
-    #[must_use]
-    pub fn problems(&self) -> Vec<String> {
-        let mut p = Vec::new();
-        if !self.listen.is_empty() && self.listen.parse::<std::net::SocketAddr>().is_err() {
-            p.push(format!(
-                "ops.listen {:?} is not an IP:PORT address (e.g. 127.0.0.1:9187; empty turns the \
-                 ops server off)",
-                self.listen
-            ));
-        }
-        for (k, v) in [
-            ("ops.sample_ms", self.sample_ms),
-            ("ops.window_s", self.window_s),
-            ("ops.stale_after_ms", self.stale_after_ms),
-            (
-                "ops.expected_tick_interval_ms",
-                self.expected_tick_interval_ms,
-            ),
-            ("ops.history", self.history as u64),
-            ("ops.slow_n", self.slow_n as u64),
-        ] {
-            if v == 0 {
-                p.push(format!("{k} = 0 must be at least 1"));
-            }
-        }
-        for (k, v) in [
-            ("ops.ring_high_pct", self.ring_high_pct),
-            ("ops.drop_rate_pct", self.drop_rate_pct),
-            ("ops.send_failure_pct", self.send_failure_pct),
-        ] {
-            if !(v.is_finite() && (0.0..=100.0).contains(&v)) {
-                p.push(format!("{k} = {v} must be a percentage, 0..100"));
-            }
-        }
-        p
-    }
-
-    fn thresholds(&self) -> Thresholds {
-        Thresholds {
-            ring_high: self.ring_high_pct / 100.0,
-            drop_rate: self.drop_rate_pct / 100.0,
-            send_failure_rate: self.send_failure_pct / 100.0,
-            stale_after_ms: self.stale_after_ms,
-        }
-    }
-}
-
-/// One health sample of a connection.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ConnSample {
-    /// When, RFC 3339 UTC.
-    pub at: String,
-    /// State label.
-    pub state: &'static str,
-    /// Time since the last frame, ms.
-    pub last_frame_age_ms: Option<u64>,
-    /// Ticks per second since the previous sample.
-    pub ticks_per_s: f64,
-}
-
-/// A connection as `/stats/connections` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ConnView {
-    /// Index (the `connection` label of metrics).
-    pub index: usize,
-    /// URL without credentials.
-    pub url: String,
-    /// State label.
-    pub state: &'static str,
-    /// Instruments assigned.
-    pub instruments: usize,
-    /// Time since the last frame of any kind, ms.
-    pub last_frame_age_ms: Option<u64>,
-    /// Time since the last market-data message with ticks, ms.
-    pub last_tick_age_ms: Option<u64>,
-    /// Connection attempts.
-    pub attempts: u64,
-    /// Times down, by reason.
-    pub reconnects: std::collections::BTreeMap<String, u64>,
-    /// Time spent down, ms.
-    pub disconnected_ms: u64,
-    /// Why it last went down.
-    pub error: Option<String>,
-    /// The latest health samples, oldest first.
-    pub history: Vec<ConnSample>,
-}
-
-/// A slow Kafka delivery as `/ops/slow` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SlowKafka {
-    /// Delivery-report time, RFC 3339 UTC.
-    pub at: String,
-    /// Topic.
-    pub topic: String,
-    /// Partition.
-    pub partition: i32,
-    /// Instrument token (record key).
-    pub instrument: u32,
-    /// Publisher.
-    pub publisher: u32,
-    /// Delivery reports served in the same poll (the acknowledged batch as
-    /// the publisher saw it).
-    pub batch_size: u32,
-    /// Receive → broker ack, ms.
-    pub duration_ms: f64,
-}
-
-/// A slow Redis write as `/ops/slow` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SlowRedis {
-    /// When it ended, RFC 3339 UTC.
-    pub at: String,
-    /// Commands in the pipeline.
-    pub batch_size: u32,
-    /// Duration, ms.
-    pub duration_ms: f64,
-    /// `ok` or the error.
-    pub outcome: String,
-}
-
-/// Cumulative histogram buckets for the Prometheus exposition.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Buckets {
-    /// (upper bound in seconds, cumulative count); `+Inf` is `count`.
-    pub le: Vec<(f64, u64)>,
-    /// Samples.
-    pub count: u64,
-    /// Sum of the samples, s (from hdrhistogram's mean: approximate).
-    pub sum_s: f64,
-}
-
-/// Bucket bounds of the latency histograms, seconds.
-pub const BUCKETS_S: [f64; 18] = [
-    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
-    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
-];
-
-impl Buckets {
-    /// Buckets of a nanosecond histogram.
-    #[must_use]
-    #[allow(
-        clippy::cast_precision_loss,
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss
-    )]
-    pub fn of(h: &Histogram<u64>) -> Self {
-        if h.is_empty() {
-            return Self {
-                le: BUCKETS_S.iter().map(|b| (*b, 0)).collect(),
-                ..Self::default()
-            };
-        }
-        Self {
-            le: BUCKETS_S
-                .iter()
-                .map(|b| (*b, h.count_between(0, (b * 1e9) as u64)))
-                .collect(),
-            count: h.len(),
-            sum_s: h.mean() * h.len() as f64 / 1e9,
-        }
-    }
-}
-
-/// Everything the HTTP thread serves, as of one sample. Immutable.
-#[derive(Debug, Clone, Serialize)]
-pub struct View {
-    /// Sample time, ns since the epoch.
-    pub at_ns: u64,
-    /// The engine runs and is not stopping.
-    pub running: bool,
-    /// Health.
-    pub health: Health,
-    /// Every counter.
-    pub counts: Counts,
-    /// Ticks received per second since the previous sample.
-    pub receive_rate: f64,
-    /// Ticks published per second since the previous sample.
-    pub publish_rate: f64,
-    /// Receive → produce call.
-    pub produce_latency: Buckets,
-    /// Receive → broker ack.
-    pub ack_latency: Buckets,
-    /// Redis sink.
-    pub redis: SinkStatus,
-    /// Engine threads that panicked.
-    pub thread_panics: u64,
-    /// Connections with their history.
-    pub connections: Vec<ConnView>,
-    /// Slowest Kafka deliveries in the window, slowest first.
-    pub slow_kafka: Vec<SlowKafka>,
-    /// Slowest Redis writes in the window, slowest first.
-    pub slow_redis: Vec<SlowRedis>,
-    /// `ops.expected_tick_interval_ms` in seconds.
-    pub expected_tick_interval_s: f64,
-    /// Window of rates and slow lists, s.
-    pub window_s: u64,
-}
-
-impl View {
-    fn starting(cfg: &OpsConfig) -> Self {
-        Self {
-            at_ns: now_ns(),
-            running: false,
-            health: Health::of(vec![health::Issue {
-                code: "not_running",
-                severity: health::Status::Unhealthy,
-                text: "the engine is starting".into(),
-            }]),
-            counts: Counts::default(),
-            receive_rate: 0.0,
-            publish_rate: 0.0,
-            produce_latency: Buckets::of(&crate::engine::publish::latency_histogram()),
-            ack_latency: Buckets::of(&crate::engine::publish::latency_histogram()),
-            redis: SinkStatus::default(),
-            thread_panics: 0,
-            connections: Vec::new(),
-            slow_kafka: Vec::new(),
-            slow_redis: Vec::new(),
-            #[allow(clippy::cast_precision_loss)]
-            expected_tick_interval_s: cfg.expected_tick_interval_ms as f64 / 1000.0,
-            window_s: cfg.window_s,
-        }
-    }
-}
-
-/// State shared with the HTTP thread.
-#[derive(Debug)]
-pub struct Shared {
-    /// The latest view.
-    pub view: ArcSwap<View>,
-    /// The HTTP server's counters: responses by status class, connections
-    /// held and refused.
-    pub http: http::Counters,
-}
+use health::Thresholds;
+use redis_sink::{RedisSink, WriteRecord};
 
 #[derive(Debug, Clone, Copy)]
 struct Point {
@@ -371,7 +92,7 @@ impl Ops {
         let redis_interval = std::time::Duration::from_millis(redis.interval_ms);
         let redis = (!redis.url.is_empty()).then(|| RedisSink::new(redis));
         Ok(Self {
-            thresholds: cfg.thresholds(),
+            thresholds: thresholds(&cfg),
             cfg,
             shared,
             server,
@@ -638,6 +359,16 @@ impl Ops {
         });
         self.shared.view.store(Arc::clone(&view));
         view
+    }
+}
+
+/// The health thresholds of the `[ops]` percentages.
+fn thresholds(cfg: &OpsConfig) -> Thresholds {
+    Thresholds {
+        ring_high: cfg.ring_high_pct / 100.0,
+        drop_rate: cfg.drop_rate_pct / 100.0,
+        send_failure_rate: cfg.send_failure_pct / 100.0,
+        stale_after_ms: cfg.stale_after_ms,
     }
 }
 
