@@ -10,13 +10,14 @@
 //! assert!(wait_until(Duration::from_secs(20), || s.engine.counts().received > 100));
 //! ```
 //!
-//! This is the only file of the tests that starts the engine or builds its
-//! configuration: a rename in the engine's API is a fix here.
+//! This is the only file of the harness that names the engine's API
+//! (`Engine`, `EngineConfig`, `engine_config`): a rename in the engine is a
+//! fix here, and in the tests that call it by name.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use panda_feed::config::{IdlePolicy, KafkaConfig};
+use panda_feed::config::{IdlePolicy, KafkaConfig, defaults};
 use panda_feed::engine::{Engine, EngineConfig};
 use panda_feed::mock::{EmbeddedBroker, Faults, MockConfig, MockExchange, default_instruments};
 use panda_feed::secret::Secret;
@@ -25,7 +26,7 @@ use super::kafka::Consumer;
 use super::temp::TempDir;
 
 /// Topic of the default set-up (the engine's default topic).
-pub(crate) const TOPIC: &str = panda_feed::config::defaults::TOPIC;
+pub(crate) const TOPIC: &str = defaults::TOPIC;
 /// Partitions of the default topic.
 pub(crate) const PARTITIONS: i32 = 8;
 /// Instruments subscribed by default (of the mock's default instruments).
@@ -43,8 +44,8 @@ pub(crate) fn engine_config(
 ) -> EngineConfig {
     EngineConfig {
         ws_url: mock.ws_url(),
-        api_key: Secret::new("mock_api_key"),
-        access_token: Secret::new("mock_access_token"),
+        api_key: Secret::new(defaults::MOCK_API_KEY),
+        access_token: Secret::new(defaults::MOCK_ACCESS_TOKEN),
         instruments: default_instruments(n_instruments)
             .iter()
             .map(|i| (i.token, i.mode.expect("default instruments have a mode")))
