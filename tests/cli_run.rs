@@ -173,9 +173,10 @@ fn external_broker_gets_exactly_the_recorded_ticks() {
     assert_eq!(records.len(), TICKS, "each tick exactly once");
     let mut got: HashMap<u64, Vec<Value>> = HashMap::new();
     for r in records {
-        let tok = r.envelope["data"]["instrument_token"].as_u64().unwrap();
+        let env = r.envelope();
+        let tok = env["data"]["instrument_token"].as_u64().unwrap();
         assert_eq!(r.key, tok.to_string());
-        got.entry(tok).or_default().push(r.envelope["data"].clone());
+        got.entry(tok).or_default().push(env["data"].clone());
     }
     assert_eq!(
         got, want,

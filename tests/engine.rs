@@ -70,7 +70,7 @@ fn assert_topic_holds_the_recording(
     let mut partition_of: HashMap<u32, i32> = HashMap::new();
     let mut ids = std::collections::HashSet::with_capacity(records.len());
     for r in records {
-        let env = &r.envelope;
+        let env = r.envelope();
         assert_eq!(env["type"], "market_tick");
         assert_eq!(env["source"], "kite");
         let tok = env["data"]["instrument_token"].as_u64().unwrap() as u32;

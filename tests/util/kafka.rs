@@ -24,11 +24,15 @@ pub(crate) struct Record {
     pub(crate) key: String,
     /// Value, as UTF-8 text, byte for byte.
     pub(crate) value: String,
-    /// Value parsed as JSON (the envelope).
-    pub(crate) envelope: Value,
 }
 
 impl Record {
+    /// The value parsed as JSON (the envelope). Parsed on demand, after the
+    /// run: parsing while the engine runs would compete with it for the CPU.
+    pub(crate) fn envelope(&self) -> Value {
+        serde_json::from_str(&self.value).expect("the value is JSON")
+    }
+
     /// The `data` object of the envelope, byte for byte as published (the
     /// envelope ends with it).
     pub(crate) fn data_text(&self) -> &str {
@@ -39,12 +43,16 @@ impl Record {
 
 /// Reads `topic` from the beginning of every partition on a thread of its
 /// own, until [`Consumer::join`] says how many records to expect (and they
-/// arrived, plus [`LINGER`] for duplicates) or until the deadline.
+/// arrived, plus [`LINGER`] for duplicates) or until the deadline. Dropped
+/// without `join` (a test that failed first), it stops reading.
 #[derive(Debug)]
 pub(crate) struct Consumer {
     want: Arc<AtomicU64>,
-    thread: JoinHandle<Vec<Record>>,
+    thread: Option<JoinHandle<Vec<Record>>>,
 }
+
+/// `want` value that tells the reading thread to stop now.
+const STOP: u64 = u64::MAX;
 
 impl Consumer {
     /// Starts reading now; gives up `timeout` from now.
@@ -55,16 +63,32 @@ impl Consumer {
             .name("test-consumer".into())
             .spawn(move || read(&bootstrap, &topic, partitions, &w, Instant::now() + timeout))
             .expect("spawn the consumer thread");
-        Self { want, thread }
+        Self {
+            want,
+            thread: Some(thread),
+        }
     }
 
     /// Waits until `want` records were read (then [`LINGER`] more for
     /// duplicates) or the deadline passed, and returns every record read.
-    pub(crate) fn join(self, want: u64) -> Vec<Record> {
-        // SeqCst: a plain flag handed to the reading thread; no other data
+    pub(crate) fn join(mut self, want: u64) -> Vec<Record> {
+        assert!(want < STOP, "want {want} records");
+        // SeqCst: a plain value handed to the reading thread; no other data
         // travels with it.
         self.want.store(want, Ordering::SeqCst);
-        self.thread.join().expect("the consumer thread panicked")
+        let thread = self.thread.take().expect("joined once");
+        thread.join().expect("the consumer thread panicked")
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.want.store(STOP, Ordering::SeqCst);
+            // Already failing: what the thread read or why it failed adds
+            // nothing.
+            let _ = thread.join();
+        }
     }
 }
 
@@ -92,6 +116,9 @@ fn read(
     let mut linger_until: Option<Instant> = None;
     while Instant::now() < deadline {
         let w = want.load(Ordering::SeqCst);
+        if w == STOP {
+            break;
+        }
         if linger_until.is_none() && w > 0 && out.len() as u64 >= w {
             linger_until = Some(Instant::now() + LINGER);
         }
@@ -104,12 +131,10 @@ fn read(
                     String::from_utf8(m.key().unwrap_or_default().to_vec()).expect("UTF-8 key");
                 let value = String::from_utf8(m.payload().unwrap_or_default().to_vec())
                     .expect("UTF-8 value");
-                let envelope = serde_json::from_str(&value).expect("the value is JSON");
                 out.push(Record {
                     partition: m.partition(),
                     key,
                     value,
-                    envelope,
                 });
             }
             Some(Err(e)) => panic!("consumer error: {e}"),

@@ -2,7 +2,8 @@
 //!
 //! - [`stack`]: the default engine set-up (mock exchange + embedded broker +
 //!   engine in a temp dir); a test states only what differs from it.
-//! - [`kafka`]: a consumer that reads the whole topic back, parsed.
+//! - [`kafka`]: a consumer that reads the whole topic back (each record
+//!   parsed as JSON on demand).
 //! - [`cli`]: the `panda-feed` binary, run to the end or read line by line.
 //! - [`temp`]: the one temp dir type, removed on drop.
 //! - [`framed`]: framed record files and the reference vectors.
