@@ -1,33 +1,15 @@
 //! `panda-feed decode`: output shape, exit codes 0/1/2, errors naming the file.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod util;
+
+use std::process::Output;
 
 use serde_json::Value;
-
-fn vector(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/vectors")
-        .join(name)
-}
+use util::cli::{output_with_stdin, panda_feed};
+use util::{TempDir, vector};
 
 fn decode(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_panda-feed"))
-        .arg("decode")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn panda-feed");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.unwrap_or_default())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    output_with_stdin(panda_feed(["decode"]).args(args), stdin.unwrap_or_default())
 }
 
 fn lines(o: &Output) -> Vec<Value> {
@@ -38,21 +20,11 @@ fn lines(o: &Output) -> Vec<Value> {
 }
 
 fn framed(paths: &[&str]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for p in paths {
-        let m = std::fs::read(vector(p)).unwrap();
-        out.extend((m.len() as u32).to_be_bytes());
-        out.extend(m);
-    }
-    out
-}
-
-fn tmp_file(name: &str, bytes: &[u8]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("panda-feed-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, bytes).unwrap();
-    p
+    let msgs: Vec<Vec<u8>> = paths
+        .iter()
+        .map(|p| std::fs::read(vector(p)).unwrap())
+        .collect();
+    util::framed(&msgs)
 }
 
 #[test]
@@ -146,7 +118,8 @@ fn unreadable_input_is_exit_1_and_named() {
 fn truncated_framed_stream_is_exit_1_with_offset() {
     let mut input = framed(&["ltp.bin", "ltp.bin"]);
     input.truncate(input.len() - 3);
-    let p = tmp_file("truncated.framed", &input);
+    let dir = TempDir::new("cli-decode");
+    let p = dir.file("truncated.framed", &input);
     let o = decode(&["--framed", p.to_str().unwrap()], None);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
@@ -165,11 +138,12 @@ fn truncated_framed_stream_is_exit_1_with_offset() {
 
 #[test]
 fn oversized_record_is_refused_without_reading_it() {
-    let p = tmp_file("huge.framed", &[0xFF, 0xFF, 0xFF, 0xFF, 0, 1]);
+    let dir = TempDir::new("cli-decode");
+    let p = dir.file("huge.framed", [0xFF, 0xFF, 0xFF, 0xFF, 0, 1]);
     let o = decode(&["--framed", p.to_str().unwrap()], None);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("more than --max-message-bytes"));
-    let p = tmp_file("big.bin", &[0u8; 64]);
+    let p = dir.file("big.bin", [0u8; 64]);
     let o = decode(&["--max-message-bytes", "32", p.to_str().unwrap()], None);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("use --framed"));

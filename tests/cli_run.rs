@@ -2,41 +2,23 @@
 //! external-broker recipe (`mock-exchange --record` + `run --ws-url
 //! --brokers`), a rejected token, and bad settings.
 
+mod util;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use panda_feed::mock::EmbeddedBroker;
-use panda_feed::mock::{MockConfig, MockExchange};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Message as _, Offset, TopicPartitionList};
 use serde_json::Value;
+use util::cli::{Running, feed_run, output, panda_feed, stderr};
+use util::kafka::Consumer;
+use util::stack::start_broker;
+use util::{Stack, TempDir};
 
-const BIN: &str = env!("CARGO_BIN_EXE_panda-feed");
-
-fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "panda-feed-cli-run-{tag}-{}-{}",
-        std::process::id(),
-        panda_feed::clock::now_ns()
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
+/// `panda-feed run <args>` to the end.
 fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("run")
-        // Tests run in parallel: a free port each, never the default 9187.
-        .args(["--ops-listen", "127.0.0.1:0"])
-        .args(args)
-        .env_remove("ZERODHA__API_KEY")
-        .env_remove("ZERODHA__ACCESS_TOKEN")
-        .output()
-        .expect("spawn panda-feed")
+    output(&mut feed_run(args))
 }
 
 fn summary(path: &Path) -> Value {
@@ -49,9 +31,16 @@ fn identity_holds(s: &Value) -> bool {
         && n("received") == n("published") + n("parked") + n("dropped") + n("in_flight")
 }
 
+fn csv_of_one(dir: &TempDir) -> PathBuf {
+    dir.file(
+        "one.csv",
+        "instrument_token,tradingsymbol,name,exchange\n408065,INFY,INFOSYS,NSE\n",
+    )
+}
+
 #[test]
 fn run_mock_publishes_with_a_live_status_and_an_exact_summary() {
-    let dir = tempdir("mock");
+    let dir = TempDir::new("cli-run-mock");
     let s = dir.join("summary.json");
     let out = run(&[
         "--mock",
@@ -60,7 +49,7 @@ fn run_mock_publishes_with_a_live_status_and_an_exact_summary() {
         "--summary",
         s.to_str().unwrap(),
     ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = stderr(&out);
     assert!(out.status.success(), "exit {:?}\n{stderr}", out.status);
     assert!(
         stderr.contains("embedded Kafka broker at 127.0.0.1:"),
@@ -94,43 +83,11 @@ fn run_mock_publishes_with_a_live_status_and_an_exact_summary() {
     }
 }
 
-fn consume_all(bootstrap: &str, topic: &str, partitions: i32, want: usize) -> Vec<(String, Value)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "cli-run-test")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let mut out = Vec::new();
-    while out.len() < want && std::time::Instant::now() < deadline {
-        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-            let m = m.expect("consumer error");
-            let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
-            out.push((key, serde_json::from_slice(m.payload().unwrap()).unwrap()));
-        }
-    }
-    // Anything beyond `want` would be a duplicate: give it a moment to show.
-    if let Some(m) = consumer.poll(Duration::from_millis(500)) {
-        let m = m.expect("consumer error");
-        let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
-        out.push((key, serde_json::from_slice(m.payload().unwrap()).unwrap()));
-    }
-    out
-}
-
 #[test]
 fn external_broker_gets_exactly_the_recorded_ticks() {
     const TICKS: usize = 20_000;
-    let dir = tempdir("external");
+    let dir = TempDir::new("cli-run-external");
     let record = dir.join("sent.bin");
-    let csv = dir.join("instruments.csv");
     let mut text = String::from("instrument_token,tradingsymbol,name,exchange,mode\n");
     for i in 0..60u32 {
         let mode = ["full", "quote", "ltp"][i as usize % 3];
@@ -140,43 +97,28 @@ fn external_broker_gets_exactly_the_recorded_ticks() {
         ));
     }
     text.push_str("256265,NIFTY 50,NIFTY 50,NSE,full\n");
-    std::fs::write(&csv, text).unwrap();
+    let csv = dir.file("instruments.csv", text);
 
-    // The exchange, as its own process.
-    let mut mock = Command::new(BIN)
-        .args([
+    // The exchange, as its own process (its stderr is drained meanwhile).
+    let mut mock = Running::spawn(
+        panda_feed([
             "mock-exchange",
             "--listen",
             "127.0.0.1:0",
             "--rate",
             "20000",
         ])
-        .args([
-            "--max-ticks",
-            &TICKS.to_string(),
-            "--record",
-            record.to_str().unwrap(),
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(mock.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("mock-exchange printed its URL")
-            .unwrap();
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    // Keep draining the mock's status lines so it never blocks on stderr.
-    let drain = std::thread::spawn(move || lines.count());
+        .args(["--max-ticks", &TICKS.to_string()])
+        .arg("--record")
+        .arg(&record),
+    );
+    let line = mock.expect_line(Duration::from_secs(30), |l| l.contains("listening on "));
+    let url = line.split("listening on ").nth(1).unwrap();
+    let url = url.split_whitespace().next().unwrap().to_owned();
 
     // A Kafka-protocol broker outside the feed's process.
-    let broker = EmbeddedBroker::start(1, "ticks.test", 4).unwrap();
-    let token = dir.join("token");
-    std::fs::write(&token, "mock_access_token\n").unwrap();
+    let broker = start_broker("ticks.test", 4);
+    let token = dir.file("token", "mock_access_token\n");
     let s = dir.join("summary.json");
     let out = run(&[
         "--ws-url",
@@ -196,28 +138,17 @@ fn external_broker_gets_exactly_the_recorded_ticks() {
         "--summary",
         s.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", stderr(&out));
     let s = summary(&s);
     assert!(identity_holds(&s), "{s:#}");
     assert_eq!(s["published"], TICKS, "{s:#}");
 
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(mock.id().to_string())
-        .status()
-        .unwrap();
-    assert!(mock.wait().unwrap().success());
-    drain.join().unwrap();
+    mock.terminate();
+    let (status, _) = mock.wait(Duration::from_secs(30));
+    assert!(status.success());
 
     // What `decode --framed` says the exchange sent, per instrument.
-    let decoded = Command::new(BIN)
-        .args(["decode", "--framed", record.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let decoded = output(panda_feed(["decode", "--framed"]).arg(&record));
     assert!(decoded.status.success());
     let mut want: HashMap<u64, Vec<Value>> = HashMap::new();
     let mut total = 0;
@@ -232,12 +163,19 @@ fn external_broker_gets_exactly_the_recorded_ticks() {
     }
     assert_eq!(total, TICKS);
 
-    let records = consume_all(broker.bootstrap_servers(), "ticks.test", 4, TICKS);
+    let records = Consumer::spawn(
+        broker.bootstrap_servers(),
+        "ticks.test",
+        4,
+        Duration::from_secs(60),
+    )
+    .join(TICKS as u64);
     assert_eq!(records.len(), TICKS, "each tick exactly once");
     let mut got: HashMap<u64, Vec<Value>> = HashMap::new();
-    for (key, env) in records {
+    for r in records {
+        let env = r.envelope();
         let tok = env["data"]["instrument_token"].as_u64().unwrap();
-        assert_eq!(key, tok.to_string());
+        assert_eq!(r.key, tok.to_string());
         got.entry(tok).or_default().push(env["data"].clone());
     }
     assert_eq!(
@@ -248,34 +186,32 @@ fn external_broker_gets_exactly_the_recorded_ticks() {
 
 #[test]
 fn rejected_token_is_not_retried_and_exits_3_with_the_reason_and_no_secret() {
-    let dir = tempdir("403");
-    let mock = MockExchange::start(MockConfig::default()).unwrap();
-    let broker = EmbeddedBroker::start(1, "market.ticks", 1).unwrap();
-    let token = dir.join("token");
-    std::fs::write(&token, "yesterdays_token").unwrap();
-    let s = dir.join("summary.json");
+    let x = Stack::builder()
+        .tag("cli-run-403")
+        .partitions(1)
+        .start_exchange();
+    let token = x.dir.file("token", "yesterdays_token");
+    let s = x.dir.join("summary.json");
     let out = run(&[
         "--ws-url",
-        &mock.ws_url(),
+        &x.mock.ws_url(),
         "--api-key",
         "mock_api_key",
         "--access-token-file",
         token.to_str().unwrap(),
         "--brokers",
-        broker.bootstrap_servers(),
+        x.brokers(),
         "--instruments",
-        csv_of_one(&dir).to_str().unwrap(),
+        csv_of_one(&x.dir).to_str().unwrap(),
         "--duration",
         "2",
         "--summary",
         s.to_str().unwrap(),
     ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = stderr(&out);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert_eq!(
-        mock.stats()
-            .rejected_403
-            .load(std::sync::atomic::Ordering::SeqCst),
+        x.mock.stats().rejected_403.load(Ordering::SeqCst),
         1,
         "retried"
     );
@@ -299,21 +235,10 @@ fn rejected_token_is_not_retried_and_exits_3_with_the_reason_and_no_secret() {
     );
 }
 
-fn csv_of_one(dir: &Path) -> PathBuf {
-    let p = dir.join("one.csv");
-    std::fs::write(
-        &p,
-        "instrument_token,tradingsymbol,name,exchange\n408065,INFY,INFOSYS,NSE\n",
-    )
-    .unwrap();
-    p
-}
-
 #[test]
 fn bad_settings_are_named_with_the_fix() {
-    let dir = tempdir("bad");
-    let cfg = dir.join("bad.toml");
-    std::fs::write(&cfg, "[kafka]\ncompresion = \"lz4\"\n").unwrap();
+    let dir = TempDir::new("cli-run-bad");
+    let cfg = dir.file("bad.toml", "[kafka]\ncompresion = \"lz4\"\n");
     let out = run(&[
         "--config",
         cfg.to_str().unwrap(),
@@ -321,12 +246,12 @@ fn bad_settings_are_named_with_the_fix() {
         "--duration",
         "1",
     ]);
-    let e = String::from_utf8_lossy(&out.stderr);
+    let e = stderr(&out);
     assert_eq!(out.status.code(), Some(1));
     assert!(e.contains("bad.toml") && e.contains("compresion"), "{e}");
 
     let out = run(&["--brokers", "127.0.0.1:1", "--duration", "1"]);
-    let e = String::from_utf8_lossy(&out.stderr);
+    let e = stderr(&out);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         e.contains("no instruments") && e.contains("--instruments"),
@@ -339,7 +264,7 @@ fn bad_settings_are_named_with_the_fix() {
         "--duration",
         "1",
     ]);
-    let e = String::from_utf8_lossy(&out.stderr);
+    let e = stderr(&out);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         e.contains("no Kafka brokers") && e.contains("--brokers"),
@@ -356,7 +281,7 @@ fn bad_settings_are_named_with_the_fix() {
         "--duration",
         "1",
     ]);
-    let e = String::from_utf8_lossy(&out.stderr);
+    let e = stderr(&out);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         e.contains("ws:// or wss://")
@@ -368,39 +293,28 @@ fn bad_settings_are_named_with_the_fix() {
 
 #[test]
 fn a_new_token_in_the_file_is_picked_up_and_the_feed_recovers() {
-    let dir = tempdir("token-change");
-    let mock = MockExchange::start(MockConfig::default()).unwrap();
-    let broker = EmbeddedBroker::start(1, "market.ticks", 1).unwrap();
-    let token = dir.join("token");
-    std::fs::write(&token, "yesterdays_token\n").unwrap();
-    let s = dir.join("summary.json");
-    let mut child = Command::new(BIN)
-        .arg("run")
-        .args(["--ops-listen", "127.0.0.1:0"])
-        .args(["--ws-url", &mock.ws_url(), "--api-key", "mock_api_key"])
-        .arg("--access-token-file")
-        .arg(&token)
-        .arg("--instruments")
-        .arg(csv_of_one(&dir))
-        .args(["--brokers", broker.bootstrap_servers(), "--duration", "6"])
-        .arg("--summary")
-        .arg(&s)
-        .env_remove("ZERODHA__ACCESS_TOKEN")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    loop {
-        let line = lines.next().expect("the feed reported the 403").unwrap();
-        seen.push(line.clone());
-        if line.contains("waiting for a new access token") {
-            break;
-        }
-    }
+    let x = Stack::builder()
+        .tag("cli-run-token-change")
+        .partitions(1)
+        .start_exchange();
+    let token = x.dir.file("token", "yesterdays_token\n");
+    let s = x.dir.join("summary.json");
+    let mut feed = Running::spawn(
+        feed_run(["--ws-url", &x.mock.ws_url(), "--api-key", "mock_api_key"])
+            .arg("--access-token-file")
+            .arg(&token)
+            .arg("--instruments")
+            .arg(csv_of_one(&x.dir))
+            .args(["--brokers", x.brokers(), "--duration", "6"])
+            .arg("--summary")
+            .arg(&s),
+    );
+    feed.expect_line(Duration::from_secs(30), |l| {
+        l.contains("waiting for a new access token")
+    });
     std::fs::write(&token, "mock_access_token\n").unwrap();
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let status = child.wait().unwrap();
+    let seen = feed.seen.clone();
+    let (status, rest) = feed.wait(Duration::from_secs(60));
     let all = [seen, rest].concat().join("\n");
     assert!(status.success(), "{all}");
     assert!(
@@ -416,32 +330,21 @@ fn a_new_token_in_the_file_is_picked_up_and_the_feed_recovers() {
 
 #[test]
 fn sigterm_under_load_drains_and_exits_0_with_nothing_lost() {
-    let dir = tempdir("sigterm");
+    let dir = TempDir::new("cli-run-sigterm");
     let s = dir.join("summary.json");
-    let mut child = Command::new(BIN)
-        .args(["run", "--ops-listen", "127.0.0.1:0"])
-        .args(["--mock", "--mock-rate", "50000", "--summary"])
-        .arg(&s)
-        .current_dir(&dir)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut feed = Running::spawn(
+        feed_run(["--mock", "--mock-rate", "50000", "--summary"])
+            .arg(&s)
+            .current_dir(dir.path()),
+    );
     // Two status lines with ticks flowing, then SIGTERM.
-    let mut flowing = 0;
-    while flowing < 2 {
-        let line = lines.next().expect("status lines").unwrap();
-        if line.contains("/s out") && !line.contains("received 0 ") {
-            flowing += 1;
-        }
+    for _ in 0..2 {
+        feed.expect_line(Duration::from_secs(60), |l| {
+            l.contains("/s out") && !l.contains("received 0 ")
+        });
     }
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let status = child.wait().unwrap();
+    feed.terminate();
+    let (status, rest) = feed.wait(Duration::from_secs(60));
     assert!(status.success(), "{status:?}\n{}", rest.join("\n"));
     assert!(rest.iter().any(|l| l.contains("stopping (signal)")));
     let s = summary(&s);

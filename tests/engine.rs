@@ -5,90 +5,23 @@ mod util;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use panda_feed::Tick;
-use panda_feed::engine::{Engine, Secret};
 use panda_feed::json::{JsonBuf, write_tick};
-use panda_feed::mock::EmbeddedBroker;
-use panda_feed::mock::{MockConfig, MockExchange};
+use panda_feed::secret::Secret;
 use panda_feed::wire::{self, Message};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Message as _, Offset, TopicPartitionList};
-use util::{engine_config, wait_for};
-
-const TOPIC: &str = "market.ticks";
-const PARTITIONS: i32 = 8;
-
-/// One record as a consumer saw it.
-#[derive(Debug, Clone)]
-struct Record {
-    partition: i32,
-    key: String,
-    value: String,
-}
-
-/// Reads `topic` from the beginning on a thread until `want` records arrived
-/// or `timeout` passed.
-fn consume(
-    bootstrap: &str,
-    want: Arc<AtomicU64>,
-    timeout: Duration,
-) -> std::thread::JoinHandle<Vec<Record>> {
-    let bootstrap = bootstrap.to_owned();
-    std::thread::spawn(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("group.id", "panda-feed-test")
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .create()
-            .expect("consumer");
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..PARTITIONS {
-            tpl.add_partition_offset(TOPIC, p, Offset::Beginning)
-                .unwrap();
-        }
-        consumer.assign(&tpl).expect("assign");
-        let deadline = std::time::Instant::now() + timeout;
-        let mut out = Vec::new();
-        let mut linger: Option<std::time::Instant> = None;
-        while std::time::Instant::now() < deadline {
-            let w = want.load(Ordering::SeqCst) as usize;
-            if linger.is_none() && w > 0 && out.len() >= w {
-                linger = Some(std::time::Instant::now() + Duration::from_millis(500));
-            }
-            if linger.is_some_and(|l| std::time::Instant::now() >= l) {
-                break;
-            }
-            match consumer.poll(Duration::from_millis(50)) {
-                Some(Ok(m)) => out.push(Record {
-                    partition: m.partition(),
-                    key: String::from_utf8(m.key().unwrap_or_default().to_vec()).unwrap(),
-                    value: String::from_utf8(m.payload().unwrap_or_default().to_vec()).unwrap(),
-                }),
-                Some(Err(e)) => panic!("consumer error: {e}"),
-                None => {}
-            }
-        }
-        out
-    })
-}
+use util::kafka::{Consumer, Record};
+use util::stack::{PARTITIONS, TOPIC};
+use util::{Stack, holds_for, wait_until};
 
 /// Every tick in a record file, in order, as (token, JSON of the tick).
 fn recorded_ticks(path: &Path) -> Vec<(u32, String)> {
-    let bytes = std::fs::read(path).unwrap();
     let mut out = Vec::new();
-    let mut rest = &bytes[..];
     let mut buf = JsonBuf::with_capacity(0);
-    while rest.len() >= 4 {
-        let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
-        let msg = &rest[4..4 + len];
-        rest = &rest[4 + len..];
-        if let Ok(Message::Packets(p)) = wire::decode(msg) {
+    for msg in util::read_framed(path) {
+        if let Ok(Message::Packets(p)) = wire::decode(&msg) {
             for packet in p {
                 let t = Tick::from_packet(&packet).expect("mock sends known kinds");
                 buf.clear();
@@ -100,7 +33,6 @@ fn recorded_ticks(path: &Path) -> Vec<(u32, String)> {
             }
         }
     }
-    assert!(rest.is_empty(), "record file ends mid-record");
     out
 }
 
@@ -138,7 +70,7 @@ fn assert_topic_holds_the_recording(
     let mut partition_of: HashMap<u32, i32> = HashMap::new();
     let mut ids = std::collections::HashSet::with_capacity(records.len());
     for r in records {
-        let env: serde_json::Value = serde_json::from_str(&r.value).expect("envelope is JSON");
+        let env = r.envelope();
         assert_eq!(env["type"], "market_tick");
         assert_eq!(env["source"], "kite");
         let tok = env["data"]["instrument_token"].as_u64().unwrap() as u32;
@@ -149,8 +81,7 @@ fn assert_topic_holds_the_recording(
         let id = (env["conn"].as_u64().unwrap(), env["seq"].as_u64().unwrap());
         assert!(ids.insert(id), "(conn, seq) {id:?} twice");
         // The tick object, byte for byte as `decode` prints it.
-        let data = &r.value[r.value.find(",\"data\":").unwrap() + 8..r.value.len() - 1];
-        got.entry(tok).or_default().push(data.to_owned());
+        got.entry(tok).or_default().push(r.data_text().to_owned());
     }
     for (tok, w) in &want {
         let g = got.get(tok).map(Vec::as_slice).unwrap_or_default();
@@ -167,38 +98,25 @@ fn assert_topic_holds_the_recording(
 #[test]
 fn every_recorded_tick_reaches_kafka_exactly_once_in_order() {
     const TICKS: u64 = 100_000;
-    const INSTRUMENTS: usize = 240;
-    let dir = tempdir();
-    let record = dir.join("sent.bin");
-    let broker = EmbeddedBroker::start(1, TOPIC, PARTITIONS).unwrap();
-    let mock = MockExchange::start(MockConfig {
-        rate_per_s: 50_000,
-        seed: 7,
-        max_ticks: Some(TICKS),
-        record: Some(record.clone()),
-        ..MockConfig::default()
-    })
-    .unwrap();
-    let consumer = consume(
-        broker.bootstrap_servers(),
-        Arc::new(AtomicU64::new(TICKS)),
-        Duration::from_secs(120),
-    );
-    let mut engine = Engine::start(engine_config(
-        &mock,
-        broker.bootstrap_servers(),
-        INSTRUMENTS,
-    ))
-    .unwrap();
+    let mut s = Stack::builder()
+        .mock(|m| {
+            m.rate_per_s = 50_000;
+            m.seed = 7;
+            m.max_ticks = Some(TICKS);
+        })
+        .record()
+        .instruments(240)
+        .start();
+    let (record, consumer) = (s.record(), s.consume());
     assert!(
-        wait_for(Duration::from_secs(120), || {
-            let c = engine.counts();
+        wait_until(Duration::from_secs(120), || {
+            let c = s.engine.counts();
             c.published == TICKS || c.dropped > 0
         }),
         "not all ticks published: {:?}",
-        engine.counts()
+        s.engine.counts()
     );
-    let summary = engine.stop();
+    let summary = s.engine.stop();
     let c = &summary.counts;
     assert!(summary.identity_holds, "{summary:?}");
     assert_eq!(
@@ -206,46 +124,46 @@ fn every_recorded_tick_reaches_kafka_exactly_once_in_order() {
         (TICKS, TICKS, 0, 0)
     );
     assert_eq!(c.malformed_total() + c.unknown_packets, 0);
-    assert_eq!(mock.stats().sent_ticks.load(Ordering::SeqCst), TICKS);
+    assert_eq!(s.mock.stats().sent_ticks.load(Ordering::SeqCst), TICKS);
     assert!(c.latency_ns.count == TICKS && c.latency_ns.p50 > 0);
     assert_eq!(c.connections[0].attempts, 1);
-    mock.stop();
+    s.mock.stop();
 
-    let records = consumer.join().unwrap();
+    let records = consumer.join(TICKS);
     assert_topic_holds_the_recording(&records, &record, TICKS, 200);
 }
 
 #[test]
 fn slow_publisher_drops_are_counted_exactly_and_reading_goes_on() {
     const TICKS: u64 = 20_000;
-    let broker = EmbeddedBroker::start(1, TOPIC, PARTITIONS).unwrap();
-    let mock = MockExchange::start(MockConfig {
-        rate_per_s: 20_000,
-        seed: 3,
-        max_ticks: Some(TICKS),
-        heartbeat: Duration::from_millis(50),
-        ..MockConfig::default()
-    })
-    .unwrap();
-    let mut cfg = engine_config(&mock, broker.bootstrap_servers(), 200);
-    cfg.ring_capacity = 256;
-    cfg.publish_chunk = 8;
-    cfg.test_slow_publisher = Some((0, Duration::from_millis(200)));
-    let mut engine = Engine::start(cfg).unwrap();
+    let mut s = Stack::builder()
+        .mock(|m| {
+            m.rate_per_s = 20_000;
+            m.seed = 3;
+            m.max_ticks = Some(TICKS);
+            m.heartbeat = Duration::from_millis(50);
+        })
+        .instruments(200)
+        .engine(|c| {
+            c.ring_capacity = 256;
+            c.publish_chunk = 8;
+            c.test_slow_publisher = Some((0, Duration::from_millis(200)));
+        })
+        .start();
+    let engine = &mut s.engine;
 
-    let rss_mid = || util::rss_bytes();
-    assert!(wait_for(Duration::from_secs(60), || engine
+    assert!(wait_until(Duration::from_secs(60), || engine
         .counts()
         .received
         >= TICKS / 2));
-    let rss_at_half = rss_mid();
-    assert!(wait_for(Duration::from_secs(60), || engine
+    let rss_at_half = util::rss_bytes();
+    assert!(wait_until(Duration::from_secs(60), || engine
         .counts()
         .received
         == TICKS));
     // Generation is over; the slow ring is still backed up, and the network
     // thread keeps reading: heartbeats arrive meanwhile.
-    assert!(wait_for(Duration::from_secs(10), || engine
+    assert!(wait_until(Duration::from_secs(10), || engine
         .counts()
         .heartbeats
         >= 5));
@@ -255,13 +173,13 @@ fn slow_publisher_drops_are_counted_exactly_and_reading_goes_on() {
         "slow ring drained too early: {c:?}"
     );
     assert!(c.connections[0].last_frame_age_ms.unwrap() < 1000);
-    let rss_at_end = rss_mid();
+    let rss_at_end = util::rss_bytes();
     assert!(
         rss_at_end < rss_at_half + 16 * 1024 * 1024,
         "RSS grew from {rss_at_half} to {rss_at_end} under overload"
     );
 
-    let summary = engine.stop();
+    let summary = s.engine.stop();
     let c = &summary.counts;
     assert!(summary.identity_holds, "{summary:?}");
     assert_eq!(c.received, TICKS);
@@ -288,14 +206,19 @@ fn slow_publisher_drops_are_counted_exactly_and_reading_goes_on() {
 
 #[test]
 fn wrong_token_waits_for_a_new_token_then_recovers() {
-    let broker = EmbeddedBroker::start(1, TOPIC, 1).unwrap();
-    let mock = MockExchange::start(MockConfig::default()).unwrap();
-    let mut cfg = engine_config(&mock, broker.bootstrap_servers(), 10);
-    cfg.access_token = Secret::new("expired_token");
-    cfg.supervision.backoff_base = Duration::from_millis(10);
-    let mut engine = Engine::start(cfg).unwrap();
-    let state = |e: &mut Engine| e.counts().connections[0].state;
-    assert!(wait_for(Duration::from_secs(20), || state(&mut engine)
+    let mut s = Stack::builder()
+        .partitions(1)
+        .instruments(10)
+        .engine(|c| {
+            c.access_token = Secret::new("expired_token");
+            c.supervision.backoff_base = Duration::from_millis(10);
+        })
+        .start();
+    let engine = &mut s.engine;
+    assert!(wait_until(Duration::from_secs(20), || engine
+        .counts()
+        .connections[0]
+        .state
         == "auth_failed"));
     let c = engine.counts();
     let err = c.connections[0].error.clone().unwrap();
@@ -307,12 +230,15 @@ fn wrong_token_waits_for_a_new_token_then_recovers() {
     assert!(!format!("{c:?}").contains("expired_token"));
     // No retry storm: over an observation window far longer than the
     // backoff, the refused connection is not retried.
-    std::thread::sleep(Duration::from_millis(1500));
+    let not_retried = holds_for(Duration::from_millis(1500), || {
+        engine.counts().connections[0].attempts == 1
+    });
+    assert!(not_retried, "retried: {:?}", engine.counts().connections[0]);
     assert_eq!(engine.counts().connections[0].attempts, 1);
-    assert_eq!(mock.stats().rejected_403.load(Ordering::SeqCst), 1);
+    assert_eq!(s.mock.stats().rejected_403.load(Ordering::SeqCst), 1);
     // The day's token arrives: it reconnects at once and streams.
     assert!(engine.set_access_token(Secret::new("mock_access_token")));
-    assert!(wait_for(Duration::from_secs(20), || engine
+    assert!(wait_until(Duration::from_secs(20), || engine
         .counts()
         .received
         > 0));
@@ -322,28 +248,25 @@ fn wrong_token_waits_for_a_new_token_then_recovers() {
         ("open", 2)
     );
     assert_eq!(c.connections[0].reconnects["http_403"], 1);
-    let summary = engine.stop();
+    let summary = s.engine.stop();
     assert!(summary.identity_holds);
 }
 
 #[test]
 fn seven_thousand_instruments_use_three_connections_that_all_stream() {
-    let broker = EmbeddedBroker::start(1, TOPIC, PARTITIONS).unwrap();
-    let mock = MockExchange::start(MockConfig {
-        rate_per_s: 30_000,
-        ..MockConfig::default()
-    })
-    .unwrap();
-    let mut engine = Engine::start(engine_config(&mock, broker.bootstrap_servers(), 7000)).unwrap();
+    let mut s = Stack::builder()
+        .mock(|m| m.rate_per_s = 30_000)
+        .instruments(7000)
+        .start();
     assert!(
-        wait_for(Duration::from_secs(60), || {
-            let c = engine.counts();
+        wait_until(Duration::from_secs(60), || {
+            let c = s.engine.counts();
             c.connections.len() == 3 && c.connections.iter().all(|x| x.ticks > 0)
         }),
         "{:?}",
-        engine.counts().connections
+        s.engine.counts().connections
     );
-    let subs = mock.subscriptions();
+    let subs = s.mock.subscriptions();
     assert_eq!(subs.len(), 3);
     assert!(
         subs.iter().all(|s| !s.is_empty() && s.len() <= 3000),
@@ -351,74 +274,58 @@ fn seven_thousand_instruments_use_three_connections_that_all_stream() {
         subs.iter().map(Vec::len).collect::<Vec<_>>()
     );
     assert_eq!(subs.iter().map(Vec::len).sum::<usize>(), 7000);
-    let summary = engine.stop();
+    let summary = s.engine.stop();
     assert!(summary.identity_holds, "{summary:?}");
     assert_eq!(summary.counts.dropped, 0);
     assert!(summary.counts.published > 0);
-}
-
-fn tempdir() -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "panda-feed-test-{}-{}",
-        std::process::id(),
-        panda_feed::clock::now_ns()
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 #[test]
 fn wss_to_a_plain_server_fails_cleanly_with_tls_in_the_reason() {
     // The TLS path runs (a crypto provider is installed: no panic), and a
     // server that does not speak TLS is a clear connection error.
-    let broker = EmbeddedBroker::start(1, TOPIC, 1).unwrap();
-    let mock = MockExchange::start(MockConfig::default()).unwrap();
-    let mut cfg = engine_config(&mock, broker.bootstrap_servers(), 10);
-    cfg.ws_url = format!("wss://{}/", mock.addr());
-    let mut engine = Engine::start(cfg).unwrap();
-    assert!(wait_for(Duration::from_secs(20), || engine
+    let mut s = Stack::builder()
+        .partitions(1)
+        .instruments(10)
+        .engine(|c| c.ws_url = c.ws_url.replacen("ws://", "wss://", 1))
+        .start();
+    assert!(wait_until(Duration::from_secs(20), || s
+        .engine
         .counts()
         .connections[0]
         .error
         .is_some()));
-    let err = engine.counts().connections[0].error.clone().unwrap();
+    let err = s.engine.counts().connections[0].error.clone().unwrap();
     assert!(
         err.contains("wss://127.0.0.1") && err.to_lowercase().contains("tls"),
         "{err}"
     );
-    let summary = engine.stop();
+    let summary = s.engine.stop();
     assert!(summary.identity_holds && summary.thread_errors.is_empty());
 }
 
 #[test]
 fn flapping_exchange_loses_nothing_and_duplicates_nothing() {
     const TICKS: u64 = 60_000;
-    let dir = tempdir();
-    let record = dir.join("sent.bin");
-    let broker = EmbeddedBroker::start(1, TOPIC, PARTITIONS).unwrap();
-    let mock = MockExchange::start(MockConfig {
-        rate_per_s: 50_000,
-        seed: 5,
-        max_ticks: Some(TICKS),
-        record: Some(record.clone()),
-        heartbeat: Duration::from_millis(100),
-        ..MockConfig::default()
-    })
-    .unwrap();
-    // ~50 ticks per message: a clean disconnect every ~1,500 ticks.
-    mock.faults().disconnect_every.store(30, Ordering::SeqCst);
-    let want = Arc::new(AtomicU64::new(0));
-    let consumer = consume(
-        broker.bootstrap_servers(),
-        Arc::clone(&want),
-        Duration::from_secs(120),
-    );
-    let mut cfg = engine_config(&mock, broker.bootstrap_servers(), 240);
-    cfg.supervision.backoff_base = Duration::from_millis(5);
-    cfg.supervision.backoff_cap = Duration::from_millis(50);
-    let mut engine = Engine::start(cfg).unwrap();
-    let stats = mock.stats();
-    assert!(wait_for(Duration::from_secs(120), || stats
+    let mut s = Stack::builder()
+        .mock(|m| {
+            m.rate_per_s = 50_000;
+            m.seed = 5;
+            m.max_ticks = Some(TICKS);
+            m.heartbeat = Duration::from_millis(100);
+        })
+        .record()
+        // ~50 ticks per message: a clean disconnect every ~1,500 ticks.
+        .faults(|f| f.disconnect_every.store(30, Ordering::SeqCst))
+        .instruments(240)
+        .engine(|c| {
+            c.supervision.backoff_base = Duration::from_millis(5);
+            c.supervision.backoff_cap = Duration::from_millis(50);
+        })
+        .start();
+    let (record, consumer) = (s.record(), s.consume());
+    let stats = s.mock.stats();
+    assert!(wait_until(Duration::from_secs(120), || stats
         .generated
         .load(Ordering::SeqCst)
         == TICKS));
@@ -427,61 +334,57 @@ fn flapping_exchange_loses_nothing_and_duplicates_nothing() {
     // ended means the open connection has sent everything.
     let hb = stats.heartbeats.load(Ordering::SeqCst);
     assert!(
-        wait_for(Duration::from_secs(60), || {
+        wait_until(Duration::from_secs(60), || {
             stats.heartbeats.load(Ordering::SeqCst) > hb + 1
-                && engine.counts().published == stats.sent_ticks.load(Ordering::SeqCst)
+                && s.engine.counts().published == stats.sent_ticks.load(Ordering::SeqCst)
         }),
         "{:?}",
-        engine.counts()
+        s.engine.counts()
     );
     let sent = stats.sent_ticks.load(Ordering::SeqCst);
     assert!(
         sent > TICKS * 9 / 10,
         "only {sent} of {TICKS} ticks were sent"
     );
-    want.store(sent, Ordering::SeqCst);
-    let summary = engine.stop();
+    let summary = s.engine.stop();
     let c = &summary.counts;
     assert!(summary.identity_holds, "{summary:?}");
     assert_eq!((c.received, c.published, c.dropped), (sent, sent, 0));
-    let disconnects = mock.stats().injected_disconnects.load(Ordering::SeqCst);
+    let disconnects = stats.injected_disconnects.load(Ordering::SeqCst);
     assert!(disconnects >= 20, "only {disconnects} disconnects");
     let conn = &c.connections[0];
     // Single-flight: one attempt per disconnect (plus the first), never two
     // connections at once (the mock would refuse a 4th with 429).
     assert_eq!(conn.attempts, disconnects + 1, "{conn:?}");
-    assert_eq!(mock.stats().rejected_429.load(Ordering::SeqCst), 0);
-    assert_eq!(
-        mock.stats().connections.load(Ordering::SeqCst),
-        disconnects + 1
-    );
-    mock.stop();
+    assert_eq!(stats.rejected_429.load(Ordering::SeqCst), 0);
+    assert_eq!(stats.connections.load(Ordering::SeqCst), disconnects + 1);
+    s.mock.stop();
     // Every tick sent while connected is on the topic exactly once; modes
     // were restored after each reconnect (every instrument kept its kind,
     // which the byte-equal comparison checks).
-    let records = consumer.join().unwrap();
+    let records = consumer.join(sent);
     assert_topic_holds_the_recording(&records, &record, sent, 200);
 }
 
 #[test]
 fn a_silent_stall_is_detected_within_the_window_and_reconnected() {
-    let broker = EmbeddedBroker::start(1, TOPIC, 1).unwrap();
-    let mock = MockExchange::start(MockConfig {
-        rate_per_s: 2_000,
-        ..MockConfig::default()
-    })
-    .unwrap();
-    let mut cfg = engine_config(&mock, broker.bootstrap_servers(), 20);
-    cfg.supervision.liveness = Duration::from_secs(1);
-    cfg.supervision.backoff_base = Duration::from_millis(10);
-    let mut engine = Engine::start(cfg).unwrap();
-    assert!(wait_for(Duration::from_secs(20), || engine
+    let mut s = Stack::builder()
+        .partitions(1)
+        .mock(|m| m.rate_per_s = 2_000)
+        .instruments(20)
+        .engine(|c| {
+            c.supervision.liveness = Duration::from_secs(1);
+            c.supervision.backoff_base = Duration::from_millis(10);
+        })
+        .start();
+    let engine = &mut s.engine;
+    assert!(wait_until(Duration::from_secs(20), || engine
         .counts()
         .received
         > 100));
-    mock.faults().stall.store(true, Ordering::SeqCst);
+    s.mock.faults().stall.store(true, Ordering::SeqCst);
     let stalled_at = std::time::Instant::now();
-    assert!(wait_for(Duration::from_secs(10), || {
+    assert!(wait_until(Duration::from_secs(10), || {
         engine.counts().connections[0].reconnects["stale"] >= 1
     }));
     let detected = stalled_at.elapsed();
@@ -498,13 +401,13 @@ fn a_silent_stall_is_detected_within_the_window_and_reconnected() {
             .contains("liveness window")
     );
     // The stall ends: the reconnected feed streams again.
-    mock.faults().stall.store(false, Ordering::SeqCst);
+    s.mock.faults().stall.store(false, Ordering::SeqCst);
     let before = c.received;
-    assert!(wait_for(Duration::from_secs(20), || {
+    assert!(wait_until(Duration::from_secs(20), || {
         let c = engine.counts();
         c.received > before + 100 && c.connections[0].state == "open"
     }));
-    let summary = engine.stop();
+    let summary = s.engine.stop();
     assert!(summary.identity_holds);
     assert_eq!(summary.counts.dropped, 0);
 }
@@ -512,23 +415,23 @@ fn a_silent_stall_is_detected_within_the_window_and_reconnected() {
 #[test]
 fn malformed_messages_are_counted_and_the_connection_kept() {
     const TICKS: u64 = 20_000;
-    let broker = EmbeddedBroker::start(1, TOPIC, PARTITIONS).unwrap();
-    let mock = MockExchange::start(MockConfig {
-        rate_per_s: 20_000,
-        max_ticks: Some(TICKS),
-        ..MockConfig::default()
-    })
-    .unwrap();
-    mock.faults().malformed_every.store(7, Ordering::SeqCst);
-    let mut engine = Engine::start(engine_config(&mock, broker.bootstrap_servers(), 50)).unwrap();
-    assert!(wait_for(Duration::from_secs(60), || engine
+    let mut s = Stack::builder()
+        .mock(|m| {
+            m.rate_per_s = 20_000;
+            m.max_ticks = Some(TICKS);
+        })
+        .faults(|f| f.malformed_every.store(7, Ordering::SeqCst))
+        .instruments(50)
+        .start();
+    assert!(wait_until(Duration::from_secs(60), || s
+        .engine
         .counts()
         .published
         == TICKS));
-    let summary = engine.stop();
+    let summary = s.engine.stop();
     let c = &summary.counts;
     assert!(summary.identity_holds);
-    let injected = mock.stats().injected_malformed.load(Ordering::SeqCst);
+    let injected = s.mock.stats().injected_malformed.load(Ordering::SeqCst);
     assert!(injected > 10);
     assert_eq!(c.malformed, [0, 0, 0, injected], "all counted as overrun");
     assert_eq!(c.connections[0].attempts, 1, "the connection was kept");
@@ -538,39 +441,37 @@ fn malformed_messages_are_counted_and_the_connection_kept() {
 #[test]
 fn broker_down_parks_in_the_spool_and_requeue_completes_the_topic() {
     const TICKS: u64 = 20_000;
-    let dir = tempdir();
-    let record = dir.join("sent.bin");
-    let spool_dir = dir.join("spool");
-    let broker = EmbeddedBroker::start(1, TOPIC, PARTITIONS).unwrap();
-    let mock = MockExchange::start(MockConfig {
-        rate_per_s: 5_000,
-        seed: 9,
-        max_ticks: Some(TICKS),
-        record: Some(record.clone()),
-        heartbeat: Duration::from_millis(100),
-        ..MockConfig::default()
-    })
-    .unwrap();
-    let mut cfg = engine_config(&mock, broker.bootstrap_servers(), 60);
-    cfg.kafka.message_timeout_ms = 1500;
-    cfg.spool.dir.clone_from(&spool_dir);
-    let mut engine = Engine::start(cfg).unwrap();
-    assert!(wait_for(Duration::from_secs(30), || engine
+    let mut s = Stack::builder()
+        .mock(|m| {
+            m.rate_per_s = 5_000;
+            m.seed = 9;
+            m.max_ticks = Some(TICKS);
+            m.heartbeat = Duration::from_millis(100);
+        })
+        .record()
+        .engine(|c| c.kafka.message_timeout_ms = 1500)
+        .start();
+    let (record, spool_dir) = (s.record(), s.spool_dir());
+    let engine = &mut s.engine;
+    assert!(wait_until(Duration::from_secs(30), || engine
         .counts()
         .published
         > 2000));
-    broker.broker_down(1).unwrap();
+    s.broker.broker_down(1).unwrap();
     // Longer than message.timeout.ms while ticks flow: failures are parked.
-    assert!(wait_for(Duration::from_secs(30), || engine.counts().parked > 1000));
-    broker.broker_up(1).unwrap();
-    let stats = mock.stats();
-    assert!(wait_for(Duration::from_secs(60), || stats
+    assert!(wait_until(Duration::from_secs(30), || engine
+        .counts()
+        .parked
+        > 1000));
+    s.broker.broker_up(1).unwrap();
+    let stats = s.mock.stats();
+    assert!(wait_until(Duration::from_secs(60), || stats
         .generated
         .load(Ordering::SeqCst)
         == TICKS));
     let hb = stats.heartbeats.load(Ordering::SeqCst);
     assert!(
-        wait_for(Duration::from_secs(60), || {
+        wait_until(Duration::from_secs(60), || {
             let c = engine.counts();
             stats.heartbeats.load(Ordering::SeqCst) > hb + 1
                 && c.published + c.parked == stats.sent_ticks.load(Ordering::SeqCst)
@@ -578,7 +479,7 @@ fn broker_down_parks_in_the_spool_and_requeue_completes_the_topic() {
         "{:?}",
         engine.counts()
     );
-    let summary = engine.stop();
+    let summary = s.engine.stop();
     let c = &summary.counts;
     assert!(summary.identity_holds, "{summary:?}");
     assert_eq!(c.dropped, 0);
@@ -586,54 +487,35 @@ fn broker_down_parks_in_the_spool_and_requeue_completes_the_topic() {
     assert_eq!(c.received, c.published + c.parked);
     let sent = stats.sent_ticks.load(Ordering::SeqCst);
     assert_eq!(c.received, sent);
-    mock.stop();
+    s.mock.stop();
 
     // `dlq stats`, then `dlq requeue`: the spool empties into the topic.
-    let bin = env!("CARGO_BIN_EXE_panda-feed");
-    let out = std::process::Command::new(bin)
-        .args(["dlq", "--dir", spool_dir.to_str().unwrap(), "stats"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let brokers = s.broker.bootstrap_servers();
+    let out = util::cli::output(
+        util::cli::panda_feed(["dlq", "--dir"])
+            .arg(&spool_dir)
+            .arg("stats"),
     );
+    assert!(out.status.success(), "{}", util::cli::stderr(&out));
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(st["records"], c.parked);
-    let out = std::process::Command::new(bin)
-        .args([
-            "dlq",
-            "--dir",
-            spool_dir.to_str().unwrap(),
-            "requeue",
-            "--brokers",
-        ])
-        .arg(broker.bootstrap_servers())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = util::cli::output(
+        util::cli::panda_feed(["dlq", "--dir"])
+            .arg(&spool_dir)
+            .args(["requeue", "--brokers", brokers]),
     );
+    assert!(out.status.success(), "{}", util::cli::stderr(&out));
     assert!(
         panda_feed::spool::segments(&spool_dir).is_empty(),
         "spool not emptied"
     );
 
     // Every recorded tick exactly once, by count and by content.
-    let want = Arc::new(AtomicU64::new(sent));
-    let records = consume(broker.bootstrap_servers(), want, Duration::from_secs(60))
-        .join()
-        .unwrap();
+    let records = Consumer::spawn(brokers, TOPIC, PARTITIONS, Duration::from_secs(60)).join(sent);
     assert_eq!(records.len() as u64, sent);
     let mut got: Vec<(u32, String)> = records
         .iter()
-        .map(|r| {
-            let data = &r.value[r.value.find(",\"data\":").unwrap() + 8..r.value.len() - 1];
-            (r.key.parse().unwrap(), data.to_owned())
-        })
+        .map(|r| (r.key.parse().unwrap(), r.data_text().to_owned()))
         .collect();
     let mut want = recorded_ticks(&record);
     got.sort();
@@ -662,28 +544,23 @@ fn broker_down_parks_in_the_spool_and_requeue_completes_the_topic() {
 fn retriable_produce_errors_are_retried_without_duplicates() {
     use rdkafka::types::RDKafkaRespErr;
     const TICKS: u64 = 20_000;
-    let dir = tempdir();
-    let record = dir.join("sent.bin");
-    let broker = EmbeddedBroker::start(1, TOPIC, PARTITIONS).unwrap();
-    let mock = MockExchange::start(MockConfig {
-        rate_per_s: 10_000,
-        seed: 13,
-        max_ticks: Some(TICKS),
-        record: Some(record.clone()),
-        ..MockConfig::default()
-    })
-    .unwrap();
-    let consumer = consume(
-        broker.bootstrap_servers(),
-        Arc::new(AtomicU64::new(TICKS)),
-        Duration::from_secs(120),
-    );
-    let mut cfg = engine_config(&mock, broker.bootstrap_servers(), 240);
-    cfg.kafka
-        .extra
-        .insert("max.in.flight.requests.per.connection".into(), "1".into());
-    let mut engine = Engine::start(cfg).unwrap();
-    assert!(wait_for(Duration::from_secs(30), || engine
+    let mut s = Stack::builder()
+        .mock(|m| {
+            m.rate_per_s = 10_000;
+            m.seed = 13;
+            m.max_ticks = Some(TICKS);
+        })
+        .record()
+        .instruments(240)
+        .engine(|c| {
+            c.kafka
+                .extra
+                .insert("max.in.flight.requests.per.connection".into(), "1".into());
+        })
+        .start();
+    let (record, consumer) = (s.record(), s.consume());
+    assert!(wait_until(Duration::from_secs(30), || s
+        .engine
         .counts()
         .published
         > 1000));
@@ -693,42 +570,38 @@ fn retriable_produce_errors_are_retried_without_duplicates() {
         errs.push(RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
         errs.push(RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION);
     }
-    broker.push_produce_errors(errs).unwrap();
+    s.broker.push_produce_errors(errs).unwrap();
     assert!(
-        wait_for(Duration::from_secs(60), || engine.counts().published
+        wait_until(Duration::from_secs(60), || s.engine.counts().published
             == TICKS),
         "{:?}",
-        engine.counts()
+        s.engine.counts()
     );
-    let summary = engine.stop();
+    let summary = s.engine.stop();
     let c = &summary.counts;
     assert!(summary.identity_holds, "{summary:?}");
     assert_eq!((c.parked, c.dropped), (0, 0), "{c:?}");
-    mock.stop();
-    let records = consumer.join().unwrap();
+    s.mock.stop();
+    let records = consumer.join(TICKS);
     assert_topic_holds_the_recording(&records, &record, TICKS, 200);
 }
 
 #[test]
 fn a_full_spool_drops_with_a_count_and_the_feed_keeps_running() {
-    let dir = tempdir();
-    let broker = EmbeddedBroker::start(1, TOPIC, PARTITIONS).unwrap();
-    let mock = MockExchange::start(MockConfig {
-        rate_per_s: 5_000,
-        ..MockConfig::default()
-    })
-    .unwrap();
-    let mut cfg = engine_config(&mock, broker.bootstrap_servers(), 60);
-    cfg.kafka.message_timeout_ms = 1000;
-    cfg.spool.dir = dir.join("spool");
-    cfg.spool.max_bytes = 200_000;
-    let mut engine = Engine::start(cfg).unwrap();
-    assert!(wait_for(Duration::from_secs(30), || engine
+    let mut s = Stack::builder()
+        .mock(|m| m.rate_per_s = 5_000)
+        .engine(|c| {
+            c.kafka.message_timeout_ms = 1000;
+            c.spool.max_bytes = 200_000;
+        })
+        .start();
+    let engine = &mut s.engine;
+    assert!(wait_until(Duration::from_secs(30), || engine
         .counts()
         .published
         > 500));
-    broker.broker_down(1).unwrap();
-    assert!(wait_for(Duration::from_secs(30), || {
+    s.broker.broker_down(1).unwrap();
+    assert!(wait_until(Duration::from_secs(30), || {
         engine.counts().dropped_by_reason.spool_full > 100
     }));
     let c = engine.counts();
@@ -741,39 +614,36 @@ fn a_full_spool_drops_with_a_count_and_the_feed_keeps_running() {
     assert!(c.parked > 0);
     // Still reading: the connection is open and ticks keep arriving.
     let before = c.received;
-    assert!(wait_for(Duration::from_secs(10), || engine
+    assert!(wait_until(Duration::from_secs(10), || engine
         .counts()
         .received
         > before + 1000));
     assert_eq!(engine.counts().connections[0].state, "open");
-    broker.broker_up(1).unwrap();
-    let summary = engine.stop();
+    s.broker.broker_up(1).unwrap();
+    let spool_dir = s.spool_dir();
+    let summary = s.engine.stop();
     assert!(summary.identity_holds, "{summary:?}");
-    assert!(panda_feed::spool::dir_bytes(&dir.join("spool")) <= 200_000);
+    assert!(panda_feed::spool::dir_bytes(&spool_dir) <= 200_000);
 }
 
 #[test]
 fn a_publisher_panic_is_reported_and_what_it_held_is_parked() {
-    let dir = tempdir();
-    let broker = EmbeddedBroker::start(1, TOPIC, PARTITIONS).unwrap();
-    let mock = MockExchange::start(MockConfig {
-        rate_per_s: 5_000,
-        ..MockConfig::default()
-    })
-    .unwrap();
-    let mut cfg = engine_config(&mock, broker.bootstrap_servers(), 60);
-    cfg.spool.dir = dir.join("spool");
-    // Slow delivery so the panicking publisher holds undelivered records.
-    cfg.kafka.linger_ms = 1000;
-    cfg.test_panic_publisher = Some((0, 500));
-    let engine = Engine::start(cfg).unwrap();
-    assert!(wait_for(Duration::from_secs(30), || !engine
+    let s = Stack::builder()
+        .mock(|m| m.rate_per_s = 5_000)
+        .engine(|c| {
+            // Slow delivery so the panicking publisher holds undelivered records.
+            c.kafka.linger_ms = 1000;
+            c.test_panic_publisher = Some((0, 500));
+        })
+        .start();
+    assert!(wait_until(Duration::from_secs(30), || !s
+        .engine
         .thread_panics()
         .is_empty()));
-    let p = engine.thread_panics();
+    let p = s.engine.thread_panics();
     assert_eq!(p.len(), 1);
     assert!(p[0].starts_with("publisher 0 panicked: test hook"), "{p:?}");
-    let summary = engine.stop();
+    let summary = s.engine.stop();
     assert!(!summary.identity_holds, "a panicked thread fails the run");
     assert_eq!(summary.thread_errors, p);
     // Its producer was dropped while unwinding: what it held was parked.

@@ -8,11 +8,13 @@ use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use panda_feed::mock::{MockConfig, MockExchange};
+use panda_feed::mock::MockExchange;
 use panda_feed::wire::{self, Message as Wire};
 use panda_feed::{PacketKind, Tick};
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
+use util::stack::start_mock;
+use util::{TempDir, wait_until};
 
 type Client = WebSocket<MaybeTlsStream<TcpStream>>;
 
@@ -52,13 +54,9 @@ fn read_ticks(ws: &mut Client, n: usize, raw: &mut Vec<Vec<u8>>) -> Vec<Tick> {
     ticks
 }
 
-fn start(cfg: MockConfig) -> MockExchange {
-    MockExchange::start(cfg).expect("mock starts")
-}
-
 #[test]
 fn wrong_credentials_get_403() {
-    let mock = start(MockConfig::default());
+    let mock = start_mock(|_| {});
     match tungstenite::connect(url(&mock, "mock_api_key", "stale")) {
         Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 403),
         other => panic!(
@@ -72,7 +70,7 @@ fn wrong_credentials_get_403() {
 
 #[test]
 fn fourth_connection_gets_429() {
-    let mock = start(MockConfig::default());
+    let mock = start_mock(|_| {});
     let _a = connect(&mock);
     let _b = connect(&mock);
     let _c = connect(&mock);
@@ -87,10 +85,7 @@ fn fourth_connection_gets_429() {
 
 #[test]
 fn streams_subscribed_instruments_in_their_modes() {
-    let mock = start(MockConfig {
-        rate_per_s: 5_000,
-        ..MockConfig::default()
-    });
+    let mock = start_mock(|m| m.rate_per_s = 5_000);
     let mut ws = connect(&mock);
     let (infy, nifty, usdinr) = (408_065u32, 256_265u32, 412_675u32);
     send(
@@ -133,8 +128,7 @@ fn streams_subscribed_instruments_in_their_modes() {
         &mut ws,
         &format!(r#"{{"a":"unsubscribe","v":[{infy},{nifty}]}}"#),
     );
-    assert!(util::wait_for(Duration::from_secs(5), || mock
-        .subscriptions()
+    assert!(wait_until(Duration::from_secs(5), || mock.subscriptions()
         == vec![vec![usdinr]]));
     // Requests are applied at the start of a connection turn, and the previous
     // turn's messages are counted when sent: once the registry shows the
@@ -152,21 +146,19 @@ fn streams_subscribed_instruments_in_their_modes() {
 
 #[test]
 fn string_tokens_are_ignored_like_the_real_server() {
-    let mock = start(MockConfig::default());
+    let mock = start_mock(|_| {});
     let mut ws = connect(&mock);
     send(&mut ws, r#"{"a":"subscribe","v":["408065", 884737]}"#);
-    assert!(util::wait_for(Duration::from_secs(5), || mock
-        .subscriptions()
+    assert!(wait_until(Duration::from_secs(5), || mock.subscriptions()
         == vec![vec![884_737]]));
     assert_eq!(mock.stats().ignored_tokens.load(Ordering::SeqCst), 1);
 }
 
 #[test]
 fn per_connection_limit_sends_the_error_frame() {
-    let mock = start(MockConfig {
-        max_per_connection: 5,
-        rate_per_s: 0,
-        ..MockConfig::default()
+    let mock = start_mock(|m| {
+        m.max_per_connection = 5;
+        m.rate_per_s = 0;
     });
     let mut ws = connect(&mock);
     send(&mut ws, r#"{"a":"subscribe","v":[1,2,3,4,5,6,7]}"#);
@@ -179,17 +171,15 @@ fn per_connection_limit_sends_the_error_frame() {
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["type"], "error");
     assert_eq!(v["data"], "Can't subscribe to more than 5 instruments.");
-    assert!(util::wait_for(Duration::from_secs(5), || mock
-        .subscriptions()
+    assert!(wait_until(Duration::from_secs(5), || mock.subscriptions()
         == vec![vec![1, 2, 3, 4, 5]]));
 }
 
 #[test]
 fn heartbeats_when_idle() {
-    let mock = start(MockConfig {
-        rate_per_s: 0,
-        heartbeat: Duration::from_millis(30),
-        ..MockConfig::default()
+    let mock = start_mock(|m| {
+        m.rate_per_s = 0;
+        m.heartbeat = Duration::from_millis(30);
     });
     let mut ws = connect(&mock);
     let mut beats = 0;
@@ -206,15 +196,13 @@ fn heartbeats_when_idle() {
 
 #[test]
 fn record_file_holds_exactly_what_was_sent() {
-    let dir = std::env::temp_dir().join(format!("panda-mock-rec-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("mock-record");
     let path = dir.join("rec.framed");
-    let mock = start(MockConfig {
-        record: Some(path.clone()),
-        max_ticks: Some(2_000),
-        rate_per_s: 50_000,
-        heartbeat: Duration::from_secs(60),
-        ..MockConfig::default()
+    let mock = start_mock(|m| {
+        m.record = Some(path.clone());
+        m.max_ticks = Some(2_000);
+        m.rate_per_s = 50_000;
+        m.heartbeat = Duration::from_secs(60);
     });
     let mut ws = connect(&mock);
     let tokens: Vec<String> = (1..=50u32).map(|i| ((i << 8) | 1).to_string()).collect();
@@ -231,14 +219,7 @@ fn record_file_holds_exactly_what_was_sent() {
     assert_eq!(ticks.len(), 2_000, "max_ticks caps generation exactly");
     assert_eq!(mock.stats().generated.load(Ordering::SeqCst), 2_000);
     mock.stop();
-    let data = std::fs::read(&path).unwrap();
-    let mut recorded = Vec::new();
-    let mut at = 0;
-    while at < data.len() {
-        let n = u32::from_be_bytes(data[at..at + 4].try_into().unwrap()) as usize;
-        recorded.push(data[at + 4..at + 4 + n].to_vec());
-        at += 4 + n;
-    }
+    let recorded = util::read_framed(&path);
     assert_eq!(
         recorded, received,
         "the record is byte-for-byte what the client received"

@@ -70,9 +70,8 @@ fn every_kind_with_extreme_values_validates() {
 #[test]
 fn reference_vectors_validate() {
     let v = validator();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/vectors");
     let mut n = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
+    for entry in std::fs::read_dir(util::vectors_dir()).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "bin") {
             let frame = util::decode_frame(&std::fs::read(&path).unwrap());

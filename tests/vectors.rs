@@ -3,12 +3,10 @@
 
 mod util;
 
-use std::path::Path;
-
 use serde_json::Value;
 
-/// Vectors where we are deliberately stricter than pykiteconnect (DESIGN §2.2),
-/// with the reason we must give.
+/// Vectors where we are deliberately stricter than pykiteconnect (the README's
+/// "Data contract" lists what we refuse), with the reason we must give.
 const STRICTER: &[(&str, &str)] = &[
     ("overrun.bin", "overrun"),
     ("overrun_middle.bin", "overrun"),
@@ -29,7 +27,7 @@ fn reason(v: &Value) -> Option<&str> {
 
 #[test]
 fn vectors_match_the_official_parser() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/vectors");
+    let dir = util::vectors_dir();
     let expected = std::fs::read_to_string(dir.join("expected.jsonl")).expect("expected.jsonl");
     let mut checked = 0;
     for line in expected.lines() {
@@ -62,13 +60,12 @@ fn vectors_match_the_official_parser() {
 
 #[test]
 fn worked_example_values() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/vectors");
-    let ours = util::decode_frame(&std::fs::read(dir.join("full_nse.bin")).unwrap());
+    let ours = util::decode_frame(&std::fs::read(util::vector("full_nse.bin")).unwrap());
     let t = &ours["ticks"][0];
     assert_eq!(t["last_price"].to_string(), "4125.35");
     assert_eq!(t["exchange_timestamp"], "2023-11-15T07:00:24Z");
     assert_eq!(t["last_trade_time"], "2023-11-15T07:00:23Z");
-    let cds = util::decode_frame(&std::fs::read(dir.join("cds.bin")).unwrap());
+    let cds = util::decode_frame(&std::fs::read(util::vector("cds.bin")).unwrap());
     assert_eq!(
         cds["ticks"][2]["depth"]["buy"][1]["price"].to_string(),
         "89.3075"
