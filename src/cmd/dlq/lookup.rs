@@ -1,0 +1,141 @@
+//! The lookup of `dlq requeue`: which possibly-delivered records are on
+//! their topic already. Runs on the main thread of the `dlq` process with
+//! a consumer of its own (no group: assigned partitions, explicit offsets).
+//!
+//! For each topic, every partition is read from the offset of the oldest
+//! record's first failure minus a margin (`offsets_for_times`; from the
+//! partition's start when the broker gives no offset for that time) up to
+//! its high watermark at lookup time. A record is found when a message has
+//! its topic, key and value, byte for byte (the value carries the record's
+//! identity: connection, sequence number, receive time).
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::spool::Record;
+
+fn content_hash(topic: &str, key: &[u8], value: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    (topic, key, value).hash(&mut h);
+    h.finish()
+}
+
+fn remaining(deadline: Instant) -> anyhow::Result<Duration> {
+    let r = deadline.saturating_duration_since(Instant::now());
+    if r.is_zero() {
+        bail!("the requeue deadline passed during the lookup");
+    }
+    Ok(r)
+}
+
+/// Indices (into `recs`) of the records of `need` found on their topic.
+///
+/// # Errors
+/// The broker cannot be asked, or the lookup does not reach the end of
+/// every partition before `deadline`: nothing is then known to be absent.
+pub(super) fn find(
+    brokers: &str,
+    recs: &[Record],
+    need: &[usize],
+    margin: Duration,
+    deadline: Instant,
+) -> anyhow::Result<Vec<usize>> {
+    let mut wanted: HashMap<u64, Vec<usize>> = HashMap::new();
+    let mut oldest: BTreeMap<&str, u64> = BTreeMap::new();
+    for &i in need {
+        let r = &recs[i];
+        wanted
+            .entry(content_hash(&r.topic, &r.key, &r.payload))
+            .or_default()
+            .push(i);
+        let o = oldest.entry(&r.topic).or_insert(u64::MAX);
+        *o = (*o).min(r.first_failure_ns);
+    }
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "panda-feed-dlq-lookup")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .create()
+        .context("creating the lookup consumer")?;
+    let margin_ms = u64::try_from(margin.as_millis()).unwrap_or(u64::MAX);
+    let mut assign = TopicPartitionList::new();
+    let mut ends: HashMap<(String, i32), i64> = HashMap::new();
+    for (&topic, &ns) in &oldest {
+        let md = consumer
+            .fetch_metadata(Some(topic), remaining(deadline)?)
+            .with_context(|| format!("metadata of topic {topic}"))?;
+        let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
+            bail!("topic {topic} is not known to the broker");
+        };
+        if let Some(e) = t.error() {
+            bail!("topic {topic}: {e:?}");
+        }
+        let from_ms = i64::try_from((ns / 1_000_000).saturating_sub(margin_ms)).unwrap_or(0);
+        let mut q = TopicPartitionList::new();
+        for p in t.partitions() {
+            q.add_partition_offset(topic, p.id(), Offset::Offset(from_ms))?;
+        }
+        // Brokers that cannot answer by time (or answer "none after it")
+        // are read from the partition's start: slower, never wrong.
+        let starts = consumer.offsets_for_times(q, remaining(deadline)?).ok();
+        for p in t.partitions() {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p.id(), remaining(deadline)?)
+                .with_context(|| format!("watermarks of {topic}/{}", p.id()))?;
+            let by_time = starts
+                .as_ref()
+                .and_then(|s| s.find_partition(topic, p.id()))
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) if o >= low => Some(o),
+                    _ => None,
+                });
+            let start = by_time.unwrap_or(low);
+            if start < high {
+                assign.add_partition_offset(topic, p.id(), Offset::Offset(start))?;
+                ends.insert((topic.to_owned(), p.id()), high);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    if ends.is_empty() {
+        return Ok(found);
+    }
+    consumer.assign(&assign).context("assigning the lookup")?;
+    let mut taken: HashSet<usize> = HashSet::new();
+    while !ends.is_empty() {
+        let wait = remaining(deadline)
+            .with_context(|| format!("{} partitions not read to their end", ends.len()))?;
+        let Some(m) = consumer.poll(wait.min(Duration::from_millis(200))) else {
+            continue;
+        };
+        let m = m.context("reading the topic for the lookup")?;
+        let (topic, key, value) = (
+            m.topic(),
+            m.key().unwrap_or_default(),
+            m.payload().unwrap_or_default(),
+        );
+        if let Some(cands) = wanted.get(&content_hash(topic, key, value))
+            && let Some(&i) = cands.iter().find(|&&i| {
+                let r = &recs[i];
+                !taken.contains(&i) && r.topic == topic && r.key == key && r.payload == value
+            })
+        {
+            taken.insert(i);
+            found.push(i);
+        }
+        let k = (topic.to_owned(), m.partition());
+        if ends.get(&k).is_some_and(|&high| m.offset() + 1 >= high) {
+            ends.remove(&k);
+        }
+    }
+    Ok(found)
+}
