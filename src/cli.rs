@@ -100,8 +100,9 @@ pub enum DlqCommand {
         #[arg(long, default_value_t = 30, value_name = "SECS")]
         timeout_s: u64,
         /// Records per checkpoint: confirmed records are removed from the
-        /// spool after each window of this many (or of one second).
-        #[arg(long, default_value_t = 1000, value_name = "N")]
+        /// spool (the segment rewritten) after each window of this many, or
+        /// of one second of sending, whichever ends first.
+        #[arg(long, default_value_t = 50_000, value_name = "N")]
         checkpoint_records: usize,
         /// How far before a record's first failure its lookup on the topic
         /// starts (covers `message_timeout_ms`), e.g. 10m.
