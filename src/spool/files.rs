@@ -155,6 +155,7 @@ pub struct Recovered {
 /// # Errors
 /// A segment cannot be read, truncated or renamed.
 pub fn recover_stranded(dir: &Path) -> std::io::Result<(Vec<Recovered>, Vec<OpenSegment>)> {
+    remove_unborn(dir)?;
     let mut done = Vec::new();
     let mut alive = Vec::new();
     for path in segments(dir).into_iter().filter(|p| !is_closed(p)) {
@@ -201,6 +202,33 @@ pub fn recover_stranded(dir: &Path) -> std::io::Result<(Vec<Recovered>, Vec<Open
         });
     }
     Ok((done, alive))
+}
+
+/// Removes the empty `.dlq.creating` files of writers that died between
+/// creating a segment and naming it (nothing was ever written to them).
+/// Only files older than a minute: a live writer names its file
+/// microseconds after creating it.
+fn remove_unborn(dir: &Path) -> std::io::Result<()> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for path in rd.filter_map(Result::ok).map(|e| e.path()) {
+        if !path.to_str().is_some_and(|n| n.ends_with(".dlq.creating")) {
+            continue;
+        }
+        let Ok(f) = File::open(&path) else { continue };
+        let stale = f.metadata().is_ok_and(|m| {
+            m.len() == 0
+                && m.modified()
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > std::time::Duration::from_secs(60))
+        });
+        if stale && f.try_lock().is_ok() {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// The `requeue.lock` of a spool directory, held while it lives.

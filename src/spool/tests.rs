@@ -290,6 +290,17 @@ fn an_open_segment_of_a_dead_writer_is_recovered_and_its_torn_tail_cut() {
     assert_eq!(std::fs::metadata(&segs[0]).unwrap().len() as usize, whole);
     let (recs, bad) = read_segment(&segs[0]).unwrap();
     assert!(bad.is_empty() && recs.len() == 3);
+    // A writer killed between creating and naming its segment left an
+    // empty, unlocked `.dlq.creating`: removed.
+    let unborn = dir.join("00000000000000000006-p1-pid4194999.dlq.creating");
+    let f = std::fs::File::create(&unborn).unwrap();
+    recover_stranded(&dir).unwrap();
+    assert!(unborn.exists(), "a fresh one may be a live writer's");
+    f.set_modified(std::time::SystemTime::now() - Duration::from_secs(120))
+        .unwrap();
+    drop(f);
+    recover_stranded(&dir).unwrap();
+    assert!(!unborn.exists());
     // A spool start-up recovers the same way.
     std::fs::rename(&segs[0], &open).unwrap();
     drop(Spool::new(cfg(&dir, 1 << 20, 1 << 20), 0, Arc::default()));

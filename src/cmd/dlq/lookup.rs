@@ -4,8 +4,8 @@
 //!
 //! For each topic, every partition is read from the offset of the oldest
 //! record's first failure minus a margin (`offsets_for_times`; from the
-//! partition's start when the broker gives no offset for that time) up to
-//! its high watermark at lookup time. A record is found when a message has
+//! partition's start when the broker cannot look offsets up by time) up to
+//! its high watermark at lookup time (or its end, when it reports one). A record is found when a message has
 //! its topic, key and value, byte for byte (the value carries the record's
 //! identity: connection, sequence number, receive time).
 
@@ -64,6 +64,9 @@ pub(super) fn find(
         .set("group.id", "panda-feed-dlq-lookup")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
+        // End of partition reported: gaps below the high watermark
+        // (compaction, control records) do not stall the lookup.
+        .set("enable.partition.eof", "true")
         .create()
         .context("creating the lookup consumer")?;
     let margin_ms = u64::try_from(margin.as_millis()).unwrap_or(u64::MAX);
@@ -80,28 +83,43 @@ pub(super) fn find(
             bail!("topic {topic}: {e:?}");
         }
         let from_ms = i64::try_from((ns / 1_000_000).saturating_sub(margin_ms)).unwrap_or(0);
-        let mut q = TopicPartitionList::new();
-        for p in t.partitions() {
-            q.add_partition_offset(topic, p.id(), Offset::Offset(from_ms))?;
-        }
-        // Brokers that cannot answer by time (or answer "none after it")
-        // are read from the partition's start: slower, never wrong.
-        let starts = consumer.offsets_for_times(q, remaining(deadline)?).ok();
+        let ask = |ms: i64| -> anyhow::Result<Option<TopicPartitionList>> {
+            let mut q = TopicPartitionList::new();
+            for p in t.partitions() {
+                q.add_partition_offset(topic, p.id(), Offset::Offset(ms))?;
+            }
+            Ok(consumer.offsets_for_times(q, remaining(deadline)?).ok())
+        };
+        let at = |l: &Option<TopicPartitionList>, p: i32| {
+            l.as_ref()
+                .and_then(|l| l.find_partition(topic, p))
+                .map(|e| e.offset())
+        };
+        let starts = ask(from_ms)?;
+        // A broker that answers by time gives the first offset for time 0
+        // on a non-empty partition; one that cannot (librdkafka's mock
+        // cluster) says "none". Only the former's "none after that time"
+        // means the records cannot be there; otherwise partitions are read
+        // from their start: slower, never wrong.
+        let probe = ask(0)?;
+        let mut marks = Vec::new();
+        let mut by_time_works = false;
         for p in t.partitions() {
             let (low, high) = consumer
                 .fetch_watermarks(topic, p.id(), remaining(deadline)?)
                 .with_context(|| format!("watermarks of {topic}/{}", p.id()))?;
-            let by_time = starts
-                .as_ref()
-                .and_then(|s| s.find_partition(topic, p.id()))
-                .and_then(|e| match e.offset() {
-                    Offset::Offset(o) if o >= low => Some(o),
-                    _ => None,
-                });
-            let start = by_time.unwrap_or(low);
+            by_time_works |= high > low && matches!(at(&probe, p.id()), Some(Offset::Offset(_)));
+            marks.push((p.id(), low, high));
+        }
+        for (p, low, high) in marks {
+            let start = match at(&starts, p) {
+                Some(Offset::Offset(o)) if o >= low => o,
+                Some(Offset::End) if by_time_works => high,
+                _ => low,
+            };
             if start < high {
-                assign.add_partition_offset(topic, p.id(), Offset::Offset(start))?;
-                ends.insert((topic.to_owned(), p.id()), high);
+                assign.add_partition_offset(topic, p, Offset::Offset(start))?;
+                ends.insert((topic.to_owned(), p), high);
             }
         }
     }
@@ -117,7 +135,18 @@ pub(super) fn find(
         let Some(m) = consumer.poll(wait.min(Duration::from_millis(200))) else {
             continue;
         };
-        let m = m.context("reading the topic for the lookup")?;
+        let m = match m {
+            Ok(m) => m,
+            Err(rdkafka::error::KafkaError::PartitionEOF(_)) => {
+                let pos = consumer.position().context("lookup position")?;
+                ends.retain(|(t, p), high| {
+                    !pos.find_partition(t, *p)
+                        .is_some_and(|e| matches!(e.offset(), Offset::Offset(o) if o >= *high))
+                });
+                continue;
+            }
+            Err(e) => return Err(e).context("reading the topic for the lookup"),
+        };
         let (topic, key, value) = (
             m.topic(),
             m.key().unwrap_or_default(),
