@@ -213,8 +213,8 @@ impl Spool {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
     }
 
-    /// A writer; `total` is the shared byte count (start it at
-    /// [`dir_bytes`]; the spool recounts it from the disk when the cap is
+    /// A writer; `total` is the shared byte count, set here to what the
+    /// directory holds (and recounted from the disk whenever the cap is
     /// hit). Recovers the open segments of dead writers of the directory
     /// (see [`recover_stranded`]); a failure there is kept as the last
     /// error, not fatal (the segments stay for `dlq` to recover).
@@ -250,6 +250,9 @@ impl Spool {
                 )),
             }
         }
+        // The total starts from what is on disk, whatever the caller
+        // passed.
+        recount(&dir, &spool.total);
         spool
     }
 
