@@ -85,7 +85,9 @@ pub struct DlqArgs {
 pub enum DlqCommand {
     /// Every parked record as one JSON line.
     List,
-    /// Counts, size, oldest and newest failure, counts by error.
+    /// Counts, size, oldest and newest failure, counts by error, open
+    /// segments and their writer's pid (after recovering the open segments
+    /// of dead writers).
     Stats,
     /// Republish closed segments in order (after recovering the open
     /// segments of dead writers); remove only the records whose delivery
@@ -109,7 +111,8 @@ pub enum DlqCommand {
         #[arg(long, default_value = "10m", value_name = "DURATION")]
         lookup_margin: String,
     },
-    /// Remove records whose first failure is older than DURATION (90s, 30m, 12h, 7d).
+    /// Remove records whose first failure is older than DURATION (90s, 30m,
+    /// 12h, 7d), after recovering the open segments of dead writers.
     Purge {
         /// Age, e.g. 7d.
         #[arg(long, value_name = "DURATION")]

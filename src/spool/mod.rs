@@ -37,7 +37,9 @@ use serde::{Deserialize, Serialize};
 pub enum Fsync {
     /// After every record: nothing parked is lost on power failure.
     Always,
-    /// At most every `fsync_interval_ms`, and when a segment closes.
+    /// Every `fsync_interval_ms` while a segment holds unsynced records
+    /// (on the next record, or on the publisher's idle turn through
+    /// [`Spool::sync_if_due`]), and when a segment closes.
     #[default]
     Interval,
     /// Only when a segment closes (the OS flushes otherwise).
