@@ -439,3 +439,25 @@ fn a_produce_error_the_broker_injects_keeps_those_records_and_a_rerun_finishes()
     assert!(out.status.success(), "{}", stderr(&out));
     assert_exactly_once(&broker, &parked);
 }
+
+#[test]
+fn a_lookup_that_cannot_finish_keeps_its_records_unsent() {
+    let dir = tempdir("lookup-fails");
+    let broker = EmbeddedBroker::start(1, TOPIC, PARTITIONS).unwrap();
+    let parked = park(&dir, 0, 10, Persisted::Possibly);
+    broker.broker_down(1).unwrap();
+    let start = Instant::now();
+    let out = requeue(&dir, &broker, &["--timeout-s", "3"]);
+    let err = stderr(&out);
+    assert!(start.elapsed() < Duration::from_secs(10), "{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("lookup of 10 possibly delivered records failed"),
+        "{err}"
+    );
+    assert_eq!(records_in(&dir).len(), 10, "kept, not sent blind");
+    broker.broker_up(1).unwrap();
+    let out = requeue(&dir, &broker, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_exactly_once(&broker, &parked);
+}

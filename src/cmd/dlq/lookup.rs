@@ -10,7 +10,7 @@
 //! identity: connection, sequence number, receive time).
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
@@ -36,28 +36,81 @@ fn remaining(deadline: Instant) -> anyhow::Result<Duration> {
     Ok(r)
 }
 
-/// Indices (into `recs`) of the records of `need` found on their topic.
+/// The records to look up, by hash of their content (the records
+/// themselves stay on disk: a lookup of a large spool holds 16 bytes per
+/// record, plus the matching messages).
+#[derive(Debug, Default)]
+pub(super) struct Wanted {
+    /// How many records of each content are wanted.
+    count: HashMap<u64, usize>,
+    /// Oldest first failure per topic, ns.
+    oldest: BTreeMap<String, u64>,
+}
+
+impl Wanted {
+    /// Adds a record to look up.
+    pub(super) fn add(&mut self, r: &Record) {
+        *self
+            .count
+            .entry(content_hash(&r.topic, &r.key, &r.payload))
+            .or_default() += 1;
+        let o = self.oldest.entry(r.topic.clone()).or_insert(u64::MAX);
+        *o = (*o).min(r.first_failure_ns);
+    }
+
+    /// Number of records to look up.
+    pub(super) fn len(&self) -> usize {
+        self.count.values().sum()
+    }
+}
+
+/// A message's topic, key and value.
+type Content = (String, Vec<u8>, Vec<u8>);
+
+/// Messages found on the topics whose content hash is wanted, with their
+/// content, to be matched exactly against the records.
+#[derive(Debug, Default)]
+pub(super) struct Found {
+    msgs: HashMap<u64, Vec<Content>>,
+}
+
+impl Found {
+    /// `true` (and the message used up) when `r` is on its topic: a message
+    /// with its topic, key and value, byte for byte.
+    pub(super) fn take(&mut self, r: &Record) -> bool {
+        let Some(v) = self
+            .msgs
+            .get_mut(&content_hash(&r.topic, &r.key, &r.payload))
+        else {
+            return false;
+        };
+        let Some(at) = v
+            .iter()
+            .position(|(t, k, p)| *t == r.topic && *k == r.key && *p == r.payload)
+        else {
+            return false;
+        };
+        v.swap_remove(at);
+        true
+    }
+}
+
+/// Reads, on every partition of the wanted records' topics, from the
+/// oldest first failure minus `margin` up to the end, keeping the messages
+/// whose content is wanted.
 ///
 /// # Errors
 /// The broker cannot be asked, or the lookup does not reach the end of
 /// every partition before `deadline`: nothing is then known to be absent.
 pub(super) fn find(
     brokers: &str,
-    recs: &[Record],
-    need: &[usize],
+    wanted: &Wanted,
     margin: Duration,
     deadline: Instant,
-) -> anyhow::Result<Vec<usize>> {
-    let mut wanted: HashMap<u64, Vec<usize>> = HashMap::new();
-    let mut oldest: BTreeMap<&str, u64> = BTreeMap::new();
-    for &i in need {
-        let r = &recs[i];
-        wanted
-            .entry(content_hash(&r.topic, &r.key, &r.payload))
-            .or_default()
-            .push(i);
-        let o = oldest.entry(&r.topic).or_insert(u64::MAX);
-        *o = (*o).min(r.first_failure_ns);
+) -> anyhow::Result<Found> {
+    let mut found = Found::default();
+    if wanted.count.is_empty() {
+        return Ok(found);
     }
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -72,7 +125,8 @@ pub(super) fn find(
     let margin_ms = u64::try_from(margin.as_millis()).unwrap_or(u64::MAX);
     let mut assign = TopicPartitionList::new();
     let mut ends: HashMap<(String, i32), i64> = HashMap::new();
-    for (&topic, &ns) in &oldest {
+    for (topic, &ns) in &wanted.oldest {
+        let topic = topic.as_str();
         let md = consumer
             .fetch_metadata(Some(topic), remaining(deadline)?)
             .with_context(|| format!("metadata of topic {topic}"))?;
@@ -123,12 +177,10 @@ pub(super) fn find(
             }
         }
     }
-    let mut found = Vec::new();
     if ends.is_empty() {
         return Ok(found);
     }
     consumer.assign(&assign).context("assigning the lookup")?;
-    let mut taken: HashSet<usize> = HashSet::new();
     while !ends.is_empty() {
         let wait = remaining(deadline)
             .with_context(|| format!("{} partitions not read to their end", ends.len()))?;
@@ -152,14 +204,12 @@ pub(super) fn find(
             m.key().unwrap_or_default(),
             m.payload().unwrap_or_default(),
         );
-        if let Some(cands) = wanted.get(&content_hash(topic, key, value))
-            && let Some(&i) = cands.iter().find(|&&i| {
-                let r = &recs[i];
-                !taken.contains(&i) && r.topic == topic && r.key == key && r.payload == value
-            })
-        {
-            taken.insert(i);
-            found.push(i);
+        let h = content_hash(topic, key, value);
+        if let Some(&n) = wanted.count.get(&h) {
+            let v = found.msgs.entry(h).or_default();
+            if v.len() < n {
+                v.push((topic.to_owned(), key.to_vec(), value.to_vec()));
+            }
         }
         let k = (topic.to_owned(), m.partition());
         if ends.get(&k).is_some_and(|&high| m.offset() + 1 >= high) {

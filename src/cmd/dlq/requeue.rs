@@ -180,16 +180,41 @@ fn apply_marker(dir: &Path, corrupt: &mut usize) -> anyhow::Result<()> {
 pub(super) fn run(o: &Opts<'_>) -> anyhow::Result<Outcome> {
     let mut out = Outcome::default();
     apply_marker(o.dir, &mut out.corrupt)?;
-    for seg in spool::segments(o.dir)
-        .iter()
+    let segs: Vec<_> = spool::segments(o.dir)
+        .into_iter()
         .filter(|s| spool::is_closed(s))
-    {
+        .collect();
+    // One lookup for the whole spool: the records that may be on their
+    // topic already.
+    let mut wanted = super::lookup::Wanted::default();
+    for seg in &segs {
+        let (recs, _) =
+            spool::read_segment(seg).with_context(|| format!("reading {}", seg.display()))?;
+        for r in recs.iter().filter(|r| r.persisted.needs_lookup()) {
+            wanted.add(r);
+        }
+    }
+    let mut found = if wanted.len() == 0 {
+        Some(super::lookup::Found::default())
+    } else {
+        match super::lookup::find(o.brokers, &wanted, o.margin, o.deadline) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!(
+                    "dlq: the lookup of {} possibly delivered records failed ({e:#}); they stay in the spool",
+                    wanted.len()
+                );
+                None
+            }
+        }
+    };
+    for seg in &segs {
         if Instant::now() >= o.deadline {
             let (recs, _) = spool::read_segment(seg)?;
             out.left += recs.len();
             continue;
         }
-        segment(o, seg, &mut out)?;
+        segment(o, seg, found.as_mut(), &mut out)?;
     }
     Ok(out)
 }
@@ -212,7 +237,12 @@ fn checkpoint(seg: &Path, recs: &[Record], state: &[State]) -> anyhow::Result<()
     spool::rewrite_segment(seg, &keep).with_context(|| format!("rewriting {}", seg.display()))
 }
 
-fn segment(o: &Opts<'_>, seg: &Path, out: &mut Outcome) -> anyhow::Result<()> {
+fn segment(
+    o: &Opts<'_>,
+    seg: &Path,
+    found: Option<&mut super::lookup::Found>,
+    out: &mut Outcome,
+) -> anyhow::Result<()> {
     let (mut recs, bad) = super::read(seg, &mut out.corrupt)?;
     super::preserve_corrupt(seg, &bad)?;
     if !bad.is_empty() {
@@ -224,30 +254,26 @@ fn segment(o: &Opts<'_>, seg: &Path, out: &mut Outcome) -> anyhow::Result<()> {
         .filter(|&i| recs[i].persisted.needs_lookup())
         .collect();
     if !need.is_empty() {
-        match super::lookup::find(o.brokers, &recs, &need, o.margin, o.deadline) {
-            Ok(found) => {
-                for &i in &found {
+        if let Some(found) = found {
+            let mut n = 0usize;
+            for &i in &need {
+                if found.take(&recs[i]) {
                     state[i] = State::Gone;
-                }
-                out.found += found.len();
-                eprintln!(
-                    "dlq: {name}: looked up {} possibly delivered records: {} found on the topic (not sent again), {} not found",
-                    need.len(),
-                    found.len(),
-                    need.len() - found.len()
-                );
-                if !found.is_empty() {
-                    checkpoint(seg, &recs, &state)?;
+                    n += 1;
                 }
             }
-            Err(e) => {
-                eprintln!(
-                    "dlq: {name}: lookup of {} possibly delivered records failed ({e:#}); they stay in the spool",
-                    need.len()
-                );
-                for &i in &need {
-                    state[i] = State::Keep;
-                }
+            out.found += n;
+            eprintln!(
+                "dlq: {name}: {} possibly delivered records: {n} found on the topic (not sent again), {} not found",
+                need.len(),
+                need.len() - n
+            );
+            if n > 0 {
+                checkpoint(seg, &recs, &state)?;
+            }
+        } else {
+            for &i in &need {
+                state[i] = State::Keep;
             }
         }
     }
