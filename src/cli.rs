@@ -86,19 +86,34 @@ pub struct DlqArgs {
 pub enum DlqCommand {
     /// Every parked record as one JSON line.
     List,
-    /// Counts, size, oldest and newest failure, counts by error.
+    /// Counts, size, oldest and newest failure, counts by error, open
+    /// segments and their writer's pid (after recovering the open segments
+    /// of dead writers).
     Stats,
-    /// Republish closed segments in order; remove only the records whose
-    /// delivery was confirmed.
+    /// Republish closed segments in order (after recovering the open
+    /// segments of dead writers); remove only the records whose delivery
+    /// was confirmed, or which were found on their topic already. One
+    /// requeue per spool at a time (`requeue.lock`; a second one exits 3).
     Requeue {
         /// Kafka bootstrap servers.
         #[arg(long, value_name = "HOSTS")]
         brokers: String,
-        /// Delivery deadline per segment, seconds.
+        /// Deadline of the whole requeue (lookups, sends, deliveries),
+        /// seconds; what is not confirmed by then stays in the spool.
         #[arg(long, default_value_t = 30, value_name = "SECS")]
         timeout_s: u64,
+        /// Records per checkpoint: confirmed records are removed from the
+        /// spool (the segment rewritten) after each window of this many, or
+        /// of one second of sending, whichever ends first.
+        #[arg(long, default_value_t = 50_000, value_name = "N")]
+        checkpoint_records: usize,
+        /// How far before a record's first failure its lookup on the topic
+        /// starts (covers `message_timeout_ms`), e.g. 10m.
+        #[arg(long, default_value = "10m", value_name = "DURATION")]
+        lookup_margin: String,
     },
-    /// Remove records whose first failure is older than DURATION (90s, 30m, 12h, 7d).
+    /// Remove records whose first failure is older than DURATION (90s, 30m,
+    /// 12h, 7d), after recovering the open segments of dead writers.
     Purge {
         /// Age, e.g. 7d.
         #[arg(long, value_name = "DURATION")]

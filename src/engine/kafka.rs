@@ -212,6 +212,8 @@ impl ProducerContext for Ctx {
                     msg.key().unwrap_or_default(),
                     msg.payload().unwrap_or_default(),
                     &error,
+                    // The lead passes librdkafka's message status here.
+                    crate::spool::Persisted::Unknown,
                 );
             }
         }

@@ -496,9 +496,14 @@ fn park(producer: &TickProducer, key: &[u8], payload: &[u8], e: ProduceError, wa
         }
         ProduceError::Other(code) => format!("produce refused: {code}"),
     };
-    producer
-        .spool()
-        .park(producer.topic_name(), key, payload, &why);
+    producer.spool().park(
+        producer.topic_name(),
+        key,
+        payload,
+        &why,
+        // Never enqueued: certainly not on the topic.
+        crate::spool::Persisted::No,
+    );
 }
 
 #[inline]

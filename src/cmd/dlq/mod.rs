@@ -1,39 +1,71 @@
 //! `panda-feed dlq`: inspect, republish and purge the dead-letter spool.
+//! Runs on the main thread of the `dlq` process; owns nothing beyond it.
 //!
-//! Works against a stopped or a running feed: `list` and `stats` read every
-//! segment (an open one up to its last whole record); `requeue` and `purge`
-//! act on closed segments only, rewriting each atomically.
+//! Works against a stopped or a running feed: `list` reads every segment
+//! (an open one up to its last whole record); `stats`, `requeue` and
+//! `purge` first recover the open segments of dead writers (torn tail cut,
+//! renamed closed), then act on closed segments only, rewriting each
+//! atomically. Exit status: 0 done; 1 records left in the spool or an
+//! error; 2 corrupt records found (skipped); 3 another requeue holds the
+//! spool's `requeue.lock`.
+
+mod lookup;
+mod requeue;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use rdkafka::ClientContext;
-use rdkafka::config::ClientConfig;
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 
 use crate::cli::{DlqArgs, DlqCommand};
 use crate::spool::{self, Corrupt, Record};
 
-/// Parses `90s`, `30m`, `12h`, `7d`.
+/// Parses `90s`, `30m`, `12h`, `7d`; refuses values whose seconds do not
+/// fit in 64 bits rather than wrapping.
 ///
 /// # Errors
-/// Anything else, with the accepted forms.
+/// Anything else, with the accepted forms; an overflow, with the range.
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .with_context(|| format!("duration {s:?}: expected e.g. 90s, 30m, 12h or 7d"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let mult: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => bail!("duration {s:?}: unit must be s, m, h or d (e.g. 12h)"),
     };
+    let range = || {
+        format!(
+            "duration {s:?} is out of range: at most {}{unit}",
+            u64::MAX / mult
+        )
+    };
+    if num.is_empty() {
+        bail!("duration {s:?}: expected e.g. 90s, 30m, 12h or 7d");
+    }
+    let n: u64 = num.parse().map_err(|_| anyhow::anyhow!(range()))?;
+    let secs = n
+        .checked_mul(mult)
+        .ok_or_else(|| anyhow::anyhow!(range()))?;
     Ok(Duration::from_secs(secs))
+}
+
+/// Recovers the open segments of dead writers, reporting each.
+fn recover(dir: &Path) -> anyhow::Result<Vec<spool::OpenSegment>> {
+    let (done, alive) = spool::recover_stranded(dir)
+        .with_context(|| format!("recovering open segments in {}", dir.display()))?;
+    for r in &done {
+        eprintln!(
+            "dlq: recovered {} (writer pid {} is gone) as {}; torn tail truncated: {} bytes",
+            r.from,
+            r.owner_pid
+                .map_or_else(|| "unknown".to_owned(), |p| p.to_string()),
+            r.to,
+            r.truncated
+        );
+    }
+    Ok(alive)
 }
 
 /// Reads a segment, reporting (and counting) its corrupt records.
@@ -63,17 +95,17 @@ pub fn run(args: &DlqArgs) -> anyhow::Result<u8> {
             dir.display()
         );
     }
-    let segments = spool::segments(dir);
     let mut corrupt = 0usize;
     match &args.command {
         DlqCommand::List => {
-            for seg in &segments {
+            for seg in &spool::segments(dir) {
                 for r in read(seg, &mut corrupt)?.0 {
                     println!(
                         "{}",
                         serde_json::json!({
                             "segment": seg.file_name().map(|n| n.to_string_lossy()),
                             "first_failure_ns": r.first_failure_ns,
+                            "persisted": r.persisted,
                             "topic": r.topic,
                             "key": String::from_utf8_lossy(&r.key),
                             "error": r.error,
@@ -84,6 +116,8 @@ pub fn run(args: &DlqArgs) -> anyhow::Result<u8> {
             }
         }
         DlqCommand::Stats => {
+            let alive = recover(dir)?;
+            let segments = spool::segments(dir);
             let mut records = 0u64;
             let mut by_error: BTreeMap<String, u64> = BTreeMap::new();
             let (mut oldest, mut newest) = (u64::MAX, 0u64);
@@ -100,7 +134,8 @@ pub fn run(args: &DlqArgs) -> anyhow::Result<u8> {
                 serde_json::to_string_pretty(&serde_json::json!({
                     "dir": dir.display().to_string(),
                     "segments": segments.len(),
-                    "open_segments": segments.iter().filter(|s| !spool::is_closed(s)).count(),
+                    "open_segments": alive.len(),
+                    "open": alive,
                     "bytes": spool::dir_bytes(dir),
                     "records": records,
                     "corrupt": corrupt,
@@ -112,11 +147,12 @@ pub fn run(args: &DlqArgs) -> anyhow::Result<u8> {
         }
         DlqCommand::Purge { older_than } => {
             let age = parse_duration(older_than)?;
+            recover(dir)?;
             let cutoff = crate::clock::now_ns()
                 .saturating_sub(u64::try_from(age.as_nanos()).unwrap_or(u64::MAX));
             let mut removed = 0usize;
             let mut kept = 0usize;
-            for seg in segments.iter().filter(|s| spool::is_closed(s)) {
+            for seg in spool::segments(dir).iter().filter(|s| spool::is_closed(s)) {
                 let (recs, bad) = read(seg, &mut corrupt)?;
                 let n = recs.len();
                 let keep: Vec<Record> = recs
@@ -132,14 +168,37 @@ pub fn run(args: &DlqArgs) -> anyhow::Result<u8> {
             }
             eprintln!("dlq: purged {removed} records older than {older_than}; {kept} kept");
         }
-        DlqCommand::Requeue { brokers, timeout_s } => {
-            let (delivered, left, bad) =
-                requeue(&segments, brokers, Duration::from_secs(*timeout_s))?;
-            corrupt += bad;
+        DlqCommand::Requeue {
+            brokers,
+            timeout_s,
+            checkpoint_records,
+            lookup_margin,
+        } => {
+            let margin = parse_duration(lookup_margin)?;
+            let _lock = match spool::lock_requeue(dir) {
+                Ok(l) => l,
+                Err(e @ spool::LockError::Held { .. }) => {
+                    eprintln!("dlq: {e}");
+                    return Ok(3);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            recover(dir)?;
+            let opts = requeue::Opts {
+                dir,
+                brokers,
+                deadline: Instant::now() + Duration::from_secs(*timeout_s),
+                window_records: (*checkpoint_records).max(1),
+                window_time: Duration::from_secs(1),
+                margin,
+            };
+            let o = requeue::run(&opts)?;
+            corrupt += o.corrupt;
             eprintln!(
-                "dlq: requeued {delivered} records (delivery confirmed, removed from the spool); {left} left in the spool"
+                "dlq: requeued {} records (delivery confirmed) and found {} on their topic already; both removed from the spool; {} left in the spool; {} send errors",
+                o.republished, o.found, o.left, o.send_errors
             );
-            if left > 0 {
+            if o.left > 0 || o.send_errors > 0 {
                 return Ok(1);
             }
         }
@@ -163,89 +222,6 @@ fn preserve_corrupt(seg: &Path, bad: &[Corrupt]) -> anyhow::Result<()> {
     Ok(())
 }
 
-struct RequeueCtx {
-    ok: Mutex<Vec<bool>>,
-}
-
-impl ClientContext for RequeueCtx {}
-
-impl ProducerContext for RequeueCtx {
-    type DeliveryOpaque = usize;
-    fn delivery(&self, r: &DeliveryResult<'_>, i: usize) {
-        if r.is_ok()
-            && let Some(slot) = self
-                .ok
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .get_mut(i)
-        {
-            *slot = true;
-        }
-    }
-}
-
-/// Republishes closed segments in order; rewrites each without the records
-/// whose delivery was confirmed. Returns (delivered, left, corrupt).
-fn requeue(
-    segments: &[std::path::PathBuf],
-    brokers: &str,
-    timeout: Duration,
-) -> anyhow::Result<(usize, usize, usize)> {
-    let (mut delivered, mut left, mut corrupt) = (0, 0, 0);
-    for seg in segments.iter().filter(|s| spool::is_closed(s)) {
-        let (recs, bad) = read(seg, &mut corrupt)?;
-        let producer: BaseProducer<RequeueCtx> = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("message.timeout.ms", timeout.as_millis().to_string())
-            .create_with_context(RequeueCtx {
-                ok: Mutex::new(vec![false; recs.len()]),
-            })
-            .context("creating the requeue producer")?;
-        for (i, r) in recs.iter().enumerate() {
-            let mut rec = BaseRecord::with_opaque_to(&r.topic, i)
-                .key(&r.key[..])
-                .payload(&r.payload[..]);
-            loop {
-                match producer.send(rec) {
-                    Ok(()) => break,
-                    Err((_, back)) => {
-                        // Queue full: serve reports and retry the same record.
-                        producer.poll(Duration::from_millis(10));
-                        rec = back;
-                    }
-                }
-            }
-        }
-        // Undelivered at the deadline stay in the spool.
-        let _ = producer.flush(timeout);
-        let ok = producer
-            .context()
-            .ok
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        let keep: Vec<Record> = recs
-            .into_iter()
-            .zip(&ok)
-            .filter(|(_, ok)| !**ok)
-            .map(|(r, _)| r)
-            .collect();
-        delivered += ok.iter().filter(|o| **o).count();
-        left += keep.len();
-        preserve_corrupt(seg, &bad)?;
-        spool::rewrite_segment(seg, &keep)?;
-        eprintln!(
-            "dlq: {}: {} delivered, {} kept",
-            seg.display(),
-            ok.iter().filter(|o| **o).count(),
-            keep.len()
-        );
-    }
-    Ok((delivered, left, corrupt))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,5 +240,11 @@ mod tests {
                 .contains("unit")
         );
         assert!(parse_duration("h").is_err());
+        let e = parse_duration("213503982334601d").unwrap_err().to_string();
+        assert!(e.contains("out of range") && e.contains("at most"), "{e}");
+        let e = parse_duration("99999999999999999999999s")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("out of range"), "{e}");
     }
 }
