@@ -212,8 +212,9 @@ impl ProducerContext for Ctx {
                     msg.key().unwrap_or_default(),
                     msg.payload().unwrap_or_default(),
                     &error,
-                    // The lead passes librdkafka's message status here.
-                    crate::spool::Persisted::Unknown,
+                    // A timed-out record may still have been written by a
+                    // stalled broker: `dlq requeue` looks those up first.
+                    raw::persisted(msg),
                 );
             }
         }
@@ -338,8 +339,10 @@ impl TickProducer {
 
 #[allow(unsafe_code)]
 mod raw {
-    //! The one FFI call of the hot path: `rd_kafka_produce` on a topic handle
-    //! made once, instead of `rd_kafka_producev` with a per-call `CString`.
+    //! The FFI calls the `rdkafka` crate does not wrap: the hot path's
+    //! `rd_kafka_produce` on a topic handle made once (instead of
+    //! `rd_kafka_producev` with a per-call `CString`), and, on the failure
+    //! path, `rd_kafka_message_status`.
 
     use std::ffi::{CString, c_void};
     use std::ptr::NonNull;
@@ -348,6 +351,7 @@ mod raw {
     use rdkafka::producer::{BaseProducer, Producer as _};
 
     use super::{Ctx, ProduceError};
+    use crate::spool::Persisted;
     use rdkafka::error::RDKafkaErrorCode;
 
     /// An `rd_kafka_topic_t` owned by us, destroyed on drop.
@@ -357,6 +361,21 @@ mod raw {
     // SAFETY: librdkafka topic handles are thread-safe (refcounted, with
     // internal locking); `rd_kafka_produce` may be called from any thread.
     unsafe impl Send for Topic {}
+
+    /// What librdkafka knows of a failed record's fate: certainly not
+    /// written, or possibly written (a request the broker may have received
+    /// before the timeout). "Persisted" cannot happen for a failure and is
+    /// mapped to possibly, the safe side.
+    pub(super) fn persisted(msg: &rdkafka::message::BorrowedMessage<'_>) -> Persisted {
+        // SAFETY: `msg.ptr()` points at the `rd_kafka_message_t` librdkafka
+        // handed to the delivery callback; it is valid for the borrow of `msg`,
+        // and `rd_kafka_message_status` only reads it.
+        let status = unsafe { rd::rd_kafka_message_status(msg.ptr()) };
+        match status {
+            rd::rd_kafka_msg_status_t::RD_KAFKA_MSG_STATUS_NOT_PERSISTED => Persisted::No,
+            _ => Persisted::Possibly,
+        }
+    }
 
     impl Topic {
         pub(super) fn new(producer: &BaseProducer<Ctx>, name: &str) -> Option<Self> {

@@ -34,7 +34,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
@@ -62,6 +62,8 @@ pub struct Engine {
     panics: Arc<Mutex<Vec<String>>>,
     started: Instant,
     run_id: RunId,
+    spool_dir: std::path::PathBuf,
+    spool_recounted: Instant,
 }
 
 fn pin(core: Option<usize>, what: &str) {
@@ -146,6 +148,8 @@ impl Engine {
             panics,
             started: Instant::now(),
             run_id: cfg.run_id,
+            spool_dir: cfg.spool.dir,
+            spool_recounted: Instant::now(),
         })
     }
 
@@ -195,6 +199,14 @@ impl Engine {
     /// the identity holds only approximately until [`stop`](Self::stop).
     pub fn counts(&mut self) -> Counts {
         self.collect_histograms();
+        // The spool's cap and gauge follow the disk, so space freed by
+        // `dlq purge`/`requeue` from another process counts again within one
+        // sample (a readdir; at most every 250 ms however often this is
+        // called).
+        if self.spool_recounted.elapsed() >= Duration::from_millis(250) {
+            self.spool_recounted = Instant::now();
+            crate::spool::recount(&self.spool_dir, &self.spool_bytes);
+        }
         let interval = LatencySummary::of(&self.interval);
         self.interval.reset();
         self.build_counts(interval)

@@ -437,6 +437,9 @@ impl Publisher {
             for _ in 0..4 {
                 self.poll_now();
             }
+            // `fsync = "interval"` holds even when no further record comes:
+            // a cheap check when nothing is due (no allocation, no syscall).
+            self.producer.spool().sync_if_due();
             match idle {
                 IdlePolicy::Spin => std::hint::spin_loop(),
                 IdlePolicy::Park => {
