@@ -240,7 +240,7 @@ impl Engine {
     /// or a thread or poll that cannot be set up.
     pub fn start(cfg: EngineConfig) -> Result<Self, EngineError> {
         let mut problems = cfg.problems();
-        let shards = match net::shard(
+        let shards = match route::shard(
             &cfg.instruments,
             cfg.max_per_connection,
             cfg.max_connections,
@@ -492,10 +492,9 @@ impl Engine {
                 error: s.error(),
                 last_server_error: s.last_server_error(),
                 attempts: s.attempts.load(Relaxed),
-                reconnects: net::RECONNECT_REASONS
-                    .iter()
-                    .zip(&s.reconnects)
-                    .map(|(k, v)| ((*k).to_owned(), v.load(Relaxed)))
+                reconnects: s
+                    .reconnect_counts()
+                    .map(|(k, v)| (k.to_owned(), v))
                     .collect(),
                 disconnected_ms: s.disconnected_ns.load(Relaxed) / 1_000_000,
             };
