@@ -377,10 +377,21 @@ fn connected(stream: &TcpStream) -> std::io::Result<bool> {
 }
 
 /// Reads until `WouldBlock`, routing every binary message onto the rings
-/// and waking the publishers it touched. Allocation-free for binary
-/// messages, heartbeats, pings and pongs: tungstenite hands each message out
-/// as a slice of its reused read buffer, which is reclaimed once the message
-/// is dropped (here, before the next read).
+/// and waking the publishers it touched.
+///
+/// Allocation-free for binary messages, heartbeats, pings and pongs over
+/// `ws://`: tungstenite (0.30) hands each message out as a shared slice of
+/// its `BytesMut` read buffer, and once the message is dropped (here, before
+/// the next read) the buffer is unique again and `reserve` reclaims its
+/// space in place. Two bounded exceptions, both outside the steady state:
+/// the first message after the upgrade turns the buffer into a shared one
+/// (one allocation), and a backlog that fills the buffer in one read (about
+/// `read_buffer_size`) or a message larger than it makes the buffer grow:
+/// geometrically, and only until it holds about two reads plus the largest
+/// message, since a read never takes more than `read_buffer_size`.
+/// Over `wss://`, rustls's buffered reader copies each TLS record into a
+/// new `Vec` (one allocation per record); avoiding that needs rustls's
+/// unbuffered API under tungstenite.
 ///
 /// # Errors
 /// Why the connection is down, when it is.
