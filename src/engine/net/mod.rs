@@ -236,3 +236,76 @@ pub fn new_stats(url: &str, specs: &[ConnSpec]) -> Vec<Arc<ConnStats>> {
         .map(|s| Arc::new(ConnStats::new(url.to_owned(), s.tokens.len())))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    fn cfg() -> NetConfig {
+        NetConfig {
+            idle: IdlePolicy::Park,
+            subscribe_chunk: 100,
+            read_buffer_size: 64 * 1024,
+            max_message_size: 1 << 20,
+            supervision: Supervision::default(),
+        }
+    }
+
+    /// A port on which nothing listens.
+    fn closed_port() -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    }
+
+    fn net_to(url: &str) -> (Net, NetStopper, Vec<Arc<ConnStats>>) {
+        let specs = vec![ConnSpec {
+            tokens: vec![(256_265, Mode::Full)],
+        }];
+        let stats = new_stats(url, &specs);
+        let creds = Arc::new(Credentials::new(Secret::new("k"), Secret::new("t")));
+        let (tx, _rx, _) = crate::ring::tick_ring(16);
+        let (net, stopper) =
+            Net::new(&creds, specs, &stats, Router::new(vec![tx]), vec![], cfg()).unwrap();
+        (net, stopper, stats)
+    }
+
+    #[test]
+    fn a_refused_connect_backs_off_with_its_reason_and_closes_at_shutdown() {
+        let url = format!("ws://127.0.0.1:{}/", closed_port());
+        let (mut net, _stopper, stats) = net_to(&url);
+        let s = &stats[0];
+        assert_eq!(s.state(), ConnState::Connecting, "before the first turn");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while s.reconnects(DownReason::ConnectFailed) == 0 && Instant::now() < deadline {
+            net.turn(Duration::from_millis(10)).unwrap();
+        }
+        assert_eq!(s.reconnects(DownReason::ConnectFailed), 1);
+        assert_eq!(s.attempts.load(Relaxed), 1);
+        assert_eq!(s.state(), ConnState::Backoff);
+        let err = s.error().unwrap();
+        assert!(
+            err.starts_with(&format!("cannot connect to {url}")),
+            "{err}"
+        );
+        net.close();
+        assert_eq!(s.state(), ConnState::Closed);
+    }
+
+    #[test]
+    fn the_stopper_ends_a_parked_loop_promptly() {
+        let url = format!("ws://127.0.0.1:{}/", closed_port());
+        let (net, stopper, stats) = net_to(&url);
+        let h = std::thread::spawn(move || net.run());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while stats[0].attempts.load(Relaxed) == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let t0 = Instant::now();
+        stopper.stop();
+        h.join().unwrap();
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        assert_eq!(stats[0].state(), ConnState::Closed);
+    }
+}
