@@ -285,9 +285,12 @@ fn network_thread_turns_allocate_nothing_busy_or_idle() {
     use std::sync::atomic::Ordering::Relaxed;
     use std::time::{Duration, Instant};
 
-    const TICKS: u64 = 40_000;
+    // A moderate rate: a backlog that fills tungstenite's read buffer in one
+    // read (256 KiB here, a stall of a second or more) would make the buffer
+    // grow, a bounded start-up cost this test does not measure.
+    const TICKS: u64 = 20_000;
     let mock = MockExchange::start(MockConfig {
-        rate_per_s: 20_000,
+        rate_per_s: 5_000,
         max_ticks: Some(TICKS),
         heartbeat: Duration::from_millis(20),
         ..MockConfig::default()
@@ -352,16 +355,16 @@ fn network_thread_turns_allocate_nothing_busy_or_idle() {
         n
     }
 
-    // Warm-up: both connections open, a quarter of the ticks through, a ping
+    // Warm-up: both connections open, a tenth of the ticks through, a ping
     // sent and answered.
     turns(
         &mut net,
         &mut rx,
         &mut popped,
-        &|| ticks() >= TICKS / 4,
+        &|| ticks() >= TICKS / 10,
         Duration::from_secs(20),
     );
-    assert!(ticks() >= TICKS / 4, "warm-up: {} ticks", ticks());
+    assert!(ticks() >= TICKS / 10, "warm-up: {} ticks", ticks());
     assert!(stats.iter().all(|s| s.state() == ConnState::Open));
 
     // Busy: market data arriving and routed.
@@ -371,13 +374,16 @@ fn network_thread_turns_allocate_nothing_busy_or_idle() {
             &mut net,
             &mut rx,
             &mut popped,
-            &|| ticks() >= TICKS * 3 / 4,
+            &|| ticks() >= TICKS * 8 / 10,
             Duration::from_secs(20),
         )
     });
     let routed = ticks() - before.0;
     let messages = sum(|s| s.messages.load(Relaxed)) - before.1;
-    assert!(routed >= TICKS / 4, "busy window routed {routed} ticks");
+    // Packets average about 80 bytes over the three modes: at least 10,000
+    // ticks over two connections is about 400 KB each, more than the 256 KiB
+    // read buffer, so each buffer was used up and reclaimed in the window.
+    assert!(routed >= TICKS / 2, "busy window routed {routed} ticks");
     assert!(messages >= 50, "busy window saw {messages} messages");
     assert_eq!(
         allocs, 0,
