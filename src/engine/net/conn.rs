@@ -7,10 +7,12 @@
 //! running totals ([`Tally`]); it publishes its state label and totals to its
 //! [`ConnStats`].
 //!
-//! Allocation: only on transitions (connect, upgrade, subscribe, going
-//! down: error texts, the socket and its buffers). A turn that reads
-//! market data or heartbeats, or finds nothing to do, allocates nothing;
-//! `tests/no_alloc.rs` checks it.
+//! Allocation: on transitions (connect, upgrade, subscribe, going down:
+//! error texts, the socket and its buffers) and for a text `error` frame
+//! (its message is kept). A turn that reads market data, heartbeats, pings
+//! or pongs, or finds nothing to do, allocates nothing over `ws://`
+//! (`tests/no_alloc.rs` checks it; see `read_all` for the read buffer's
+//! bounded growth and for TLS).
 
 use std::io::ErrorKind;
 use std::sync::Arc;
