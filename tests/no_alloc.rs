@@ -2,8 +2,10 @@
 //! 100,000 packets, the same through a tick ring (decode into the slot, pop,
 //! encode), and the engine's own halves — the network thread's `Router`
 //! (decode → push) and a `Publisher` (pop → envelope → produce-enqueue on a
-//! real librdkafka producer) — perform zero heap allocations. librdkafka's
-//! own C allocations do not go through Rust's allocator and are not counted.
+//! real librdkafka producer) — perform zero heap allocations, and so do the
+//! network thread's loop turns (`Net::turn`, driven here against the mock
+//! exchange), busy or idle. librdkafka's own C allocations do not go through
+//! Rust's allocator and are not counted.
 //!
 //! A counting global allocator counts calls made on the measuring thread only
 //! (a const-initialized thread-local flag, itself allocation-free), so the test
@@ -261,4 +263,181 @@ fn router_and_publisher_allocate_nothing_per_tick() {
         .delivered
         .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(delivered, produced);
+}
+
+/// The network thread's loop turns, driven on this thread against the mock
+/// exchange over `ws://`: after warm-up (connect, upgrade, subscribe, the
+/// read buffer's first split), busy turns (binary market data routed onto a
+/// ring) and idle turns (heartbeats and pongs only, or nothing at all)
+/// allocate nothing. tungstenite hands out each message as a slice of its
+/// read buffer, which is reclaimed in place once the message is dropped.
+/// (Over `wss://`, rustls's buffered reader copies each TLS record into a
+/// fresh `Vec`: not covered here.)
+#[test]
+fn network_thread_turns_allocate_nothing_busy_or_idle() {
+    use panda_feed::config::defaults;
+    use panda_feed::engine::net::{ConnSpec, ConnState, Credentials, Net, NetConfig, new_stats};
+    use panda_feed::engine::route::Router;
+    use panda_feed::engine::wake::Wake;
+    use panda_feed::engine::{IdlePolicy, Secret, Supervision};
+    use panda_feed::mock::{MockConfig, MockExchange, default_instruments};
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::time::{Duration, Instant};
+
+    // A moderate rate: a backlog that fills tungstenite's read buffer in one
+    // read (256 KiB here, a stall of a second or more) would make the buffer
+    // grow, a bounded start-up cost this test does not measure.
+    const TICKS: u64 = 20_000;
+    let mock = MockExchange::start(MockConfig {
+        rate_per_s: 5_000,
+        max_ticks: Some(TICKS),
+        heartbeat: Duration::from_millis(20),
+        ..MockConfig::default()
+    })
+    .expect("mock starts");
+    let instruments = default_instruments(300);
+    let specs: Vec<ConnSpec> = instruments
+        .chunks(150)
+        .map(|c| ConnSpec {
+            tokens: c
+                .iter()
+                .map(|i| (i.token, i.mode.unwrap_or(panda_feed::Mode::Full)))
+                .collect(),
+        })
+        .collect();
+    let stats = new_stats(&mock.ws_url(), &specs);
+    let creds = Arc::new(Credentials::new(
+        Secret::new(defaults::MOCK_API_KEY),
+        Secret::new(defaults::MOCK_ACCESS_TOKEN),
+    ));
+    let (tx, mut rx, ring) = tick_ring(8192);
+    let wakes = vec![(Arc::new(Wake::default()), std::thread::current())];
+    let (mut net, _stopper) = Net::new(
+        &creds,
+        specs,
+        &stats,
+        Router::new(vec![tx]),
+        wakes,
+        NetConfig {
+            idle: IdlePolicy::Park,
+            subscribe_chunk: 100,
+            read_buffer_size: defaults::READ_BUFFER_SIZE,
+            max_message_size: defaults::MAX_MESSAGE_BYTES,
+            supervision: Supervision {
+                // Pings (and the server's pongs) are part of the steady state.
+                ping_interval: Some(Duration::from_millis(50)),
+                ..Supervision::default()
+            },
+        },
+    )
+    .expect("poll");
+
+    let sum = |f: fn(&panda_feed::engine::net::ConnStats) -> u64| stats.iter().map(|s| f(s)).sum();
+    let ticks = || -> u64 { sum(|s| s.ticks.load(Relaxed)) };
+    let mut popped = 0u64;
+    // Turns (5 ms poll timeout: no busy loop) until `done` or `limit`;
+    // returns how many.
+    fn turns(
+        net: &mut Net,
+        rx: &mut TickRx,
+        popped: &mut u64,
+        done: &dyn Fn() -> bool,
+        limit: Duration,
+    ) -> u64 {
+        let deadline = Instant::now() + limit;
+        let mut n = 0u64;
+        while !done() && Instant::now() < deadline {
+            net.turn(Duration::from_millis(5)).expect("poll");
+            rx.pop_chunk(usize::MAX, |t| *popped += t.len() as u64);
+            n += 1;
+        }
+        n
+    }
+
+    // Warm-up: both connections open, a tenth of the ticks through, a ping
+    // sent and answered.
+    turns(
+        &mut net,
+        &mut rx,
+        &mut popped,
+        &|| ticks() >= TICKS / 10,
+        Duration::from_secs(20),
+    );
+    assert!(ticks() >= TICKS / 10, "warm-up: {} ticks", ticks());
+    assert!(stats.iter().all(|s| s.state() == ConnState::Open));
+
+    // Busy: market data arriving and routed.
+    let before = (ticks(), sum(|s| s.messages.load(Relaxed)));
+    let (busy_turns, allocs) = measure(|| {
+        turns(
+            &mut net,
+            &mut rx,
+            &mut popped,
+            &|| ticks() >= TICKS * 8 / 10,
+            Duration::from_secs(20),
+        )
+    });
+    let routed = ticks() - before.0;
+    let messages = sum(|s| s.messages.load(Relaxed)) - before.1;
+    // Packets average about 80 bytes over the three modes: at least 10,000
+    // ticks over two connections is about 400 KB each, more than the 256 KiB
+    // read buffer, so each buffer was used up and reclaimed in the window.
+    assert!(routed >= TICKS / 2, "busy window routed {routed} ticks");
+    assert!(messages >= 50, "busy window saw {messages} messages");
+    assert_eq!(
+        allocs, 0,
+        "{allocs} allocations in {busy_turns} busy turns ({messages} messages, {routed} ticks)"
+    );
+
+    // Drain: the mock stops generating at TICKS; take everything it sent.
+    let sent = || mock.stats().sent_ticks.load(Relaxed);
+    turns(
+        &mut net,
+        &mut rx,
+        &mut popped,
+        &|| {
+            let generated = mock.stats().generated.load(Relaxed);
+            generated >= TICKS && ticks() >= generated && ticks() == sent()
+        },
+        Duration::from_secs(20),
+    );
+    assert_eq!(ticks(), sent(), "every tick the mock sent was routed");
+
+    // Idle: only heartbeats and pongs arrive (for 300 ms), then nothing at
+    // all (1,000 zero-timeout turns, as under `idle = "spin"`).
+    let before = (ticks(), sum(|s| s.heartbeats.load(Relaxed)));
+    let idle_until = Instant::now() + Duration::from_millis(300);
+    let ((idle_turns, spin_turns), allocs) = measure(|| {
+        let n = turns(
+            &mut net,
+            &mut rx,
+            &mut popped,
+            &|| Instant::now() >= idle_until,
+            Duration::from_secs(5),
+        );
+        for _ in 0..1000 {
+            net.turn(Duration::ZERO).expect("poll");
+        }
+        (n, 1000)
+    });
+    let heartbeats = sum(|s| s.heartbeats.load(Relaxed)) - before.1;
+    assert_eq!(ticks(), before.0, "no market data while idle");
+    assert!(heartbeats >= 2, "idle window saw {heartbeats} heartbeats");
+    assert_eq!(
+        allocs, 0,
+        "{allocs} allocations in {idle_turns} idle turns and {spin_turns} empty ones"
+    );
+
+    // Nothing went down (a reconnect would allocate, legitimately).
+    assert!(stats.iter().all(|s| s.state() == ConnState::Open));
+    assert!(
+        stats
+            .iter()
+            .all(|s| s.reconnect_counts().all(|(_, n)| n == 0))
+    );
+    assert_eq!(popped, ticks());
+    assert_eq!(ring.dropped_full(), 0);
+    net.close();
+    mock.stop();
 }

@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::handle::PublisherHandle;
-use super::net::{self, ConnStats};
+use super::net::ConnStats;
 use crate::clock::now_ns;
 use crate::wire::DecodeError;
 
@@ -114,10 +114,9 @@ fn conn_counts(s: &ConnStats) -> ConnCounts {
         error: s.error(),
         last_server_error: s.last_server_error(),
         attempts: s.attempts.load(Relaxed),
-        reconnects: net::RECONNECT_REASONS
-            .iter()
-            .zip(&s.reconnects)
-            .map(|(k, v)| ((*k).to_owned(), v.load(Relaxed)))
+        reconnects: s
+            .reconnect_counts()
+            .map(|(k, v)| (k.to_owned(), v))
             .collect(),
         disconnected_ms: s.disconnected_ns.load(Relaxed) / 1_000_000,
     }

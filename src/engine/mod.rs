@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! network thread ──route by instrument──▶ ring i ──▶ publisher i ──▶ Kafka
-//!   (net.rs, route.rs)                  (ring.rs)   (publish.rs, kafka.rs)
+//!   (net/, route.rs)                    (ring.rs)   (publish.rs, kafka.rs)
 //! ```
 //!
 //! Ownership: the network thread owns the sockets and the ring producers;
@@ -86,7 +86,7 @@ impl Engine {
             cfg.run_id = RunId::generate();
         }
         let mut problems = cfg.problems();
-        let shards = net::shard(
+        let shards = route::shard(
             &cfg.instruments,
             cfg.max_per_connection,
             cfg.max_connections,

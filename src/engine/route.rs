@@ -1,7 +1,10 @@
-//! Routing on the network thread: one binary message → ticks decoded in place
-//! into the ring of the publisher that owns each instrument.
+//! Where instruments go: [`shard`] splits them over connections (at start-up,
+//! on the caller's thread), and the [`Router`] sends each decoded tick to the
+//! ring of the publisher that owns its instrument (on the network thread,
+//! which owns the router and with it the producer halves of the rings).
 
 use crate::ring::TickTx;
+use crate::tick::Mode;
 use crate::wire::{DecodeError, Message, Packet, decode};
 
 /// What one routed message contained.
@@ -108,9 +111,58 @@ impl Router {
     }
 }
 
+/// Splits `instruments` over at most `max_connections` connections of at
+/// most `per_connection` each, balanced.
+///
+/// # Errors
+/// When they do not fit, naming the counts and the fix.
+pub fn shard(
+    instruments: &[(u32, Mode)],
+    per_connection: usize,
+    max_connections: usize,
+) -> Result<Vec<Vec<(u32, Mode)>>, String> {
+    if instruments.is_empty() {
+        return Err("no instruments to subscribe; give --instruments CSV".into());
+    }
+    let per = per_connection.max(1);
+    let n = instruments.len().div_ceil(per);
+    if n > max_connections {
+        return Err(format!(
+            "{} instruments need {n} connections of at most {per}, but the limit is \
+             {max_connections} (Kite allows 3 × 3000 per api_key); subscribe fewer \
+             instruments or shard them over feed hosts",
+            instruments.len()
+        ));
+    }
+    let base = instruments.len() / n;
+    let extra = instruments.len() % n;
+    let mut out = Vec::with_capacity(n);
+    let mut at = 0;
+    for i in 0..n {
+        let len = base + usize::from(i < extra);
+        out.push(instruments[at..at + len].to_vec());
+        at += len;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shards_are_balanced_and_bounded() {
+        let v: Vec<(u32, Mode)> = (0..7000).map(|t| (t, Mode::Full)).collect();
+        let s = shard(&v, 3000, 3).unwrap();
+        assert_eq!(
+            s.iter().map(Vec::len).collect::<Vec<_>>(),
+            [2334, 2333, 2333]
+        );
+        assert_eq!(s.concat(), v);
+        let err = shard(&v, 3000, 2).unwrap_err();
+        assert!(err.contains("7000 instruments need 3 connections"), "{err}");
+        assert!(shard(&[], 3000, 3).is_err());
+    }
 
     #[test]
     fn routing_spreads_a_segment_over_publishers() {
