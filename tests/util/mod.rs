@@ -51,11 +51,6 @@ pub(crate) fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> b
     }
 }
 
-/// The former name of [`wait_until`], kept while `tests/ops.rs` uses it.
-pub(crate) fn wait_for(timeout: Duration, cond: impl FnMut() -> bool) -> bool {
-    wait_until(timeout, cond)
-}
-
 /// Polls `cond` for the whole of `window`; returns whether it held every
 /// time (false at the first time it did not). For "nothing happens" checks.
 pub(crate) fn holds_for(window: Duration, mut cond: impl FnMut() -> bool) -> bool {
