@@ -12,11 +12,13 @@ pub mod defaults;
 mod kafka;
 mod ops;
 mod redis;
+mod spool;
 
 use crate::tick::Mode;
 pub use kafka::KafkaConfig;
 pub use ops::OpsConfig;
 pub use redis::RedisConfig;
+pub use spool::{Fsync, SpoolConfig};
 
 /// The whole file.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -29,7 +31,7 @@ pub struct Config {
     /// Kafka producer.
     pub kafka: KafkaConfig,
     /// The dead-letter spool.
-    pub spool: crate::spool::SpoolConfig,
+    pub spool: SpoolConfig,
     /// The in-process mock exchange of `run --mock`.
     pub mock: MockSection,
     /// Run-time reporting.
