@@ -6,7 +6,7 @@
 //! from the publisher's idle turns for [`Spool::sync_if_due`]) and owns its
 //! one open segment. The byte total behind the cap is shared by every
 //! writer of the directory and follows the disk ([`recount`]). The format
-//! is in [`format`], the files, locks and crash recovery in [`files`].
+//! is in `format.rs`, the files, locks and crash recovery in `files.rs`.
 //!
 //! Segment files are named `{created_ns:020}-p{writer}-pid{pid}.dlq`; the one
 //! being written ends in `.dlq.open`, is locked by its writer, and is renamed
