@@ -495,41 +495,255 @@ fn broker_down_parks_in_the_spool_and_requeue_completes_the_topic() {
     assert_eq!(c.received, sent);
     s.mock.stop();
 
-    // `dlq stats`, then `dlq requeue`: the spool empties into the topic.
-    let brokers = s.broker.bootstrap_servers();
+    requeue_and_assert_the_topic_holds_the_recording(
+        s.broker.bootstrap_servers(),
+        &spool_dir,
+        &record,
+        sent,
+        c.parked,
+    );
+}
+
+/// `dlq stats` counts `parked` records, `dlq requeue` empties the spool, and
+/// the topic then holds every recorded tick exactly once, by count and by
+/// content. Returns `requeue`'s stderr.
+fn requeue_and_assert_the_topic_holds_the_recording(
+    brokers: &str,
+    spool_dir: &Path,
+    record: &Path,
+    sent: u64,
+    parked: u64,
+) -> String {
     let out = util::cli::output(
         util::cli::panda_feed(["dlq", "--dir"])
-            .arg(&spool_dir)
+            .arg(spool_dir)
             .arg("stats"),
     );
     assert!(out.status.success(), "{}", util::cli::stderr(&out));
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(st["records"], c.parked);
+    assert_eq!(st["records"], parked);
     let out = util::cli::output(
         util::cli::panda_feed(["dlq", "--dir"])
-            .arg(&spool_dir)
+            .arg(spool_dir)
             .args(["requeue", "--brokers", brokers]),
     );
-    assert!(out.status.success(), "{}", util::cli::stderr(&out));
+    let err = util::cli::stderr(&out);
+    assert!(out.status.success(), "{err}");
     assert!(
-        panda_feed::spool::segments(&spool_dir).is_empty(),
+        panda_feed::spool::segments(spool_dir).is_empty(),
         "spool not emptied"
     );
 
     // Every recorded tick exactly once, by count and by content.
     let records = Consumer::spawn(brokers, TOPIC, PARTITIONS, Duration::from_secs(60)).join(sent);
-    assert_eq!(records.len() as u64, sent);
+    assert_eq!(records.len() as u64, sent, "records on the topic: {err}");
     let mut got: Vec<(u32, String)> = records
         .iter()
         .map(|r| (r.key.parse().unwrap(), r.data_text().to_owned()))
         .collect();
-    let mut want = recorded_ticks(&record);
+    let mut want = recorded_ticks(record);
     got.sort();
     want.sort();
     assert!(
         got == want,
         "the topic does not hold exactly the recorded ticks"
     );
+    err
+}
+
+/// Waits until generation is over and every sent tick is published or
+/// parked; returns how many were sent.
+fn settle(s: &mut Stack, ticks: u64) -> u64 {
+    let stats = s.mock.stats();
+    assert!(wait_until(Duration::from_secs(60), || stats
+        .generated
+        .load(Ordering::SeqCst)
+        == ticks));
+    let hb = stats.heartbeats.load(Ordering::SeqCst);
+    let engine = &mut s.engine;
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let c = engine.counts();
+            stats.heartbeats.load(Ordering::SeqCst) > hb + 1
+                && c.published + c.parked == stats.sent_ticks.load(Ordering::SeqCst)
+        }),
+        "{:?}",
+        engine.counts()
+    );
+    stats.sent_ticks.load(Ordering::SeqCst)
+}
+
+/// A broker that stalls instead of refusing: every response delayed past
+/// `message.timeout.ms` while the broker still appends what it receives.
+/// librdkafka times those records out, some of them after the broker wrote
+/// them ("possibly persisted"); they are parked with that status, and
+/// `dlq requeue` finds those on the topic instead of writing them twice.
+#[test]
+fn a_stalled_broker_then_requeue_leaves_every_tick_on_the_topic_exactly_once() {
+    const TICKS: u64 = 20_000;
+    let mut s = Stack::builder()
+        .mock(|m| {
+            m.rate_per_s = 5_000;
+            m.seed = 11;
+            m.max_ticks = Some(TICKS);
+            m.heartbeat = Duration::from_millis(100);
+        })
+        .record()
+        .engine(|c| c.kafka.message_timeout_ms = 1000)
+        .start();
+    let (record, spool_dir) = (s.record(), s.spool_dir());
+    let engine = &mut s.engine;
+    assert!(wait_until(Duration::from_secs(30), || engine
+        .counts()
+        .published
+        > 2000));
+    s.broker.set_rtt(1, Duration::from_millis(2500)).unwrap();
+    assert!(wait_until(Duration::from_secs(30), || engine
+        .counts()
+        .parked
+        > 500));
+    s.broker.set_rtt(1, Duration::ZERO).unwrap();
+    let sent = settle(&mut s, TICKS);
+    let summary = s.engine.stop();
+    let c = &summary.counts;
+    assert!(summary.identity_holds, "{summary:?}");
+    assert_eq!(c.dropped, 0);
+    assert_eq!(c.received, sent);
+    assert!(c.failures.delivery_failed > 0, "{c:?}");
+    s.mock.stop();
+    // Timed-out records are marked as possibly written.
+    let possibly: usize = panda_feed::spool::segments(&spool_dir)
+        .iter()
+        .flat_map(|seg| panda_feed::spool::read_segment(seg).unwrap().0)
+        .filter(|r| r.persisted == panda_feed::spool::Persisted::Possibly)
+        .count();
+    assert!(possibly > 0, "no parked record is marked possibly written");
+    let err = requeue_and_assert_the_topic_holds_the_recording(
+        s.broker.bootstrap_servers(),
+        &spool_dir,
+        &record,
+        sent,
+        c.parked,
+    );
+    // The stalled broker did write some of them: requeue found those.
+    assert!(err.contains("found"), "{err}");
+}
+
+/// A fatal producer error (injected as librdkafka's test API raises it for
+/// a fenced idempotent producer): the publisher replaces its producer, what
+/// the old one held is parked (counted as delivery failures), the feed goes
+/// on publishing, and after `dlq requeue` nothing is lost or duplicated.
+#[cfg(feature = "test-hooks")]
+#[test]
+fn a_fatal_producer_error_replaces_the_producer_and_loses_nothing() {
+    const TICKS: u64 = 20_000;
+    let mut s = Stack::builder()
+        .mock(|m| {
+            m.rate_per_s = 10_000;
+            m.seed = 13;
+            m.max_ticks = Some(TICKS);
+            m.heartbeat = Duration::from_millis(100);
+        })
+        .record()
+        .engine(|c| c.test_fatal_publisher = Some((0, 3_000)))
+        .start();
+    let (record, spool_dir) = (s.record(), s.spool_dir());
+    let sent = settle(&mut s, TICKS);
+    let summary = s.engine.stop();
+    let c = &summary.counts;
+    assert!(summary.identity_holds, "{summary:?}");
+    assert_eq!(c.producer_fatal_errors, 1, "{c:?}");
+    assert_eq!(c.dropped, 0);
+    assert_eq!(c.received, sent);
+    // Publishing went on after the replacement.
+    assert!(c.published > sent / 2, "{c:?}");
+    assert!(
+        c.last_kafka_error
+            .as_deref()
+            .is_some_and(|e| e.contains("atal")),
+        "{c:?}"
+    );
+    s.mock.stop();
+    if c.parked > 0 {
+        requeue_and_assert_the_topic_holds_the_recording(
+            s.broker.bootstrap_servers(),
+            &spool_dir,
+            &record,
+            sent,
+            c.parked,
+        );
+    } else {
+        let records = Consumer::spawn(
+            s.broker.bootstrap_servers(),
+            TOPIC,
+            PARTITIONS,
+            Duration::from_secs(60),
+        )
+        .join(sent);
+        assert_eq!(records.len() as u64, sent);
+    }
+}
+
+/// The spool's cap follows the disk: with the broker gone and the cap hit,
+/// a `dlq purge` from another process frees room, and parking resumes at
+/// once (no `spool_full` for the records that fit again) and the
+/// `spool_bytes` gauge drops within one sample.
+#[test]
+fn a_purge_while_the_feed_runs_frees_the_spool_cap() {
+    const CAP: u64 = 300_000;
+    let mut s = Stack::builder()
+        .mock(|m| {
+            m.rate_per_s = 1_000;
+            m.seed = 17;
+            m.heartbeat = Duration::from_millis(100);
+        })
+        .engine(|c| {
+            c.kafka.message_timeout_ms = 500;
+            c.spool.max_bytes = CAP;
+            c.spool.segment_bytes = 20_000;
+        })
+        .start();
+    let spool_dir = s.spool_dir();
+    let engine = &mut s.engine;
+    assert!(wait_until(Duration::from_secs(30), || engine
+        .counts()
+        .published
+        > 500));
+    s.broker.broker_down(1).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(60), || engine
+            .counts()
+            .dropped_by_reason
+            .spool_full
+            > 0),
+        "{:?}",
+        engine.counts()
+    );
+    let out = util::cli::output(
+        util::cli::panda_feed(["dlq", "--dir"])
+            .arg(&spool_dir)
+            .args(["purge", "--older-than", "0s"]),
+    );
+    assert!(out.status.success(), "{}", util::cli::stderr(&out));
+    let c = engine.counts();
+    let (full, parked) = (c.dropped_by_reason.spool_full, c.parked);
+    // Parking resumes: the next records fit again and none of them is
+    // dropped as spool_full.
+    assert!(
+        wait_until(Duration::from_secs(10), || engine.counts().parked
+            >= parked + 100),
+        "parking did not resume: {:?}",
+        engine.counts()
+    );
+    let c = engine.counts();
+    assert_eq!(
+        c.dropped_by_reason.spool_full, full,
+        "records were dropped as spool_full with room on disk: {c:?}"
+    );
+    assert!(c.spool_bytes < CAP, "{c:?}");
+    s.broker.broker_up(1).unwrap();
+    let summary = s.engine.stop();
+    assert!(summary.identity_holds, "{summary:?}");
 }
 
 /// Retriable Produce errors injected into the broker: librdkafka retries them

@@ -66,6 +66,11 @@ pub struct EngineConfig {
     #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub test_panic_publisher: Option<(usize, u64)>,
+    /// Test hook (feature `test-hooks`): publisher `.0`'s producer gets a
+    /// fatal error after `.1` ticks.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub test_fatal_publisher: Option<(usize, u64)>,
 }
 
 impl Default for EngineConfig {
@@ -94,6 +99,8 @@ impl Default for EngineConfig {
             test_slow_publisher: None,
             #[cfg(feature = "test-hooks")]
             test_panic_publisher: None,
+            #[cfg(feature = "test-hooks")]
+            test_fatal_publisher: None,
         }
     }
 }

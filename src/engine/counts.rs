@@ -42,6 +42,7 @@ pub(crate) struct Stage {
     spool_full: u64,
     spool_error: u64,
     client_errors: u64,
+    fatal_errors: u64,
 }
 
 impl Stage {
@@ -64,6 +65,7 @@ impl Stage {
             spool_full: sc.full.load(Relaxed),
             spool_error: sc.error.load(Relaxed),
             client_errors: d.client_errors.load(Relaxed),
+            fatal_errors: d.fatal_errors.load(Relaxed),
         }
     }
 
@@ -150,6 +152,7 @@ pub(crate) fn tally(conns: &[std::sync::Arc<ConnStats>], pubs: &[PublisherHandle
         c.parked += st.parked;
         c.published += st.delivered;
         c.client_errors += st.client_errors;
+        c.producer_fatal_errors += st.fatal_errors;
         if c.last_spool_error.is_none() {
             c.last_spool_error = p.spool.last_error();
         }
@@ -337,6 +340,9 @@ pub struct Counts {
     pub heartbeats: u64,
     /// librdkafka client errors.
     pub client_errors: u64,
+    /// Fatal producer errors; each replaced that publisher's producer, and
+    /// what it held was parked (counted in `failures.delivery_failed`).
+    pub producer_fatal_errors: u64,
     /// The latest Kafka error.
     pub last_kafka_error: Option<String>,
     /// Receive → produce-call latency since start.

@@ -100,6 +100,11 @@ pub(crate) fn spawn_publishers(
                 cfg.test_panic_publisher
                     .filter(|(p, _)| *p == i)
                     .map(|x| x.1),
+            )
+            .with_fatal_after(
+                cfg.test_fatal_publisher
+                    .filter(|(p, _)| *p == i)
+                    .map(|x| x.1),
             );
         let handle = PublisherHandle {
             ring,

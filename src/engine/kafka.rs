@@ -3,7 +3,7 @@
 //! owns the producer (delivery callbacks run inside its `poll`); the ops side
 //! reads the counters.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +30,17 @@ pub struct DeliveryCounters {
     pub purged: CachePadded<AtomicU64>,
     /// Client-level errors librdkafka reported (e.g. all brokers down).
     pub client_errors: AtomicU64,
+    /// Fatal producer errors (idempotent producer fenced, sequence desync):
+    /// each one replaced the producer (see [`TickProducer::replace`]).
+    pub fatal_errors: AtomicU64,
+    /// Set by the error callback on any client error, so the publisher asks
+    /// librdkafka whether it was fatal (`rdkafka` reports a fatal error as
+    /// its underlying code, so the callback alone cannot tell).
+    pub error_seen: AtomicBool,
+    /// Set once librdkafka reports a fatal error, cleared once the producer
+    /// is replaced. Both flags are written and read by the publisher thread
+    /// only (callbacks run inside its `poll`), so `Relaxed` suffices.
+    pub fatal: AtomicBool,
     /// The latest client error or delivery failure, for status and summary.
     pub last_error: Mutex<Option<String>>,
 }
@@ -165,6 +176,9 @@ impl ClientContext for Ctx {
 
     fn error(&self, error: KafkaError, reason: &str) {
         bump(&self.counters.client_errors);
+        // Was it fatal? The publisher asks librdkafka on its next turn
+        // (`TickProducer::check_fatal`).
+        self.counters.error_seen.store(true, Ordering::Relaxed);
         let mut last = self
             .counters
             .last_error
@@ -191,8 +205,17 @@ impl ProducerContext for Ctx {
                 );
             }
             Err((e, msg)) => {
+                let purge = matches!(
+                    e.rdkafka_error_code(),
+                    Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+                );
                 let error = match e.rdkafka_error_code() {
-                    Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight) => {
+                    _ if purge && self.counters.fatal.load(Ordering::Relaxed) => {
+                        bump(&self.counters.failed);
+                        "producer replaced after a fatal error; record purged undelivered"
+                            .to_owned()
+                    }
+                    _ if purge => {
                         bump(&self.counters.purged);
                         "undelivered at shutdown (flush deadline passed)".to_owned()
                     }
@@ -239,6 +262,9 @@ pub struct TickProducer {
     producer: BaseProducer<Ctx>,
     counters: Arc<DeliveryCounters>,
     topic_name: String,
+    // To build a replacement after a fatal error (cold path).
+    cfg: KafkaConfig,
+    client_id: String,
 }
 
 impl std::fmt::Debug for TickProducer {
@@ -260,13 +286,20 @@ impl TickProducer {
         client_id: &str,
         spool: Arc<crate::spool::Spool>,
     ) -> Result<Self, KafkaError> {
-        let counters = Arc::new(DeliveryCounters::default());
-        let producer: BaseProducer<Ctx> =
-            cfg.client_config(client_id).create_with_context(Ctx {
-                counters: Arc::clone(&counters),
+        Self::with_shared(
+            cfg,
+            client_id,
+            Ctx {
+                counters: Arc::new(DeliveryCounters::default()),
                 spool,
                 acks: Arc::new(AckSamples::new(ACK_SAMPLES)),
-            })?;
+            },
+        )
+    }
+
+    fn with_shared(cfg: &KafkaConfig, client_id: &str, ctx: Ctx) -> Result<Self, KafkaError> {
+        let counters = Arc::clone(&ctx.counters);
+        let producer: BaseProducer<Ctx> = cfg.client_config(client_id).create_with_context(ctx)?;
         let topic = raw::Topic::new(&producer, &cfg.topic).ok_or(KafkaError::ClientCreation(
             format!("cannot create a handle for topic {:?}", cfg.topic),
         ))?;
@@ -275,7 +308,74 @@ impl TickProducer {
             producer,
             counters,
             topic_name: cfg.topic.clone(),
+            cfg: cfg.clone(),
+            client_id: client_id.to_owned(),
         })
+    }
+
+    /// `true` once librdkafka reported a fatal error: this producer can no
+    /// longer deliver anything and must be [replaced](Self::replace).
+    /// Checked by the publisher every loop turn: one relaxed load unless a
+    /// client error was reported since the last check, then one
+    /// `rd_kafka_fatal_error` call.
+    #[inline]
+    pub fn check_fatal(&self) -> bool {
+        let c = &self.counters;
+        if c.error_seen.load(Ordering::Relaxed) {
+            c.error_seen.store(false, Ordering::Relaxed);
+            if self.fatal_error().is_some() {
+                c.fatal.store(true, Ordering::Relaxed);
+            }
+        }
+        c.fatal.load(Ordering::Relaxed)
+    }
+
+    /// librdkafka's description of the fatal error, if any.
+    #[must_use]
+    pub fn fatal_error(&self) -> Option<String> {
+        use rdkafka::producer::Producer as _;
+        self.producer
+            .client()
+            .fatal_error()
+            .map(|(code, why)| format!("{code}: {why}"))
+    }
+
+    /// Replaces a producer that hit a fatal error with a new one (a new
+    /// idempotent producer id) sharing the same counters, spool and ack
+    /// samples. The old one is dropped first-in-line: its drop purges what
+    /// it still held, and each purged record is counted as failed and
+    /// parked with librdkafka's persistence status (in-flight ones may have
+    /// been written). Cold path: allocates, and may block up to ~0.5 s in
+    /// the old producer's purge.
+    ///
+    /// # Errors
+    /// The new producer could not be created; the old one is kept (every
+    /// produce then fails and is parked) and the caller retries later.
+    pub fn replace(&mut self) -> Result<(), KafkaError> {
+        let ctx = self.producer.context();
+        let fresh = Self::with_shared(
+            &self.cfg,
+            &self.client_id,
+            Ctx {
+                counters: Arc::clone(&ctx.counters),
+                spool: Arc::clone(&ctx.spool),
+                acks: Arc::clone(&ctx.acks),
+            },
+        )?;
+        // Dropping the old producer purges and parks what it held while the
+        // `fatal` flag still marks those purges as failures, not shutdown.
+        drop(std::mem::replace(self, fresh));
+        self.counters.fatal.store(false, Ordering::Relaxed);
+        bump(&self.counters.fatal_errors);
+        Ok(())
+    }
+
+    /// Test hook (feature `test-hooks`): makes librdkafka raise a fatal
+    /// error on this producer, as a fenced idempotent producer would.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub fn inject_fatal(&self) {
+        raw::inject_fatal(&self.producer);
     }
 
     /// The topic records go to.
@@ -375,6 +475,22 @@ mod raw {
             rd::rd_kafka_msg_status_t::RD_KAFKA_MSG_STATUS_NOT_PERSISTED => Persisted::No,
             _ => Persisted::Possibly,
         }
+    }
+
+    /// Test hook: `rd_kafka_test_fatal_error` on `producer`.
+    #[cfg(feature = "test-hooks")]
+    pub(super) fn inject_fatal(producer: &BaseProducer<Ctx>) {
+        let reason = c"test hook: injected fatal error";
+        // SAFETY: the client pointer is valid for the producer's lifetime and
+        // `reason` is a NUL-terminated string that outlives the call, which
+        // copies it.
+        let _ = unsafe {
+            rd::rd_kafka_test_fatal_error(
+                producer.client().native_ptr(),
+                rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                reason.as_ptr(),
+            )
+        };
     }
 
     impl Topic {

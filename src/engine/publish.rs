@@ -202,6 +202,9 @@ pub struct Publisher {
     slow: Option<Duration>,
     #[cfg(feature = "test-hooks")]
     panic_after: Option<u64>,
+    #[cfg(feature = "test-hooks")]
+    fatal_after: Option<u64>,
+    next_replace: Option<Instant>,
     popped: u64,
     produced: u64,
     dropped_queue_full: u64,
@@ -236,6 +239,9 @@ impl Publisher {
             slow: None,
             #[cfg(feature = "test-hooks")]
             panic_after: None,
+            #[cfg(feature = "test-hooks")]
+            fatal_after: None,
+            next_replace: None,
             popped: 0,
             produced: 0,
             dropped_queue_full: 0,
@@ -275,6 +281,16 @@ impl Publisher {
     #[must_use]
     pub fn with_panic_after(mut self, ticks: Option<u64>) -> Self {
         self.panic_after = ticks;
+        self
+    }
+
+    /// Test hook (feature `test-hooks`): inject a fatal producer error once
+    /// this many ticks have been popped.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_fatal_after(mut self, ticks: Option<u64>) -> Self {
+        self.fatal_after = ticks;
         self
     }
 
@@ -345,6 +361,11 @@ impl Publisher {
             if self.panic_after.is_some_and(|p| self.popped >= p) {
                 panic!("test hook: publisher panic after {} ticks", self.popped);
             }
+            #[cfg(feature = "test-hooks")]
+            if self.fatal_after.is_some_and(|p| self.popped >= p) {
+                self.fatal_after = None;
+                self.producer.inject_fatal();
+            }
             let c = &self.counters;
             c.popped.store(self.popped, Ordering::Relaxed);
             c.produced.store(self.produced, Ordering::Relaxed);
@@ -399,6 +420,40 @@ impl Publisher {
         self.drain_acks();
     }
 
+    /// A fatal producer error (idempotent producer fenced, sequence desync)
+    /// makes the producer useless: replace it, parking what it held, and go
+    /// on. A replacement that cannot be created is retried once a second;
+    /// meanwhile every produce fails and is parked (counted).
+    #[cold]
+    fn replace_producer(&mut self) {
+        let now = Instant::now();
+        if self.next_replace.is_some_and(|t| now < t) {
+            return;
+        }
+        let why = self
+            .producer
+            .fatal_error()
+            .unwrap_or_else(|| "fatal error".to_owned());
+        match self.producer.replace() {
+            Ok(()) => {
+                self.next_replace = None;
+                tracing::error!(
+                    "publisher {}: the Kafka producer hit a fatal error ({why}); replaced it \
+                     with a new one, and parked what it held (`dlq requeue` republishes it)",
+                    self.index
+                );
+            }
+            Err(e) => {
+                self.next_replace = Some(now + Duration::from_secs(1));
+                tracing::error!(
+                    "publisher {}: the Kafka producer hit a fatal error ({why}) and a new one \
+                     cannot be created ({e}); records are parked until it can",
+                    self.index
+                );
+            }
+        }
+    }
+
     /// Hands the interval histogram to the ops side when it has returned an
     /// empty one; otherwise keeps accumulating.
     fn exchange_histogram(&mut self) {
@@ -421,6 +476,9 @@ impl Publisher {
         loop {
             let n = self.publish_available();
             self.poll_now();
+            if self.producer.check_fatal() {
+                self.replace_producer();
+            }
             let now = Instant::now();
             if now >= next_exchange {
                 self.exchange_histogram();

@@ -18,6 +18,7 @@ pub struct EmbeddedBroker {
 enum BrokerCmd {
     Down(i32, mpsc::Sender<Result<(), String>>),
     Up(i32, mpsc::Sender<Result<(), String>>),
+    Rtt(i32, std::time::Duration, mpsc::Sender<Result<(), String>>),
     ProduceErrors(
         Vec<rdkafka::types::RDKafkaRespErr>,
         mpsc::Sender<Result<(), String>>,
@@ -54,6 +55,13 @@ impl EmbeddedBroker {
                     match cmd {
                         BrokerCmd::Down(id, reply) => {
                             let _ = reply.send(cluster.broker_down(id).map_err(|e| e.to_string()));
+                        }
+                        BrokerCmd::Rtt(id, rtt, reply) => {
+                            let _ = reply.send(
+                                cluster
+                                    .broker_round_trip_time(id, rtt)
+                                    .map_err(|e| e.to_string()),
+                            );
                         }
                         BrokerCmd::Up(id, reply) => {
                             let _ = reply.send(cluster.broker_up(id).map_err(|e| e.to_string()));
@@ -110,6 +118,16 @@ impl EmbeddedBroker {
     /// The mock cluster refused.
     pub fn broker_up(&self, id: i32) -> Result<(), String> {
         self.call(|r| BrokerCmd::Up(id, r))
+    }
+
+    /// Delays every response of broker `id` by `rtt`: a stalled broker that
+    /// still receives (and appends) what it is sent, unlike
+    /// [`broker_down`](Self::broker_down). `Duration::ZERO` restores it.
+    ///
+    /// # Errors
+    /// The mock cluster refused.
+    pub fn set_rtt(&self, id: i32, rtt: std::time::Duration) -> Result<(), String> {
+        self.call(|r| BrokerCmd::Rtt(id, rtt, r))
     }
 
     /// The next Produce requests fail with these errors, one request each

@@ -28,7 +28,7 @@ impl Status {
 }
 
 /// Every health reason code, in a stable order (documented in the README).
-pub const CODES: [&str; 10] = [
+pub const CODES: [&str; 11] = [
     "not_running",
     "disconnected",
     "auth_failed",
@@ -39,6 +39,7 @@ pub const CODES: [&str; 10] = [
     "redis_circuit_open",
     "redis_unavailable",
     "spool_not_empty",
+    "producer_fatal",
 ];
 
 /// One reason the feed is not healthy.
@@ -113,6 +114,10 @@ pub struct Input<'a> {
     pub redis_error: Option<&'a str>,
     /// Bytes in the dead-letter spool.
     pub spool_bytes: u64,
+    /// Fatal producer errors (each replaced a producer) within the window.
+    pub fatal_in_window: u64,
+    /// The latest Kafka error.
+    pub kafka_error: Option<&'a str>,
 }
 
 fn issue(code: &'static str, severity: Status, text: String) -> Issue {
@@ -247,6 +252,20 @@ pub fn evaluate(i: &Input<'_>, t: &Thresholds) -> Health {
         )),
         _ => {}
     }
+    if i.fatal_in_window > 0 {
+        v.push(issue(
+            "producer_fatal",
+            Unhealthy,
+            format!(
+                "{} fatal Kafka producer error(s) in the last {}s: the producer was replaced and \
+                 what it held parked (run `panda-feed dlq requeue`); a repeat means the broker or \
+                 another producer fences this one; last error: {}",
+                i.fatal_in_window,
+                i.window_s,
+                i.kafka_error.unwrap_or("none")
+            ),
+        ));
+    }
     if i.spool_bytes > 0 {
         v.push(issue(
             "spool_not_empty",
@@ -318,6 +337,14 @@ mod tests {
             ]
         );
         assert_eq!(h.status, Status::Degraded);
+
+        let mut i = ok();
+        i.fatal_in_window = 1;
+        i.kafka_error = Some("Local: Fatal error: test");
+        let h = evaluate(&i, &T);
+        assert_eq!(codes(&h), ["producer_fatal"]);
+        assert_eq!(h.status, Status::Unhealthy);
+        assert!(h.issues[0].text.contains("Fatal error: test"), "{h:?}");
 
         let mut i = ok();
         i.connections = vec![("backoff", None)];

@@ -95,6 +95,8 @@ families! {
         "Times a connection went down (and reconnected), by reason.";
     KAFKA_CLIENT_ERRORS = Counter "panda_feed_kafka_client_errors_total" []
         "Client-level errors librdkafka reported (e.g. all brokers down).";
+    PRODUCER_FATAL_ERRORS = Counter "panda_feed_producer_fatal_errors_total" []
+        "Fatal Kafka producer errors; each replaced the producer and parked what it held.";
     PRODUCER_QUEUE_FULL_WAITS = Counter "panda_feed_producer_queue_full_waits_total" ["publisher"]
         "Waits for room in a full producer queue, per publisher.";
     ACK_SAMPLES_DROPPED = Counter "panda_feed_ack_samples_dropped_total" []
@@ -329,6 +331,7 @@ pub fn render(view: &View, http: &HttpCounts) -> String {
         }
     }
     o.one(&KAFKA_CLIENT_ERRORS, c.client_errors);
+    o.one(&PRODUCER_FATAL_ERRORS, c.producer_fatal_errors);
     let pubs: Vec<String> = (0..c.publishers.len()).map(|i| i.to_string()).collect();
     o.header(&PRODUCER_QUEUE_FULL_WAITS);
     for (i, p) in c.publishers.iter().enumerate() {

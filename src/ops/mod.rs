@@ -36,6 +36,7 @@ struct Point {
     received: u64,
     dropped: u64,
     failures: u64,
+    fatal: u64,
 }
 
 /// The ops side of `run`. Call [`sample`](Self::sample) from the loop that
@@ -208,6 +209,7 @@ impl Ops {
             received: counts.received,
             dropped: counts.dropped,
             failures: f.producer_queue_full + f.produce_error + f.delivery_failed,
+            fatal: counts.producer_fatal_errors,
         });
         let horizon = at_ns.saturating_sub(self.cfg.window_s * 1_000_000_000);
         while self.window.len() > 2 && self.window[1].at_ns <= horizon {
@@ -218,6 +220,7 @@ impl Ops {
             received: 0,
             dropped: 0,
             failures: 0,
+            fatal: 0,
         });
         let window = (
             counts.received.saturating_sub(first.received),
@@ -318,6 +321,8 @@ impl Ops {
                 redis_failures: redis.consecutive_failures,
                 redis_error: redis.last_error.as_deref(),
                 spool_bytes: counts.spool_bytes,
+                fatal_in_window: counts.producer_fatal_errors.saturating_sub(first.fatal),
+                kafka_error: counts.last_kafka_error.as_deref(),
             },
             &self.thresholds,
         );
