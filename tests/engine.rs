@@ -690,17 +690,20 @@ fn a_fatal_producer_error_replaces_the_producer_and_loses_nothing() {
 /// `spool_bytes` gauge drops within one sample.
 #[test]
 fn a_purge_while_the_feed_runs_frees_the_spool_cap() {
-    const CAP: u64 = 300_000;
+    // Failures arrive in bursts (every record of a timed-out batch at once,
+    // ~35 kB per 500 ms at 200 ticks/s): the room a purge frees must hold
+    // several bursts, so the check below is not a race with the refill.
+    const CAP: u64 = 150_000;
     let mut s = Stack::builder()
         .mock(|m| {
-            m.rate_per_s = 1_000;
+            m.rate_per_s = 200;
             m.seed = 17;
             m.heartbeat = Duration::from_millis(100);
         })
         .engine(|c| {
             c.kafka.message_timeout_ms = 500;
             c.spool.max_bytes = CAP;
-            c.spool.segment_bytes = 20_000;
+            c.spool.segment_bytes = 10_000;
         })
         .start();
     let spool_dir = s.spool_dir();
@@ -708,7 +711,7 @@ fn a_purge_while_the_feed_runs_frees_the_spool_cap() {
     assert!(wait_until(Duration::from_secs(30), || engine
         .counts()
         .published
-        > 500));
+        > 200));
     s.broker.broker_down(1).unwrap();
     assert!(
         wait_until(Duration::from_secs(60), || engine
@@ -731,7 +734,7 @@ fn a_purge_while_the_feed_runs_frees_the_spool_cap() {
     // dropped as spool_full.
     assert!(
         wait_until(Duration::from_secs(10), || engine.counts().parked
-            >= parked + 100),
+            >= parked + 50),
         "parking did not resume: {:?}",
         engine.counts()
     );

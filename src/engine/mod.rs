@@ -18,6 +18,7 @@ mod config;
 mod counts;
 mod handle;
 pub mod kafka;
+pub mod latency;
 pub mod net;
 pub mod publish;
 pub mod route;
