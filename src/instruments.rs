@@ -62,7 +62,16 @@ const MAX_LISTED: usize = 20;
 #[must_use]
 pub fn parse_date(s: &str) -> Option<u32> {
     let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+    // Digits only: `u32::from_str` would also take a sign (`2024-+1-+5`; found by
+    // fuzz/fuzz_targets/instruments_csv.rs).
+    let digit_or_dash = |(i, c): (usize, &u8)| {
+        if i == 4 || i == 7 {
+            *c == b'-'
+        } else {
+            c.is_ascii_digit()
+        }
+    };
+    if b.len() != 10 || !b.iter().enumerate().all(digit_or_dash) {
         return None;
     }
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<u32>().ok();

@@ -45,7 +45,10 @@ pub fn redact_url(url: &str) -> String {
     };
     let rest = &url[scheme_end + 3..];
     // Only `user:password@` carries a secret; the password is what is hidden.
-    match rest.split_once('@') {
+    // The last `@` ends it: a URL parser reads `redis://:p@ss@h` as password
+    // `p@ss` (found by fuzz/fuzz_targets/config.rs). An `@` later in the path
+    // hides more than the password, never less.
+    match rest.rsplit_once('@') {
         Some((userinfo, host)) if userinfo.contains(':') => {
             let user = userinfo.split(':').next().unwrap_or("");
             format!("{}://{user}:***@{host}", &url[..scheme_end])
