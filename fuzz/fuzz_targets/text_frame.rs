@@ -5,8 +5,7 @@
 //! Checks, besides "never panics":
 //! - the frame is accepted exactly when it is a JSON object, and classified by
 //!   its `type` as a plain `serde_json::Value` reading says;
-//! - `error`/`message` text is the `data` string, or `data`'s JSON text, which
-//!   parses back to `data`;
+//! - `error`/`message` text is the `data` string, or `data`'s JSON text;
 //! - `TextCounts::record` counts every frame exactly once;
 //! - every request encodes to JSON that parses to the action and tokens given.
 #![no_main]
@@ -20,8 +19,11 @@ fn check_text(got: &str, data: &Value) {
     match data {
         Value::String(s) => assert_eq!(got, s),
         other => {
-            let back: Value = serde_json::from_str(got).expect("non-string data kept as JSON text");
-            assert_eq!(&back, other);
+            // Not compared as values after a reparse: serde_json (without its
+            // `float_roundtrip` feature) may read a long number 1 ulp away
+            // from the shortest text it printed for it.
+            assert_eq!(got, other.to_string());
+            let _: Value = serde_json::from_str(got).expect("non-string data kept as JSON text");
         }
     }
 }
