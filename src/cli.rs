@@ -148,9 +148,13 @@ pub struct RunArgs {
     /// Kite WebSocket URL without query, e.g. ws://127.0.0.1:8765/.
     #[arg(long, value_name = "URL")]
     pub ws_url: Option<String>,
-    /// Kite API key (else ZERODHA__API_KEY or the config).
+    /// Kite API key. Visible to every user in `ps` (a warning says so):
+    /// prefer --api-key-file, ZERODHA__API_KEY or the config.
     #[arg(long, value_name = "KEY", value_parser = secret)]
     pub api_key: Option<crate::secret::Secret>,
+    /// File holding the Kite API key (`zerodha.api_key_file`); chmod 600.
+    #[arg(long, value_name = "FILE", conflicts_with = "api_key")]
+    pub api_key_file: Option<PathBuf>,
     /// File holding the access token (else ZERODHA__ACCESS_TOKEN or the config).
     #[arg(long, value_name = "FILE")]
     pub access_token_file: Option<PathBuf>,
@@ -179,8 +183,10 @@ pub struct RunArgs {
     /// a free port (printed).
     #[arg(long, value_name = "ADDR")]
     pub ops_listen: Option<String>,
-    /// Redis URL for pipeline metrics (`redis.url`, env REDIS__URL), e.g.
-    /// redis://:PASSWORD@127.0.0.1:6379/0; "" turns them off.
+    /// Redis URL for pipeline metrics (`redis.url`), e.g.
+    /// redis://127.0.0.1:6379/0; "" turns them off. A password here is
+    /// visible in `ps` (a warning says so): put a URL with a password in
+    /// REDIS__URL or `redis.url_file` instead.
     #[arg(long, value_name = "URL", value_parser = secret)]
     pub redis_url: Option<crate::secret::Secret>,
     /// Log filter: error, warn, info, debug, trace, or per module

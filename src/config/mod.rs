@@ -49,8 +49,10 @@ pub struct Config {
 pub struct ZerodhaConfig {
     /// WebSocket URL, without query.
     pub ws_url: String,
-    /// API key.
+    /// API key (prefer `api_key_file`: a file can be `chmod 600`).
     pub api_key: String,
+    /// File holding the API key.
+    pub api_key_file: Option<PathBuf>,
     /// File holding the access token (re-issued daily by the login flow).
     pub access_token_file: Option<PathBuf>,
     /// Instruments CSV.
@@ -121,6 +123,7 @@ impl std::fmt::Debug for ZerodhaConfig {
         f.debug_struct("ZerodhaConfig")
             .field("ws_url", &self.ws_url)
             .field("api_key", &crate::secret::Secret::new(self.api_key.clone()))
+            .field("api_key_file", &self.api_key_file)
             .field("access_token_file", &self.access_token_file)
             .field("instruments", &self.instruments)
             .field("default_mode", &self.default_mode)
@@ -133,6 +136,7 @@ impl Default for ZerodhaConfig {
         Self {
             ws_url: defaults::WS_URL.into(),
             api_key: String::new(),
+            api_key_file: None,
             access_token_file: None,
             instruments: None,
             default_mode: Mode::Full,
