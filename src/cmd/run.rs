@@ -55,10 +55,21 @@ fn read_token_file(path: &Path) -> anyhow::Result<Secret> {
 #[allow(clippy::too_many_lines)] // one linear start-up sequence
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init(args.log_format, &args.log_level)?;
-    let cfg = match &args.config {
+    let mut cfg = match &args.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
+    // Flags override the file; then every setting is checked at once.
+    if let Some(n) = args.publishers {
+        cfg.engine.publishers = n;
+    }
+    if let Some(r) = args.mock_rate {
+        cfg.mock.rate = r;
+    }
+    let problems = cfg.problems();
+    if !problems.is_empty() {
+        bail!("invalid settings:\n  {}", problems.join("\n  "));
+    }
     if let Some(d) = args.duration
         && !(d.is_finite() && d > 0.0)
     {

@@ -85,11 +85,10 @@ impl RedisConfig {
             ("redis.interval_ms", self.interval_ms),
             ("redis.timeout_ms", self.timeout_ms),
             ("redis.breaker_failures", u64::from(self.breaker_failures)),
+            ("redis.breaker_cooldown_ms", self.breaker_cooldown_ms),
             ("redis.half_open_probes", u64::from(self.half_open_probes)),
         ] {
-            if v == 0 {
-                p.push(format!("{k} = 0 must be at least 1"));
-            }
+            super::ranges::check(&mut p, k, v);
         }
         if self.key_prefix.is_empty() {
             p.push("redis.key_prefix must not be empty".into());
