@@ -262,6 +262,23 @@ fn secret_files_readable_by_others_are_warned_about_and_the_key_flag_too() {
     assert!(!err.contains("ZflagKeyS3cret"), "{err}");
 }
 
+#[test]
+fn a_config_holding_a_secret_and_readable_by_others_is_warned_about() {
+    let dir = TempDir::new("secrets-config-mode");
+    let cfg = dir.file("feed.toml", "[zerodha]\napi_key = \"ZcfgKeyS3cret\"\n");
+    set_mode(&cfg, 0o644);
+    let out = output(feed_run(["--mock", "--duration", "1", "--config"]).arg(&cfg));
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.lines().any(|l| l.contains(&cfg.display().to_string())
+            && l.contains("zerodha.api_key")
+            && l.contains("chmod 600")),
+        "{err}"
+    );
+    assert!(!err.contains("ZcfgKeyS3cret"), "{err}");
+}
+
 /// The command lines of the README's ```sh blocks that run panda-feed,
 /// continuation lines joined.
 fn readme_commands() -> Vec<String> {

@@ -61,6 +61,15 @@ pub(crate) fn warn_if_readable_by_others(path: &Path, what: &str) {
 /// # Errors
 /// Both a flag and a file flag, both config keys, or an unreadable file.
 pub(crate) fn api_key(args: &RunArgs, cfg: &Config) -> anyhow::Result<Option<Secret>> {
+    if let Some(path) = &args.config {
+        let inline = [
+            (!cfg.zerodha.api_key.is_empty()).then_some("zerodha.api_key"),
+            (!url_secrets(&cfg.redis.url).is_empty()).then_some("the password of redis.url"),
+        ];
+        for what in inline.into_iter().flatten() {
+            warn_if_readable_by_others(path, &format!("config (it holds {what})"));
+        }
+    }
     if args.api_key.is_some() && args.api_key_file.is_some() {
         bail!("give --api-key-file or --api-key, not both (prefer --api-key-file)");
     }
