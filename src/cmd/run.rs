@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tracing::{error, info, warn};
 
+use super::credentials::{self, env_secret};
 use crate::cli::RunArgs;
 use crate::config::Config;
 use crate::engine::{Counts, Engine, EngineConfig, Summary};
@@ -46,14 +47,6 @@ fn read_token_file(path: &Path) -> anyhow::Result<Secret> {
     Ok(Secret::new(token))
 }
 
-fn env_secret(name: &str) -> Option<Secret> {
-    std::env::var(name)
-        .ok()
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-        .map(Secret::new)
-}
-
 /// Runs the feed; returns the exit status.
 ///
 /// # Errors
@@ -62,10 +55,21 @@ fn env_secret(name: &str) -> Option<Secret> {
 #[allow(clippy::too_many_lines)] // one linear start-up sequence
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init(args.log_format, &args.log_level)?;
-    let cfg = match &args.config {
+    let mut cfg = match &args.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
+    // Flags override the file; then every setting is checked at once.
+    if let Some(n) = args.publishers {
+        cfg.engine.publishers = n;
+    }
+    if let Some(r) = args.mock_rate {
+        cfg.mock.rate = r;
+    }
+    let problems = cfg.problems();
+    if !problems.is_empty() {
+        bail!("invalid settings:\n  {}", problems.join("\n  "));
+    }
     if let Some(d) = args.duration
         && !(d.is_finite() && d > 0.0)
     {
@@ -91,13 +95,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .collect();
 
     // Credentials: flag > environment > file (> the mock's own with --mock).
-    let api_key = args
-        .api_key
-        .clone()
-        .or_else(|| env_secret("ZERODHA__API_KEY"))
-        .or_else(|| {
-            (!cfg.zerodha.api_key.is_empty()).then(|| Secret::new(cfg.zerodha.api_key.clone()))
-        })
+    let api_key = credentials::api_key(args, &cfg)?
         .or_else(|| {
             args.mock
                 .then(|| Secret::new(MockConfig::default().api_key))
@@ -111,7 +109,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         (None, None) => cfg.zerodha.access_token_file.clone(),
     };
     let access_token = match (&token_file, env_secret("ZERODHA__ACCESS_TOKEN")) {
-        (Some(p), _) => read_token_file(p)?,
+        (Some(p), _) => {
+            credentials::warn_if_readable_by_others(p, "access token");
+            read_token_file(p)?
+        }
         (None, Some(t)) => t,
         (None, None) if args.mock => Secret::new(MockConfig::default().access_token),
         (None, None) => Secret::default(),
@@ -209,9 +210,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         ops_cfg.listen.clone_from(l);
     }
     let mut redis_cfg = cfg.redis.clone();
-    if let Some(u) = args.redis_url.clone().or_else(|| env_secret("REDIS__URL")) {
-        redis_cfg.url = u.expose().to_owned();
-    }
+    redis_cfg.url = credentials::redis_url(args, &cfg)?;
+    redis_cfg.url_file = None;
     let mut ops = Ops::start(ops_cfg, redis_cfg, &engine_cfg.kafka.topic)?;
     if let Some(a) = ops.local_addr() {
         info!("ops: serving http://{a}/ (metrics, health, stats/connections, ops/slow)");
