@@ -123,7 +123,9 @@ impl EngineConfig {
             ));
         }
         if self.api_key.is_empty() {
-            p.push("no api_key: set --api-key-file, zerodha.api_key_file or ZERODHA__API_KEY".into());
+            p.push(
+                "no api_key: set --api-key-file, zerodha.api_key_file or ZERODHA__API_KEY".into(),
+            );
         }
         if self.access_token.is_empty() {
             p.push(
