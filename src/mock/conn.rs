@@ -56,6 +56,11 @@ pub(super) fn serve(stream: TcpStream, id: u64, shared: &Arc<Shared>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let verdict = std::cell::Cell::new(Verdict::BadRequest);
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        shared.stats.upgrade_requests.fetch_add(1, Ordering::SeqCst);
+        let delay = shared.faults.upgrade_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_millis(delay));
+        }
         let query = req.uri().query().unwrap_or("");
         if req.uri().path() != "/" {
             return Err(reject(StatusCode::BAD_REQUEST, "path must be /"));
@@ -124,6 +129,7 @@ pub(super) fn serve(stream: TcpStream, id: u64, shared: &Arc<Shared>) {
         last_sent: Instant::now(),
         id,
         market_messages: 0,
+        text_queued: 0,
         disconnect: false,
     };
     c.run(&text_rx);
@@ -146,6 +152,8 @@ struct Conn<'a> {
     last_sent: Instant,
     id: u64,
     market_messages: u64,
+    /// Broadcast text frames queued since the last complete flush.
+    text_queued: u64,
     /// Set by the `disconnect_every` fault: close cleanly after this turn.
     disconnect: bool,
 }
@@ -212,20 +220,50 @@ impl Conn<'_> {
         }
         let mut busy = self.read_requests()?;
         while let Ok(text) = text_rx.try_recv() {
-            self.send(Message::text(text), false)?;
+            if self.send(Message::text(text), false)? {
+                self.text_queued += 1;
+            } else {
+                faults_count(&self.shared.stats.text_frames_unsent);
+            }
             busy = true;
         }
         busy |= self.stream_updates()?;
+        if self.shared.faults.flood_connection.load(Ordering::Relaxed) == self.id {
+            busy |= self.flood()?;
+        }
         if self.last_sent.elapsed() >= self.shared.cfg.heartbeat {
             self.send(Message::binary(vec![0u8]), true)?;
             self.shared.stats.heartbeats.fetch_add(1, Ordering::SeqCst);
         }
         match self.ws.flush() {
-            Ok(()) => {}
+            Ok(()) => {
+                self.shared
+                    .stats
+                    .text_frames_flushed
+                    .fetch_add(self.text_queued, Ordering::SeqCst);
+                self.text_queued = 0;
+            }
             Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
             Err(_) => return Err(Closed),
         }
         Ok(busy)
+    }
+
+    /// The `flood_connection` fault: up to 1024 heartbeats per turn, as
+    /// many as the write buffer takes.
+    fn flood(&mut self) -> Result<bool, Closed> {
+        let mut sent = 0;
+        for _ in 0..1024 {
+            if !self.send(Message::binary(vec![0u8]), false)? {
+                break;
+            }
+            sent += 1;
+        }
+        self.shared
+            .stats
+            .flood_heartbeats
+            .fetch_add(sent, Ordering::SeqCst);
+        Ok(sent > 0)
     }
 
     /// Queues a message; `record` writes binary ones to the record file.
