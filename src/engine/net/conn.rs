@@ -1,5 +1,6 @@
-//! One connection's state machine: connect, upgrade, subscribe, read and
-//! route, go down, back off, reconnect.
+//! One connection's state machine: resolve (on its resolver thread,
+//! `resolve.rs`), connect, upgrade, subscribe, read and route within a
+//! per-turn read budget (`budget.rs`), go down, back off, reconnect.
 //!
 //! Runs on the network thread, which owns every [`Conn`]: one writer of each
 //! connection's state, so reconnection is single-flight by construction. A
@@ -191,7 +192,7 @@ impl Conn {
     fn connect(&mut self, now: Instant) {
         self.tally.attempts += 1;
         self.attempt_started = now;
-        match self.resolver.request(self.tally.attempts, &self.stats.url) {
+        match self.resolver.request(&self.stats.url) {
             Ok(()) => self.enter(State::Resolving),
             Err(e) => {
                 let why = format!("cannot resolve {}: {e}", self.stats.url);
@@ -360,7 +361,7 @@ impl Conn {
                 self.connect(now);
             }
             State::Resolving => {
-                if let Some(addr) = self.resolver.try_answer(self.tally.attempts) {
+                if let Some(addr) = self.resolver.try_answer() {
                     self.dial(addr, poll, now);
                     // A connect refused on loopback is reported at once.
                     self.drive(turn, router, cfg, wakes);

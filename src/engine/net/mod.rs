@@ -8,7 +8,10 @@
 //! [`ConnStats`] it publishes and the [`Credentials`] it reads.
 //!
 //! Contract: the thread never blocks on a socket (mio is edge-triggered, so
-//! every readiness event is served until `WouldBlock`), never blocks on a
+//! every readiness event is served until `WouldBlock`, or until the
+//! connection's read budget for the turn is spent, and then read on next
+//! turn without waiting), never resolves a name itself (each connection has
+//! a resolver thread), never blocks on a
 //! ring (a full ring drops and counts), and allocates only when a connection
 //! changes state (connect, upgrade, subscribe, going down). A loop turn that
 //! reads market data or heartbeats, or finds nothing to do, allocates

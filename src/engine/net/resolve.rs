@@ -8,8 +8,11 @@
 //! lookup in progress, if any, returns: a hung lookup is never joined). While
 //! a lookup runs the connection waits in `resolving`; the network thread
 //! keeps serving every other connection, and gives up on the lookup at the
-//! connect deadline (`zerodha.connect_timeout_ms`). Each request carries its
-//! attempt number, so a late reply to an abandoned attempt is ignored.
+//! connect deadline (`zerodha.connect_timeout_ms`). At most one lookup is
+//! outstanding per connection: a new attempt while one still runs (it hung
+//! past the deadline) waits for that lookup's answer instead of queueing
+//! another, so a hung resolver costs one thread and one request, however
+//! long it hangs.
 //! Allocation: at start-up and per lookup (connection set-up), never per
 //! loop turn; an idle `try_recv` on an empty channel allocates nothing.
 
@@ -22,13 +25,15 @@ use mio::Waker;
 
 use super::ws;
 
-/// A lookup's answer: the attempt it belongs to, and the address or why not.
-type Reply = (u64, Result<SocketAddr, String>);
+/// A lookup's answer: the address, or why not.
+type Reply = Result<SocketAddr, String>;
 
 /// One connection's lookups, as the network thread sees them.
 pub(super) struct Resolver {
-    requests: Sender<(u64, String)>,
+    requests: Sender<String>,
     replies: Receiver<Reply>,
+    /// A lookup was asked for and its answer has not been taken yet.
+    outstanding: bool,
 }
 
 impl std::fmt::Debug for Resolver {
@@ -48,13 +53,13 @@ impl Resolver {
     /// # Errors
     /// The thread cannot be spawned.
     pub(super) fn spawn(index: u8, waker: Arc<Waker>, slow: SlowHook) -> std::io::Result<Self> {
-        let (requests, rx) = mpsc::channel::<(u64, String)>();
+        let (requests, rx) = mpsc::channel::<String>();
         let (tx, replies) = mpsc::channel::<Reply>();
         std::thread::Builder::new()
             .name(format!("network-dns-{index}"))
             .spawn(move || {
                 // Ends when the network thread drops its sender.
-                while let Ok((attempt, url)) = rx.recv() {
+                while let Ok(url) = rx.recv() {
                     let result = match slow {
                         Some(d) => {
                             std::thread::sleep(d);
@@ -62,7 +67,7 @@ impl Resolver {
                         }
                         None => ws::resolve(&url),
                     };
-                    if tx.send((attempt, result)).is_err() {
+                    if tx.send(result).is_err() {
                         break;
                     }
                     // A failed wake only delays the reply to the next poll
@@ -70,30 +75,40 @@ impl Resolver {
                     let _ = waker.wake();
                 }
             })?;
-        Ok(Self { requests, replies })
+        Ok(Self {
+            requests,
+            replies,
+            outstanding: false,
+        })
     }
 
-    /// Asks for `url`'s address for `attempt` (never blocks).
+    /// Asks for `url`'s address (never blocks); when a lookup is still
+    /// outstanding, its answer serves this request too.
     ///
     /// # Errors
     /// The helper thread is gone (it panicked).
-    pub(super) fn request(&self, attempt: u64, url: &str) -> Result<(), String> {
+    pub(super) fn request(&mut self, url: &str) -> Result<(), String> {
+        if self.outstanding {
+            return Ok(());
+        }
         self.requests
-            .send((attempt, url.to_owned()))
-            .map_err(|_| "the resolver thread is gone".to_owned())
+            .send(url.to_owned())
+            .map_err(|_| "the resolver thread is gone".to_owned())?;
+        self.outstanding = true;
+        Ok(())
     }
 
-    /// The answer for `attempt`, if it has arrived (never blocks; answers
-    /// to earlier attempts are skipped).
-    pub(super) fn try_answer(&self, attempt: u64) -> Option<Result<SocketAddr, String>> {
-        loop {
-            match self.replies.try_recv() {
-                Ok((a, r)) if a == attempt => return Some(r),
-                Ok(_) => {}
-                Err(TryRecvError::Empty) => return None,
-                Err(TryRecvError::Disconnected) => {
-                    return Some(Err("the resolver thread is gone".to_owned()));
-                }
+    /// The answer, if it has arrived (never blocks).
+    pub(super) fn try_answer(&mut self) -> Option<Reply> {
+        match self.replies.try_recv() {
+            Ok(r) => {
+                self.outstanding = false;
+                Some(r)
+            }
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => {
+                self.outstanding = false;
+                Some(Err("the resolver thread is gone".to_owned()))
             }
         }
     }
@@ -110,29 +125,37 @@ mod tests {
         (poll, w)
     }
 
-    #[test]
-    fn answers_arrive_for_their_attempt_and_stale_ones_are_skipped() {
-        let (_poll, w) = waker();
-        let r = Resolver::spawn(0, w, None).unwrap();
-        r.request(1, "ws://127.0.0.1:9/").unwrap();
-        r.request(2, "ws://127.0.0.1:10/").unwrap();
+    fn answer(r: &mut Resolver) -> Reply {
         let deadline = Instant::now() + Duration::from_secs(10);
-        let mut got = None;
-        while got.is_none() && Instant::now() < deadline {
-            got = r.try_answer(2);
+        loop {
+            if let Some(a) = r.try_answer() {
+                return a;
+            }
+            assert!(Instant::now() < deadline, "no answer");
             std::thread::sleep(Duration::from_millis(1));
         }
-        assert_eq!(got.unwrap().unwrap().port(), 10);
-        assert!(r.try_answer(2).is_none());
+    }
+
+    #[test]
+    fn one_lookup_at_a_time_serves_the_requests_made_meanwhile() {
+        let (_poll, w) = waker();
+        let mut r = Resolver::spawn(0, w, None).unwrap();
+        r.request("ws://127.0.0.1:9/").unwrap();
+        r.request("ws://127.0.0.1:10/").unwrap();
+        assert_eq!(answer(&mut r).unwrap().port(), 9);
+        r.request("ws://127.0.0.1:10/").unwrap();
+        assert_eq!(answer(&mut r).unwrap().port(), 10);
+        assert!(r.try_answer().is_none());
     }
 
     #[test]
     fn a_hung_lookup_does_not_block_the_caller() {
         let (_poll, w) = waker();
-        let r = Resolver::spawn(0, w, Some(Duration::from_millis(300))).unwrap();
+        let mut r = Resolver::spawn(0, w, Some(Duration::from_millis(300))).unwrap();
         let t0 = Instant::now();
-        r.request(1, "ws://127.0.0.1:9/").unwrap();
-        assert!(r.try_answer(1).is_none());
+        r.request("ws://127.0.0.1:9/").unwrap();
+        assert!(r.try_answer().is_none());
         assert!(t0.elapsed() < Duration::from_millis(100));
+        assert!(answer(&mut r).unwrap_err().contains("hung"));
     }
 }
