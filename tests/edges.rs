@@ -179,6 +179,7 @@ fn a_second_signal_during_a_stalled_flush_exits_130_at_once() {
     signal(pid, "INT");
     let (status, rest) = run.wait(Duration::from_secs(10));
     let took = t0.elapsed();
+    eprintln!("exit {:?} {took:?} after the second SIGINT", status.code());
     let all = rest.join("\n");
     assert_eq!(status.code(), Some(130), "{all}");
     assert!(took < Duration::from_secs(1), "exited after {took:?}");
