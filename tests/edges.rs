@@ -369,10 +369,10 @@ fn a_flooding_connection_starves_neither_the_other_nor_the_stop() {
             .all(|c| c.state == "open" && c.ticks > 0)
     }));
     assert!(wait_until(Duration::from_secs(20), || {
-        s.mock.stats().flood_heartbeats.load(SeqCst) > 100_000
+        s.mock.stats().flood_heartbeats.load(SeqCst) > 20_000
     }));
     let before = s.engine.counts();
-    let ok = holds_for(Duration::from_secs(3), || {
+    let ok = holds_for(Duration::from_secs(2), || {
         s.engine.counts().connections.iter().all(|c| {
             c.state == "open"
                 && c.reconnects["stale"] == 0
@@ -380,6 +380,10 @@ fn a_flooding_connection_starves_neither_the_other_nor_the_stop() {
         })
     });
     let after = s.engine.counts();
+    eprintln!(
+        "flood: {} heartbeats read in the window",
+        after.heartbeats - before.heartbeats
+    );
     assert!(ok, "{:#?}", after.connections);
     for (b, a) in before.connections.iter().zip(&after.connections) {
         assert!(a.ticks > b.ticks, "a connection got no ticks: {a:#?}");

@@ -177,6 +177,11 @@ impl Conn<'_> {
                 self.hang_up();
                 return;
             }
+            if self.shared.faults.flood_connection.load(Ordering::Relaxed) == self.id {
+                // Bursts of 1024 (twice the feed's per-turn read budget)
+                // every 200 µs: a flood that leaves a core for the feed.
+                std::thread::sleep(Duration::from_micros(200));
+            }
             let slow = self.shared.faults.slow_turn_ms.load(Ordering::Relaxed);
             if slow > 0 {
                 std::thread::sleep(Duration::from_millis(slow));
@@ -249,8 +254,8 @@ impl Conn<'_> {
         Ok(busy)
     }
 
-    /// The `flood_connection` fault: up to 1024 heartbeats per turn, as
-    /// many as the write buffer takes.
+    /// The `flood_connection` fault: up to 1024 heartbeats per turn (as
+    /// many as the write buffer takes), a turn every 200 µs or so.
     fn flood(&mut self) -> Result<bool, Closed> {
         let mut sent = 0;
         for _ in 0..1024 {

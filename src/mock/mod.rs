@@ -146,8 +146,8 @@ pub struct Faults {
     /// answering it (with 101, 403 or 429): an upgrade kept in flight.
     pub upgrade_delay_ms: AtomicU64,
     /// The connection with this id (1 = the first accepted; 0 = none)
-    /// floods: besides its market data it sends heartbeats as fast as the
-    /// client takes them.
+    /// floods: besides its market data it sends bursts of 1024 heartbeats,
+    /// one about every 200 µs (up to ~5 M/s), as many as the client takes.
     pub flood_connection: AtomicU64,
 }
 
