@@ -36,13 +36,11 @@ fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
 }
 
-/// What the handshake callback decided, for counting after it returns.
+/// A refusal the handshake callback counts.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Verdict {
-    Accepted,
     Forbidden,
     TooMany,
-    BadRequest,
 }
 
 #[allow(
@@ -54,7 +52,15 @@ pub(super) fn serve(stream: TcpStream, id: u64, shared: &Arc<Shared>) {
     // Handshake blocking, bounded in time; then non-blocking streaming.
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let verdict = std::cell::Cell::new(Verdict::BadRequest);
+    // Counted before the refusal is written: a client that reads its 403
+    // or 429 sees the counter already moved.
+    let count = |v: Verdict| {
+        let c = match v {
+            Verdict::Forbidden => &shared.stats.rejected_403,
+            Verdict::TooMany => &shared.stats.rejected_429,
+        };
+        c.fetch_add(1, Ordering::SeqCst);
+    };
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         shared.stats.upgrade_requests.fetch_add(1, Ordering::SeqCst);
         let delay = shared.faults.upgrade_delay_ms.load(Ordering::SeqCst);
@@ -68,38 +74,28 @@ pub(super) fn serve(stream: TcpStream, id: u64, shared: &Arc<Shared>) {
         let key_ok = query_param(query, "api_key") == Some(cfg.api_key.as_str());
         let token_ok = query_param(query, "access_token") == Some(cfg.access_token.as_str());
         if !(key_ok && token_ok) {
-            verdict.set(Verdict::Forbidden);
+            count(Verdict::Forbidden);
             return Err(reject(StatusCode::FORBIDDEN, "Forbidden"));
         }
         match shared.faults.reject_status.load(Ordering::SeqCst) {
             403 => {
-                verdict.set(Verdict::Forbidden);
+                count(Verdict::Forbidden);
                 return Err(reject(StatusCode::FORBIDDEN, "Forbidden"));
             }
             429 => {
-                verdict.set(Verdict::TooMany);
+                count(Verdict::TooMany);
                 return Err(reject(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"));
             }
             _ => {}
         }
         if shared.open_connections.load(Ordering::SeqCst) >= cfg.max_connections as u64 {
-            verdict.set(Verdict::TooMany);
+            count(Verdict::TooMany);
             return Err(reject(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"));
         }
-        verdict.set(Verdict::Accepted);
         Ok(resp)
     };
     let ws_cfg = WebSocketConfig::default().max_write_buffer_size(16 << 20);
     let ws = tungstenite::accept_hdr_with_config(stream, callback, Some(ws_cfg));
-    match verdict.get() {
-        Verdict::Forbidden => {
-            shared.stats.rejected_403.fetch_add(1, Ordering::SeqCst);
-        }
-        Verdict::TooMany => {
-            shared.stats.rejected_429.fetch_add(1, Ordering::SeqCst);
-        }
-        _ => {}
-    }
     let Ok(mut ws) = ws else { return };
     if ws.get_mut().set_nonblocking(true).is_err() {
         return;
