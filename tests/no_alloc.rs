@@ -331,6 +331,7 @@ fn network_thread_turns_allocate_nothing_busy_or_idle() {
                 ping_interval: Some(Duration::from_millis(50)),
                 ..Supervision::default()
             },
+            ..NetConfig::default()
         },
     )
     .expect("poll");

@@ -7,6 +7,7 @@ pub mod decode;
 pub mod dlq;
 pub mod mock_exchange;
 pub mod run;
+mod run_watch;
 
 use std::process::ExitCode;
 

@@ -21,6 +21,9 @@ use crate::mock::{MockConfig, MockExchange, default_instruments};
 use crate::ops::Ops;
 use crate::secret::Secret;
 
+pub use super::run_watch::EXIT_INTERRUPTED;
+use super::run_watch::{TokenWatch, drain};
+
 /// Exit status when a connection was still refused (HTTP 403) at exit.
 pub const EXIT_CONNECTION_FAILED: u8 = 3;
 
@@ -30,7 +33,7 @@ pub const EXIT_THREAD_PANIC: u8 = 4;
 /// Instruments `run --mock` streams when no CSV is given.
 pub const MOCK_DEFAULT_INSTRUMENTS: usize = 300;
 
-fn read_token_file(path: &Path) -> anyhow::Result<Secret> {
+pub(super) fn read_token_file(path: &Path) -> anyhow::Result<Secret> {
     let text = std::fs::read_to_string(path).with_context(|| {
         format!(
             "cannot read access token file {}; write the day's token there or set ZERODHA__ACCESS_TOKEN",
@@ -197,6 +200,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         network_core: e.network_core,
         publisher_cores: e.publisher_cores.clone(),
         read_buffer_size: e.read_buffer_size,
+        max_text_frame_bytes: cfg.zerodha.max_text_frame_bytes,
         kafka,
         supervision,
         spool: cfg.spool.clone(),
@@ -265,10 +269,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
         std::thread::sleep(Duration::from_millis(20));
         let now = Instant::now();
-        if hup.swap(false, Ordering::SeqCst) || now >= next_token_check {
+        let hup_now = hup.swap(false, Ordering::SeqCst);
+        if hup_now || now >= next_token_check {
             next_token_check = now + Duration::from_secs(1);
             if let Some(w) = &mut token_watch {
-                w.check(&engine);
+                w.check(&engine, hup_now);
             }
         }
         if now >= next_sample {
@@ -291,7 +296,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     info!("stopping ({why_stop}): draining rings and flushing the producer");
     // Health shows `not_running` while the engine drains.
     ops.sample(&mut engine, false);
-    let summary = engine.stop();
+    let summary = drain(engine, &stop)?;
     drop(broker);
     drop(mock);
     ops.finish(&summary);
@@ -325,6 +330,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
 #[derive(Debug)]
 struct Reported {
     downs: Vec<u64>,
+    oversized: Vec<u64>,
     last: std::collections::HashMap<String, String>,
     limiter: RateLimiter,
 }
@@ -336,6 +342,7 @@ impl Default for Reported {
     fn default() -> Self {
         Self {
             downs: Vec::new(),
+            oversized: Vec::new(),
             last: std::collections::HashMap::new(),
             limiter: RateLimiter::new(ERROR_LOG_PERIOD),
         }
@@ -375,6 +382,21 @@ fn report_connection_errors(c: &Counts, reported: &mut Reported) {
             );
         }
         reported.downs[i] = downs;
+        reported.oversized.resize(c.connections.len(), 0);
+        if conn.oversized_text_frames > reported.oversized[i]
+            && let Some(n) = reported
+                .limiter
+                .allow(&format!("oversized{i}"), Instant::now())
+        {
+            warn!(
+                connection = i,
+                "connection {i}: {} oversized text frames so far, dropped unread (over \
+                 zerodha.max_text_frame_bytes){}",
+                conn.oversized_text_frames,
+                suppressed_note(n)
+            );
+            reported.oversized[i] = conn.oversized_text_frames;
+        }
         if let Some(e) = &conn.last_server_error
             && let Some(n) = reported.changed(&format!("server_error{i}"), e)
         {
@@ -463,41 +485,6 @@ fn write_summary(s: &Summary, elapsed: Duration, path: Option<&Path>) -> anyhow:
         None => print!("{text}"),
     }
     Ok(())
-}
-
-/// Re-reads the access token file when it changes (mtime or content).
-#[derive(Debug)]
-struct TokenWatch {
-    path: std::path::PathBuf,
-    modified: Option<std::time::SystemTime>,
-}
-
-impl TokenWatch {
-    fn new(path: std::path::PathBuf) -> Self {
-        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-        Self { path, modified }
-    }
-
-    fn check(&mut self, engine: &Engine) {
-        let modified = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok();
-        if modified == self.modified {
-            return;
-        }
-        self.modified = modified;
-        match read_token_file(&self.path) {
-            Ok(t) => {
-                if engine.set_access_token(t) {
-                    info!(
-                        "access token file {} changed; using the new token",
-                        self.path.display()
-                    );
-                }
-            }
-            Err(e) => warn!("{e:#}; keeping the current token"),
-        }
-    }
 }
 
 /// The live status line: rates since the previous line.

@@ -79,6 +79,9 @@ pub struct ZerodhaConfig {
     pub healthy_after_ms: u64,
     /// Connect plus handshake deadline, ms.
     pub connect_timeout_ms: u64,
+    /// Largest server text frame parsed, bytes; larger ones are counted
+    /// (`oversized_text_frames`) and dropped.
+    pub max_text_frame_bytes: usize,
 }
 
 impl ZerodhaConfig {
@@ -163,6 +166,7 @@ impl Default for ZerodhaConfig {
             backoff_429_ms: defaults::BACKOFF_429_MS,
             healthy_after_ms: defaults::HEALTHY_AFTER_MS,
             connect_timeout_ms: defaults::CONNECT_TIMEOUT_MS,
+            max_text_frame_bytes: defaults::MAX_TEXT_FRAME_BYTES,
         }
     }
 }
