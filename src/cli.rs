@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::defaults;
+use crate::config::ranges::{self, MAX_SECS, int_parser as ranged, secs_parser};
 
 /// panda-feed: Kite Connect market-data feed handler.
 #[derive(Debug, Parser)]
@@ -72,6 +73,7 @@ pub enum Command {
 
 /// Arguments of `panda-feed dlq`.
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct DlqArgs {
     /// The spool directory (`spool.dir` of the feed).
     #[arg(long, default_value = defaults::SPOOL_DIR, value_name = "DIR")]
@@ -94,18 +96,21 @@ pub enum DlqCommand {
     /// segments of dead writers); remove only the records whose delivery
     /// was confirmed, or which were found on their topic already. One
     /// requeue per spool at a time (`requeue.lock`; a second one exits 3).
+    #[command(allow_negative_numbers = true)]
     Requeue {
         /// Kafka bootstrap servers.
         #[arg(long, value_name = "HOSTS")]
         brokers: String,
         /// Deadline of the whole requeue (lookups, sends, deliveries),
         /// seconds; what is not confirmed by then stays in the spool.
-        #[arg(long, default_value_t = 30, value_name = "SECS")]
+        #[arg(long, default_value_t = 30, value_name = "SECS",
+              value_parser = ranged::<u64>((1, MAX_SECS)), allow_hyphen_values = true)]
         timeout_s: u64,
         /// Records per checkpoint: confirmed records are removed from the
         /// spool (the segment rewritten) after each window of this many, or
         /// of one second of sending, whichever ends first.
-        #[arg(long, default_value_t = 50_000, value_name = "N")]
+        #[arg(long, default_value_t = 50_000, value_name = "N",
+              value_parser = ranged::<usize>(ranges::CHECKPOINT_RECORDS), allow_hyphen_values = true)]
         checkpoint_records: usize,
         /// How far before a record's first failure its lookup on the topic
         /// starts (covers `message_timeout_ms`), e.g. 10m.
@@ -123,20 +128,24 @@ pub enum DlqCommand {
 
 /// Arguments of `panda-feed mock-kafka`.
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct MockKafkaArgs {
     /// Topic to create.
     #[arg(long, default_value = defaults::TOPIC)]
     pub topic: String,
     /// Partitions of the topic.
-    #[arg(long, default_value_t = defaults::MOCK_PARTITIONS)]
+    #[arg(long, default_value_t = defaults::MOCK_PARTITIONS,
+          value_parser = ranged::<i32>(ranges::PARTITIONS), allow_hyphen_values = true)]
     pub partitions: i32,
-    /// Stop after this many seconds.
-    #[arg(long, value_name = "SECS")]
+    /// Stop after this many seconds (more than 0, at most 10 years).
+    #[arg(long, value_name = "SECS", value_parser = secs_parser(true),
+          allow_hyphen_values = true)]
     pub duration: Option<f64>,
 }
 
 /// Arguments of `panda-feed run`.
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct RunArgs {
     /// TOML config file.
     #[arg(long, value_name = "FILE")]
@@ -148,9 +157,13 @@ pub struct RunArgs {
     /// Kite WebSocket URL without query, e.g. ws://127.0.0.1:8765/.
     #[arg(long, value_name = "URL")]
     pub ws_url: Option<String>,
-    /// Kite API key (else ZERODHA__API_KEY or the config).
+    /// Kite API key. Visible to every user in `ps` (a warning says so):
+    /// prefer --api-key-file, ZERODHA__API_KEY or the config.
     #[arg(long, value_name = "KEY", value_parser = secret)]
     pub api_key: Option<crate::secret::Secret>,
+    /// File holding the Kite API key (`zerodha.api_key_file`); chmod 600.
+    #[arg(long, value_name = "FILE", conflicts_with = "api_key")]
+    pub api_key_file: Option<PathBuf>,
     /// File holding the access token (else ZERODHA__ACCESS_TOKEN or the config).
     #[arg(long, value_name = "FILE")]
     pub access_token_file: Option<PathBuf>,
@@ -163,24 +176,27 @@ pub struct RunArgs {
     /// Kafka topic.
     #[arg(long, value_name = "TOPIC")]
     pub topic: Option<String>,
-    /// Stop after this many seconds.
-    #[arg(long, value_name = "SECS")]
+    /// Stop after this many seconds (more than 0, at most 10 years).
+    #[arg(long, value_name = "SECS", value_parser = secs_parser(true),
+          allow_hyphen_values = true)]
     pub duration: Option<f64>,
     /// Write the JSON summary here instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub summary: Option<PathBuf>,
     /// Mock exchange rate, ticks/s (with --mock).
-    #[arg(long, value_name = "TICKS_PER_S")]
+    #[arg(long, value_name = "TICKS_PER_S", value_parser = ranged::<u64>(ranges::RATE), allow_hyphen_values = true)]
     pub mock_rate: Option<u64>,
     /// Publisher threads.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = ranged::<usize>(ranges::PUBLISHERS), allow_hyphen_values = true)]
     pub publishers: Option<usize>,
     /// Ops HTTP server address (`ops.listen`); "" turns it off; port 0 picks
     /// a free port (printed).
     #[arg(long, value_name = "ADDR")]
     pub ops_listen: Option<String>,
-    /// Redis URL for pipeline metrics (`redis.url`, env REDIS__URL), e.g.
-    /// redis://:PASSWORD@127.0.0.1:6379/0; "" turns them off.
+    /// Redis URL for pipeline metrics (`redis.url`), e.g.
+    /// redis://127.0.0.1:6379/0; "" turns them off. A password here is
+    /// visible in `ps` (a warning says so): put a URL with a password in
+    /// REDIS__URL or `redis.url_file` instead.
     #[arg(long, value_name = "URL", value_parser = secret)]
     pub redis_url: Option<crate::secret::Secret>,
     /// Log filter: error, warn, info, debug, trace, or per module
@@ -194,6 +210,7 @@ pub struct RunArgs {
 
 /// Arguments of `panda-feed mock-exchange`.
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct MockExchangeArgs {
     /// Address to listen on; port 0 picks a free port (printed at start).
     #[arg(long, default_value = "127.0.0.1:8765", value_name = "ADDR")]
@@ -203,7 +220,8 @@ pub struct MockExchangeArgs {
     #[arg(long, value_name = "CSV")]
     pub instruments: Option<PathBuf>,
     /// Total ticks generated per second over all subscribed instruments.
-    #[arg(long = "rate", default_value_t = defaults::MOCK_RATE_PER_S, value_name = "TICKS_PER_S")]
+    #[arg(long = "rate", default_value_t = defaults::MOCK_RATE_PER_S, value_name = "TICKS_PER_S",
+          value_parser = ranged::<u64>(ranges::RATE), allow_hyphen_values = true)]
     pub rate_per_s: u64,
     /// Seed of the market random walk.
     #[arg(long, default_value_t = defaults::MOCK_SEED)]
@@ -222,13 +240,16 @@ pub struct MockExchangeArgs {
     #[arg(long, default_value = defaults::MOCK_ACCESS_TOKEN)]
     pub access_token: String,
     /// Most instruments kept in market state (least recently used evicted).
-    #[arg(long, default_value_t = defaults::MOCK_MAX_INSTRUMENTS)]
+    #[arg(long, default_value_t = defaults::MOCK_MAX_INSTRUMENTS,
+          value_parser = ranged::<usize>(ranges::MOCK_INSTRUMENTS), allow_hyphen_values = true)]
     pub max_instruments: usize,
     /// Heartbeat period when idle, in milliseconds.
-    #[arg(long, default_value_t = defaults::MOCK_HEARTBEAT_MS, value_name = "MS")]
+    #[arg(long, default_value_t = defaults::MOCK_HEARTBEAT_MS, value_name = "MS",
+          value_parser = ranged::<u64>(ranges::HEARTBEAT_MS), allow_hyphen_values = true)]
     pub heartbeat_ms: u64,
-    /// Stop after this many seconds.
-    #[arg(long, value_name = "SECS")]
+    /// Stop after this many seconds (more than 0, at most 10 years).
+    #[arg(long, value_name = "SECS", value_parser = secs_parser(true),
+          allow_hyphen_values = true)]
     pub duration: Option<f64>,
     /// Fault: close each connection (cleanly, after delivering everything
     /// queued) after it has sent N market-data messages.
@@ -241,31 +262,36 @@ pub struct MockExchangeArgs {
     #[arg(long, value_name = "STATUS", value_parser = clap::builder::PossibleValuesParser::new(["403", "429"]))]
     pub reject: Option<String>,
     /// Fault: go silent (no data, no heartbeats, TCP kept open) SECS after start.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = secs_parser(false),
+          allow_hyphen_values = true)]
     pub stall_after: Option<f64>,
     /// Fault: how long a --stall-after stall lasts (default: until exit).
-    #[arg(long, value_name = "SECS", requires = "stall_after")]
+    #[arg(long, value_name = "SECS", requires = "stall_after", value_parser = secs_parser(false),
+          allow_hyphen_values = true)]
     pub stall_for: Option<f64>,
     /// Fault: every connection sleeps this long per turn (a slow server).
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", value_parser = ranged::<u64>(ranges::SLOW_TURN_MS), allow_hyphen_values = true)]
     pub slow_turn_ms: Option<u64>,
     /// Fault: broadcast this text `error` frame every --error-every seconds.
     #[arg(long, value_name = "TEXT", requires = "error_every")]
     pub error_text: Option<String>,
     /// Period of --error-text frames, seconds.
-    #[arg(long, value_name = "SECS", requires = "error_text")]
+    #[arg(long, value_name = "SECS", requires = "error_text", value_parser = secs_parser(false),
+          allow_hyphen_values = true)]
     pub error_every: Option<f64>,
 }
 
 /// Arguments of `panda-feed decode`.
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct DecodeArgs {
     /// Inputs are streams of u32-BE-length-prefixed messages.
     #[arg(long)]
     pub framed: bool,
     /// Largest message accepted, in bytes; larger inputs are reported as errors
     /// instead of being read into memory.
-    #[arg(long, default_value_t = defaults::MAX_MESSAGE_BYTES, value_name = "BYTES")]
+    #[arg(long, default_value_t = defaults::MAX_MESSAGE_BYTES, value_name = "BYTES",
+          value_parser = ranged::<usize>(ranges::MESSAGE_BYTES), allow_hyphen_values = true)]
     pub max_message_bytes: usize,
     /// Input files; `-` reads standard input.
     #[arg(required = true, value_name = "FILE")]
@@ -277,10 +303,20 @@ fn secret(s: &str) -> Result<crate::secret::Secret, std::convert::Infallible> {
     Ok(crate::secret::Secret::new(s))
 }
 
-/// Parses argv; prints usage and exits with status 2 on a bad command line.
+/// Parses argv. A flag value that is not a number or is out of its range
+/// (README "Ranges") prints the flag, the value and the range and exits with
+/// status 1, like a bad config value; any other bad command line prints
+/// usage and exits with status 2.
 #[must_use]
 pub fn parse() -> Cli {
-    Cli::parse()
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.kind() == clap::error::ErrorKind::ValueValidation => {
+            let _ = e.print();
+            std::process::exit(1)
+        }
+        Err(e) => e.exit(),
+    }
 }
 
 #[cfg(test)]

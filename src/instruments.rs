@@ -89,6 +89,21 @@ pub fn parse_date(s: &str) -> Option<u32> {
     (era * 146_097 + doe).checked_sub(719_468)
 }
 
+/// The physical line where the record at `pos` starts. The csv reader puts
+/// a record's position just after the previous record, before any blank
+/// lines it skipped; those are counted here.
+fn start_line(text: &str, pos: &csv::Position) -> u64 {
+    let from = usize::try_from(pos.byte()).unwrap_or(usize::MAX);
+    let skipped = text
+        .get(from..)
+        .unwrap_or("")
+        .bytes()
+        .take_while(|b| matches!(b, b'\n' | b'\r'))
+        .filter(|b| *b == b'\n')
+        .count();
+    pos.line() + skipped as u64
+}
+
 /// Loads and validates an instruments CSV.
 ///
 /// # Errors
@@ -145,15 +160,20 @@ pub fn parse(text: &str, source: &str) -> Result<Vec<Instrument>, InstrumentsErr
             problems.push(msg);
         }
     };
-    for (i, rec) in rdr.records().enumerate() {
-        let line = i + 2; // 1-based, after the header
+    for rec in rdr.records() {
+        // The physical line where the record starts: blank lines and quoted
+        // fields spanning lines make it differ from the record's index.
         let rec = match rec {
             Ok(r) => r,
             Err(e) => {
-                problem(format!("{source}:{line}: unreadable row: {e}"));
+                let at = e
+                    .position()
+                    .map_or_else(String::new, |p| format!(":{}", start_line(text, p)));
+                problem(format!("{source}{at}: unreadable row: {e}"));
                 continue;
             }
         };
+        let line = rec.position().map_or(0, |p| start_line(text, p));
         if rec.iter().all(str::is_empty) {
             continue;
         }
@@ -261,6 +281,49 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("bad.csv:6:"), "{err}");
+    }
+
+    #[test]
+    fn lines_are_physical_after_blank_lines() {
+        let lf = "instrument_token,tradingsymbol\n\n1,A\n\n\nabc,B\n\n2,C\n2,D\n";
+        for text in [lf.to_owned(), lf.replace('\n', "\r\n")] {
+            let err = parse(&text, "blank.csv").unwrap_err().to_string();
+            assert!(
+                err.contains("blank.csv:6: instrument_token \"abc\""),
+                "{err}"
+            );
+            assert!(
+                err.contains("blank.csv:9: instrument_token 2 repeats line 8"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn lines_are_physical_after_multi_line_quoted_fields() {
+        let err = parse(
+            "instrument_token,tradingsymbol,name\n1,A,\"two\nlines\"\n2,B,\"three\n\nlines\"\nxyz,C,c\n3,\"D\nE\",d\n3,F,f\n",
+            "quoted.csv",
+        )
+        .unwrap_err()
+        .to_string();
+        // Record 4 starts on line 7; the repeat of 3 (line 8, spanning to 9) on line 10.
+        assert!(
+            err.contains("quoted.csv:7: instrument_token \"xyz\""),
+            "{err}"
+        );
+        assert!(
+            err.contains("quoted.csv:10: instrument_token 3 repeats line 8"),
+            "{err}"
+        );
+        // A bad record that itself spans lines is cited where it starts.
+        let err = parse(
+            "instrument_token,name,mode\n1,\"a\nb\",ltp\n2,\"c\nd\",turbo\n",
+            "q.csv",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("q.csv:4: mode \"turbo\""), "{err}");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Logging: `tracing` events on stderr, text or JSON lines, leveled
 //! (`--log-level`, or `RUST_LOG` for per-module filters). Nothing is logged
 //! per tick; repeated errors go through a [`RateLimiter`]; foreign text
-//! (server frames, broker errors) is cut with [`truncate`]. Credentials never
+//! (server frames, broker errors) is cut and escaped with [`truncate`]
+//! (control characters, newlines included, cannot forge a log line or move
+//! the cursor of the terminal reading it). Credentials never
 //! reach a log line: their types print `***` (see
 //! [`Secret`](crate::secret::Secret)).
 
@@ -51,18 +53,49 @@ pub fn init(format: LogFormat, level: &str) -> anyhow::Result<()> {
 /// Longest foreign text put in a log line, bytes.
 pub const MAX_LOGGED_TEXT: usize = 256;
 
+/// Longest foreign text stored for the summary, the HTTP output and the
+/// status (a server's `error` frame, a close reason, a Kafka error), bytes.
+pub const MAX_STORED_TEXT: usize = 512;
+
 /// `s` cut to at most `max` bytes (on a character boundary), with a note of
-/// how much was cut.
+/// how much was cut, and with its control characters escaped (`\n`, `\r`,
+/// `\t`, else `\u{1b}`), as well as the Unicode bidirectional overrides
+/// that reorder what a terminal shows: foreign text put in a log line, the
+/// summary or the HTTP output can neither forge a line nor hide one.
+/// Borrowed when nothing needs changing.
 #[must_use]
 pub fn truncate(s: &str, max: usize) -> Cow<'_, str> {
-    if s.len() <= max {
+    if s.len() <= max && !s.chars().any(needs_escape) {
         return Cow::Borrowed(s);
     }
-    let mut end = max;
+    let mut end = max.min(s.len());
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    Cow::Owned(format!("{}… ({} more bytes)", &s[..end], s.len() - end))
+    let mut out = String::with_capacity(end + 32);
+    for c in s[..end].chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if needs_escape(c) => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    if end < s.len() {
+        use std::fmt::Write as _;
+        let _ = write!(out, "… ({} more bytes)", s.len() - end);
+    }
+    Cow::Owned(out)
+}
+
+/// Control characters, and the bidirectional embeddings, overrides and
+/// isolates (U+202A–U+202E, U+2066–U+2069).
+fn needs_escape(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Lets the first event of a site through, then at most one per `period`,
@@ -149,6 +182,20 @@ mod tests {
             r.allow(&format!("site{i}"), t0 + Duration::from_millis(i));
         }
         assert!(r.sites.len() <= MAX_SITES);
+    }
+
+    #[test]
+    fn control_characters_are_escaped_so_no_line_is_forged() {
+        let evil = "bad\n2026-01-01T00:00:00Z  INFO forged\r\x1b[31mred\u{202e}txt\tx";
+        let t = truncate(evil, 1000);
+        assert!(!t.chars().any(char::is_control), "{t:?}");
+        assert_eq!(
+            t,
+            "bad\\n2026-01-01T00:00:00Z  INFO forged\\r\\u{1b}[31mred\\u{202e}txt\\tx"
+        );
+        assert!(matches!(truncate("plain", 10), Cow::Borrowed(_)));
+        let cut = truncate("\n\n\n\n", 2);
+        assert_eq!(cut, "\\n\\n… (2 more bytes)");
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! interrupted requeue, two requeues at once, a record the broker refuses,
 //! purge edges, and `stats` on a spool being written.
 
-use std::collections::BTreeMap;
+mod util;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -13,25 +14,13 @@ use std::time::{Duration, Instant};
 
 use panda_feed::mock::EmbeddedBroker;
 use panda_feed::spool::{self, Fsync, Persisted, Spool, SpoolConfig};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Message as _, Offset, TopicPartitionList};
+use util::cli::stderr;
+use util::temp::TempDir;
 
-const BIN: &str = env!("CARGO_BIN_EXE_panda-feed");
 const TOPIC: &str = "dlq-test";
 const PARTITIONS: i32 = 3;
 /// Env var that turns [`parker_child`] into the parking child process.
 const PARKER: &str = "PANDA_FEED_TEST_PARKER_DIR";
-
-fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "panda-feed-dlq-{tag}-{}-{}",
-        std::process::id(),
-        panda_feed::clock::now_ns()
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn spool_cfg(dir: &Path) -> SpoolConfig {
     SpoolConfig {
@@ -63,11 +52,7 @@ fn park(dir: &Path, from: u64, n: u64, persisted: Persisted) -> Vec<(Vec<u8>, Ve
 }
 
 fn dlq(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(["dlq", "--dir", dir.to_str().unwrap()])
-        .args(args)
-        .output()
-        .unwrap()
+    util::cli::output(util::cli::panda_feed(["dlq", "--dir"]).arg(dir).args(args))
 }
 
 fn requeue(dir: &Path, broker: &EmbeddedBroker, extra: &[&str]) -> Output {
@@ -76,58 +61,9 @@ fn requeue(dir: &Path, broker: &EmbeddedBroker, extra: &[&str]) -> Output {
     dlq(dir, &a)
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Every record of the topic, read to the high watermark of each partition.
-fn topic(broker: &EmbeddedBroker) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap_servers())
-        .set("group.id", "dlq-test")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    let mut left = BTreeMap::new();
-    for p in 0..PARTITIONS {
-        let (low, high) = c
-            .fetch_watermarks(TOPIC, p, Duration::from_secs(10))
-            .unwrap();
-        if high > low {
-            tpl.add_partition_offset(TOPIC, p, Offset::Offset(low))
-                .unwrap();
-            left.insert(p, high);
-        }
-    }
-    let mut out = Vec::new();
-    if left.is_empty() {
-        return out;
-    }
-    c.assign(&tpl).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !left.is_empty() {
-        assert!(Instant::now() < deadline, "topic not read to its end");
-        if let Some(m) = c.poll(Duration::from_millis(200)) {
-            let m = m.unwrap();
-            out.push((
-                m.key().unwrap_or_default().to_vec(),
-                m.payload().unwrap_or_default().to_vec(),
-            ));
-            if left
-                .get(&m.partition())
-                .is_some_and(|&h| m.offset() + 1 >= h)
-            {
-                left.remove(&m.partition());
-            }
-        }
-    }
-    out
-}
-
 /// The topic holds exactly `want`, each once (by key and value bytes).
 fn assert_exactly_once(broker: &EmbeddedBroker, want: &[(Vec<u8>, Vec<u8>)]) {
-    let mut got = topic(broker);
+    let mut got = util::kafka::read_to_end(broker.bootstrap_servers(), TOPIC, PARTITIONS);
     let mut want = want.to_vec();
     got.sort();
     want.sort();
@@ -175,8 +111,9 @@ fn parker_child() {
 
 #[test]
 fn a_crash_while_parking_loses_nothing_and_duplicates_nothing() {
-    let dir = tempdir("crash-park");
-    let broker = EmbeddedBroker::start(1, TOPIC, PARTITIONS).unwrap();
+    let tmp = TempDir::new("dlq-crash-park");
+    let dir = tmp.path().to_path_buf();
+    let broker = util::stack::start_broker(TOPIC, PARTITIONS);
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "parker_child", "--nocapture"])
         .env(PARKER, &dir)
@@ -218,11 +155,12 @@ fn a_crash_while_parking_loses_nothing_and_duplicates_nothing() {
 
 #[test]
 fn a_requeue_killed_midway_and_run_again_duplicates_nothing() {
-    let dir = tempdir("kill-requeue");
-    let broker = EmbeddedBroker::start(1, TOPIC, PARTITIONS).unwrap();
+    let tmp = TempDir::new("dlq-kill-requeue");
+    let dir = tmp.path().to_path_buf();
+    let broker = util::stack::start_broker(TOPIC, PARTITIONS);
     let mut parked = park(&dir, 0, 10_000, Persisted::No);
     parked.extend(park(&dir, 10_000, 10_000, Persisted::No));
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(util::cli::BIN)
         .args([
             "dlq",
             "--dir",
@@ -260,8 +198,9 @@ fn a_requeue_killed_midway_and_run_again_duplicates_nothing() {
 
 #[test]
 fn a_second_requeue_refuses_while_one_holds_the_lock() {
-    let dir = tempdir("two-requeues");
-    let broker = EmbeddedBroker::start(1, TOPIC, PARTITIONS).unwrap();
+    let tmp = TempDir::new("dlq-two-requeues");
+    let dir = tmp.path().to_path_buf();
+    let broker = util::stack::start_broker(TOPIC, PARTITIONS);
     park(&dir, 0, 10, Persisted::No);
     let held = spool::lock_requeue(&dir).unwrap();
     let out = requeue(&dir, &broker, &[]);
@@ -280,8 +219,9 @@ fn a_second_requeue_refuses_while_one_holds_the_lock() {
 
 #[test]
 fn a_record_the_broker_refuses_is_kept_and_the_others_delivered() {
-    let dir = tempdir("refused");
-    let broker = EmbeddedBroker::start(1, TOPIC, PARTITIONS).unwrap();
+    let tmp = TempDir::new("dlq-refused");
+    let dir = tmp.path().to_path_buf();
+    let broker = util::stack::start_broker(TOPIC, PARTITIONS);
     let mut good = park(&dir, 0, 50, Persisted::No);
     let s = Spool::new(spool_cfg(&dir), 0, Arc::default());
     let big = vec![b'x'; 2 << 20]; // past the producer's message.max.bytes
@@ -306,8 +246,9 @@ fn a_record_the_broker_refuses_is_kept_and_the_others_delivered() {
 
 #[test]
 fn possibly_delivered_records_are_looked_up_not_sent_twice() {
-    let dir = tempdir("lookup");
-    let broker = EmbeddedBroker::start(1, TOPIC, PARTITIONS).unwrap();
+    let tmp = TempDir::new("dlq-lookup");
+    let dir = tmp.path().to_path_buf();
+    let broker = util::stack::start_broker(TOPIC, PARTITIONS);
     let on_topic = park(&dir, 0, 30, Persisted::No);
     assert!(requeue(&dir, &broker, &[]).status.success());
     // The same records parked again as possibly persisted (a stalled
@@ -328,7 +269,8 @@ fn possibly_delivered_records_are_looked_up_not_sent_twice() {
 
 #[test]
 fn purge_refuses_a_huge_age_and_recovers_a_dead_writers_segment() {
-    let dir = tempdir("purge");
+    let tmp = TempDir::new("dlq-purge");
+    let dir = tmp.path().to_path_buf();
     park(&dir, 0, 5, Persisted::No);
     let out = dlq(&dir, &["purge", "--older-than", "99999999999999999d"]);
     let err = stderr(&out);
@@ -355,7 +297,8 @@ fn purge_refuses_a_huge_age_and_recovers_a_dead_writers_segment() {
 
 #[test]
 fn stats_reports_open_segments_and_their_owner() {
-    let dir = tempdir("stats");
+    let tmp = TempDir::new("dlq-stats");
+    let dir = tmp.path().to_path_buf();
     let s = Spool::new(spool_cfg(&dir), 0, Arc::default());
     assert!(s.park(TOPIC, b"1", &value(0, 1), "e", Persisted::No));
     let out = dlq(&dir, &["stats"]);
@@ -383,8 +326,9 @@ fn a_requeue_killed_after_delivery_before_its_checkpoint_duplicates_nothing() {
     // The state a kill leaves between "window delivered" and "segment
     // rewritten": the window's records on the topic, still in the spool as
     // never delivered, and the marker naming them.
-    let dir = tempdir("marker");
-    let broker = EmbeddedBroker::start(1, TOPIC, PARTITIONS).unwrap();
+    let tmp = TempDir::new("dlq-marker");
+    let dir = tmp.path().to_path_buf();
+    let broker = util::stack::start_broker(TOPIC, PARTITIONS);
     let window = park(&dir, 0, 40, Persisted::No);
     assert!(requeue(&dir, &broker, &[]).status.success());
     let mut all = park(&dir, 0, 40, Persisted::No);
@@ -411,8 +355,9 @@ fn a_requeue_killed_after_delivery_before_its_checkpoint_duplicates_nothing() {
 
 #[test]
 fn a_produce_error_the_broker_injects_keeps_those_records_and_a_rerun_finishes() {
-    let dir = tempdir("injected");
-    let broker = EmbeddedBroker::start(1, TOPIC, PARTITIONS).unwrap();
+    let tmp = TempDir::new("dlq-injected");
+    let dir = tmp.path().to_path_buf();
+    let broker = util::stack::start_broker(TOPIC, PARTITIONS);
     let parked = park(&dir, 0, 20, Persisted::No);
     broker
         .push_produce_errors(vec![
@@ -427,7 +372,7 @@ fn a_produce_error_the_broker_injects_keeps_those_records_and_a_rerun_finishes()
     assert!(err.contains("not delivered"), "{err}");
     // What the broker took is on the topic, the rest in the spool: no loss,
     // no overlap.
-    let mut on_topic = topic(&broker);
+    let mut on_topic = util::kafka::read_to_end(broker.bootstrap_servers(), TOPIC, PARTITIONS);
     let mut left = records_in(&dir);
     assert!(!left.is_empty(), "{err}");
     on_topic.append(&mut left);
@@ -442,8 +387,9 @@ fn a_produce_error_the_broker_injects_keeps_those_records_and_a_rerun_finishes()
 
 #[test]
 fn a_lookup_that_cannot_finish_keeps_its_records_unsent() {
-    let dir = tempdir("lookup-fails");
-    let broker = EmbeddedBroker::start(1, TOPIC, PARTITIONS).unwrap();
+    let tmp = TempDir::new("dlq-lookup-fails");
+    let dir = tmp.path().to_path_buf();
+    let broker = util::stack::start_broker(TOPIC, PARTITIONS);
     let parked = park(&dir, 0, 10, Persisted::Possibly);
     broker.broker_down(1).unwrap();
     let start = Instant::now();

@@ -64,6 +64,13 @@ fn wrong_credentials_get_403() {
             other.map(|(_, r)| r.status())
         ),
     }
+    // The mock counts the rejection after writing the response, so the
+    // client can see the 403 first: wait for the count, then check it is 1.
+    assert!(wait_until(Duration::from_secs(5), || mock
+        .stats()
+        .rejected_403
+        .load(Ordering::SeqCst)
+        >= 1));
     assert_eq!(mock.stats().rejected_403.load(Ordering::SeqCst), 1);
     assert_eq!(mock.stats().connections.load(Ordering::SeqCst), 0);
 }

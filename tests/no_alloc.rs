@@ -16,6 +16,8 @@
     reason = "a counting global allocator is inherently unsafe to implement"
 )]
 
+mod util;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
@@ -201,11 +203,11 @@ fn router_and_publisher_allocate_nothing_per_tick() {
     use panda_feed::engine::kafka::{KafkaConfig, TickProducer};
     use panda_feed::engine::publish::{HistogramExchange, Publisher};
     use panda_feed::engine::route::Router;
-    use panda_feed::mock::EmbeddedBroker;
     use std::time::Duration;
 
     let corpus = corpus();
-    let broker = EmbeddedBroker::start(1, "market.ticks", 4).unwrap();
+    let broker = util::stack::start_broker(panda_feed::config::defaults::TOPIC, 4);
+    let tmp = util::temp::TempDir::new("no-alloc-spool");
     let kafka = KafkaConfig {
         brokers: broker.bootstrap_servers().to_owned(),
         ..KafkaConfig::default()
@@ -214,7 +216,7 @@ fn router_and_publisher_allocate_nothing_per_tick() {
     let mut router = Router::new(vec![tx]);
     let spool = std::sync::Arc::new(panda_feed::spool::Spool::new(
         panda_feed::spool::SpoolConfig {
-            dir: std::env::temp_dir().join(format!("panda-no-alloc-spool-{}", std::process::id())),
+            dir: tmp.join("spool"),
             ..Default::default()
         },
         0,
@@ -329,6 +331,7 @@ fn network_thread_turns_allocate_nothing_busy_or_idle() {
                 ping_interval: Some(Duration::from_millis(50)),
                 ..Supervision::default()
             },
+            ..NetConfig::default()
         },
     )
     .expect("poll");

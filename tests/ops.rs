@@ -95,8 +95,11 @@ fn metrics_parse_as_prometheus_text_and_move_as_ticks_flow() {
         .start();
     let mut ops = Ops::start(ops_config(), RedisConfig::default(), TOPIC).unwrap();
     let addr = ops.local_addr().unwrap();
+    // Publishers hand their latency histograms over every 200 ms: wait for
+    // the first hand-over too, not only for ticks.
     assert!(wait_until(Duration::from_secs(30), || {
         ops.sample(&mut s.engine, true).counts.published > 100
+            && !s.engine.latency_histograms().0.is_empty()
     }));
     let (code, first) = get(addr, "/metrics");
     assert_eq!(code, 200);

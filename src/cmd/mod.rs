@@ -2,10 +2,12 @@
 //! exit status; the threads a command needs (the engine's, the mock's) are
 //! started and joined by it.
 
+mod credentials;
 pub mod decode;
 pub mod dlq;
 pub mod mock_exchange;
 pub mod run;
+mod run_watch;
 
 use std::process::ExitCode;
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tracing::{error, info, warn};
 
+use super::credentials::{self, env_secret};
 use crate::cli::RunArgs;
 use crate::config::Config;
 use crate::engine::{Counts, Engine, EngineConfig, Summary};
@@ -20,6 +21,9 @@ use crate::mock::{MockConfig, MockExchange, default_instruments};
 use crate::ops::Ops;
 use crate::secret::Secret;
 
+pub use super::run_watch::EXIT_INTERRUPTED;
+use super::run_watch::{TokenWatch, drain};
+
 /// Exit status when a connection was still refused (HTTP 403) at exit.
 pub const EXIT_CONNECTION_FAILED: u8 = 3;
 
@@ -29,7 +33,7 @@ pub const EXIT_THREAD_PANIC: u8 = 4;
 /// Instruments `run --mock` streams when no CSV is given.
 pub const MOCK_DEFAULT_INSTRUMENTS: usize = 300;
 
-fn read_token_file(path: &Path) -> anyhow::Result<Secret> {
+pub(super) fn read_token_file(path: &Path) -> anyhow::Result<Secret> {
     let text = std::fs::read_to_string(path).with_context(|| {
         format!(
             "cannot read access token file {}; write the day's token there or set ZERODHA__ACCESS_TOKEN",
@@ -46,14 +50,6 @@ fn read_token_file(path: &Path) -> anyhow::Result<Secret> {
     Ok(Secret::new(token))
 }
 
-fn env_secret(name: &str) -> Option<Secret> {
-    std::env::var(name)
-        .ok()
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-        .map(Secret::new)
-}
-
 /// Runs the feed; returns the exit status.
 ///
 /// # Errors
@@ -62,10 +58,21 @@ fn env_secret(name: &str) -> Option<Secret> {
 #[allow(clippy::too_many_lines)] // one linear start-up sequence
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init(args.log_format, &args.log_level)?;
-    let cfg = match &args.config {
+    let mut cfg = match &args.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
+    // Flags override the file; then every setting is checked at once.
+    if let Some(n) = args.publishers {
+        cfg.engine.publishers = n;
+    }
+    if let Some(r) = args.mock_rate {
+        cfg.mock.rate = r;
+    }
+    let problems = cfg.problems();
+    if !problems.is_empty() {
+        bail!("invalid settings:\n  {}", problems.join("\n  "));
+    }
     if let Some(d) = args.duration
         && !(d.is_finite() && d > 0.0)
     {
@@ -91,13 +98,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .collect();
 
     // Credentials: flag > environment > file (> the mock's own with --mock).
-    let api_key = args
-        .api_key
-        .clone()
-        .or_else(|| env_secret("ZERODHA__API_KEY"))
-        .or_else(|| {
-            (!cfg.zerodha.api_key.is_empty()).then(|| Secret::new(cfg.zerodha.api_key.clone()))
-        })
+    let api_key = credentials::api_key(args, &cfg)?
         .or_else(|| {
             args.mock
                 .then(|| Secret::new(MockConfig::default().api_key))
@@ -111,7 +112,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         (None, None) => cfg.zerodha.access_token_file.clone(),
     };
     let access_token = match (&token_file, env_secret("ZERODHA__ACCESS_TOKEN")) {
-        (Some(p), _) => read_token_file(p)?,
+        (Some(p), _) => {
+            credentials::warn_if_readable_by_others(p, "access token");
+            read_token_file(p)?
+        }
         (None, Some(t)) => t,
         (None, None) if args.mock => Secret::new(MockConfig::default().access_token),
         (None, None) => Secret::default(),
@@ -196,6 +200,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         network_core: e.network_core,
         publisher_cores: e.publisher_cores.clone(),
         read_buffer_size: e.read_buffer_size,
+        max_text_frame_bytes: cfg.zerodha.max_text_frame_bytes,
         kafka,
         supervision,
         spool: cfg.spool.clone(),
@@ -209,9 +214,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         ops_cfg.listen.clone_from(l);
     }
     let mut redis_cfg = cfg.redis.clone();
-    if let Some(u) = args.redis_url.clone().or_else(|| env_secret("REDIS__URL")) {
-        redis_cfg.url = u.expose().to_owned();
-    }
+    redis_cfg.url = credentials::redis_url(args, &cfg)?;
+    redis_cfg.url_file = None;
     let mut ops = Ops::start(ops_cfg, redis_cfg, &engine_cfg.kafka.topic)?;
     if let Some(a) = ops.local_addr() {
         info!("ops: serving http://{a}/ (metrics, health, stats/connections, ops/slow)");
@@ -265,10 +269,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
         std::thread::sleep(Duration::from_millis(20));
         let now = Instant::now();
-        if hup.swap(false, Ordering::SeqCst) || now >= next_token_check {
+        let hup_now = hup.swap(false, Ordering::SeqCst);
+        if hup_now || now >= next_token_check {
             next_token_check = now + Duration::from_secs(1);
             if let Some(w) = &mut token_watch {
-                w.check(&engine);
+                w.check(&engine, hup_now);
             }
         }
         if now >= next_sample {
@@ -291,7 +296,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     info!("stopping ({why_stop}): draining rings and flushing the producer");
     // Health shows `not_running` while the engine drains.
     ops.sample(&mut engine, false);
-    let summary = engine.stop();
+    let summary = drain(engine, &stop)?;
     drop(broker);
     drop(mock);
     ops.finish(&summary);
@@ -325,6 +330,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
 #[derive(Debug)]
 struct Reported {
     downs: Vec<u64>,
+    oversized: Vec<u64>,
     last: std::collections::HashMap<String, String>,
     limiter: RateLimiter,
 }
@@ -336,6 +342,7 @@ impl Default for Reported {
     fn default() -> Self {
         Self {
             downs: Vec::new(),
+            oversized: Vec::new(),
             last: std::collections::HashMap::new(),
             limiter: RateLimiter::new(ERROR_LOG_PERIOD),
         }
@@ -375,6 +382,21 @@ fn report_connection_errors(c: &Counts, reported: &mut Reported) {
             );
         }
         reported.downs[i] = downs;
+        reported.oversized.resize(c.connections.len(), 0);
+        if conn.oversized_text_frames > reported.oversized[i]
+            && let Some(n) = reported
+                .limiter
+                .allow(&format!("oversized{i}"), Instant::now())
+        {
+            warn!(
+                connection = i,
+                "connection {i}: {} oversized text frames so far, dropped unread (over \
+                 zerodha.max_text_frame_bytes){}",
+                conn.oversized_text_frames,
+                suppressed_note(n)
+            );
+            reported.oversized[i] = conn.oversized_text_frames;
+        }
         if let Some(e) = &conn.last_server_error
             && let Some(n) = reported.changed(&format!("server_error{i}"), e)
         {
@@ -463,41 +485,6 @@ fn write_summary(s: &Summary, elapsed: Duration, path: Option<&Path>) -> anyhow:
         None => print!("{text}"),
     }
     Ok(())
-}
-
-/// Re-reads the access token file when it changes (mtime or content).
-#[derive(Debug)]
-struct TokenWatch {
-    path: std::path::PathBuf,
-    modified: Option<std::time::SystemTime>,
-}
-
-impl TokenWatch {
-    fn new(path: std::path::PathBuf) -> Self {
-        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-        Self { path, modified }
-    }
-
-    fn check(&mut self, engine: &Engine) {
-        let modified = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok();
-        if modified == self.modified {
-            return;
-        }
-        self.modified = modified;
-        match read_token_file(&self.path) {
-            Ok(t) => {
-                if engine.set_access_token(t) {
-                    info!(
-                        "access token file {} changed; using the new token",
-                        self.path.display()
-                    );
-                }
-            }
-            Err(e) => warn!("{e:#}; keeping the current token"),
-        }
-    }
 }
 
 /// The live status line: rates since the previous line.

@@ -10,6 +10,9 @@ pub const SPOOL_DIR: &str = "panda-feed-spool";
 pub const WS_URL: &str = "wss://ws.kite.trade/";
 /// Largest WebSocket message the feed accepts, and `decode`'s input cap, bytes.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// `zerodha.max_text_frame_bytes`: larger server text frames are counted
+/// (`oversized_text_frames`) and not parsed.
+pub const MAX_TEXT_FRAME_BYTES: usize = 64 * 1024;
 /// `zerodha.max_per_connection`: Kite's limit of instruments per socket.
 pub const MAX_PER_CONNECTION: usize = 3000;
 /// `zerodha.max_connections`: Kite's limit of sockets per api_key.

@@ -109,8 +109,15 @@ impl KafkaConfig {
                 self.compression
             ));
         }
-        if self.queue_max_messages == 0 {
-            p.push("kafka.queue_max_messages = 0: must be at least 1".into());
+        for (k, v) in [
+            ("kafka.linger_ms", self.linger_ms),
+            ("kafka.batch_size", self.batch_size),
+            ("kafka.message_timeout_ms", self.message_timeout_ms),
+            ("kafka.queue_max_messages", self.queue_max_messages),
+            ("kafka.queue_full_wait_ms", self.queue_full_wait_ms),
+            ("kafka.flush_timeout_ms", self.flush_timeout_ms),
+        ] {
+            super::ranges::check(&mut p, k, v);
         }
         p
     }

@@ -11,12 +11,14 @@ use std::time::Duration;
 pub mod defaults;
 mod kafka;
 mod ops;
+pub mod ranges;
 mod redis;
 mod spool;
 
 use crate::tick::Mode;
 pub use kafka::KafkaConfig;
 pub use ops::OpsConfig;
+use ranges::check;
 pub use redis::RedisConfig;
 pub use spool::{Fsync, SpoolConfig};
 
@@ -49,8 +51,10 @@ pub struct Config {
 pub struct ZerodhaConfig {
     /// WebSocket URL, without query.
     pub ws_url: String,
-    /// API key.
+    /// API key (prefer `api_key_file`: a file can be `chmod 600`).
     pub api_key: String,
+    /// File holding the API key.
+    pub api_key_file: Option<PathBuf>,
     /// File holding the access token (re-issued daily by the login flow).
     pub access_token_file: Option<PathBuf>,
     /// Instruments CSV.
@@ -75,6 +79,9 @@ pub struct ZerodhaConfig {
     pub healthy_after_ms: u64,
     /// Connect plus handshake deadline, ms.
     pub connect_timeout_ms: u64,
+    /// Largest server text frame parsed, bytes; larger ones are counted
+    /// (`oversized_text_frames`) and dropped.
+    pub max_text_frame_bytes: usize,
 }
 
 impl ZerodhaConfig {
@@ -83,23 +90,7 @@ impl ZerodhaConfig {
     /// # Errors
     /// One message per bad value, naming the key.
     pub fn supervision(&self) -> Result<Supervision, Vec<String>> {
-        let mut p = Vec::new();
-        for (k, v) in [
-            ("liveness_ms", self.liveness_ms),
-            ("backoff_base_ms", self.backoff_base_ms),
-            ("backoff_cap_ms", self.backoff_cap_ms),
-            ("connect_timeout_ms", self.connect_timeout_ms),
-        ] {
-            if v == 0 {
-                p.push(format!("zerodha.{k} = 0: must be at least 1"));
-            }
-        }
-        if self.backoff_cap_ms < self.backoff_base_ms {
-            p.push(format!(
-                "zerodha.backoff_cap_ms = {} is below backoff_base_ms = {}",
-                self.backoff_cap_ms, self.backoff_base_ms
-            ));
-        }
+        let p = self.problems();
         if !p.is_empty() {
             return Err(p);
         }
@@ -116,11 +107,40 @@ impl ZerodhaConfig {
     }
 }
 
+impl ZerodhaConfig {
+    /// Every problem with the `[zerodha]` numbers (README "Ranges").
+    #[must_use]
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        for (k, v) in [
+            ("zerodha.max_per_connection", self.max_per_connection as u64),
+            ("zerodha.max_connections", self.max_connections as u64),
+            ("zerodha.liveness_ms", self.liveness_ms),
+            ("zerodha.ping_interval_ms", self.ping_interval_ms),
+            ("zerodha.backoff_base_ms", self.backoff_base_ms),
+            ("zerodha.backoff_cap_ms", self.backoff_cap_ms),
+            ("zerodha.backoff_429_ms", self.backoff_429_ms),
+            ("zerodha.healthy_after_ms", self.healthy_after_ms),
+            ("zerodha.connect_timeout_ms", self.connect_timeout_ms),
+        ] {
+            check(&mut p, k, v);
+        }
+        if self.backoff_cap_ms < self.backoff_base_ms {
+            p.push(format!(
+                "zerodha.backoff_cap_ms = {} is below backoff_base_ms = {}",
+                self.backoff_cap_ms, self.backoff_base_ms
+            ));
+        }
+        p
+    }
+}
+
 impl std::fmt::Debug for ZerodhaConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ZerodhaConfig")
             .field("ws_url", &self.ws_url)
             .field("api_key", &crate::secret::Secret::new(self.api_key.clone()))
+            .field("api_key_file", &self.api_key_file)
             .field("access_token_file", &self.access_token_file)
             .field("instruments", &self.instruments)
             .field("default_mode", &self.default_mode)
@@ -133,6 +153,7 @@ impl Default for ZerodhaConfig {
         Self {
             ws_url: defaults::WS_URL.into(),
             api_key: String::new(),
+            api_key_file: None,
             access_token_file: None,
             instruments: None,
             default_mode: Mode::Full,
@@ -145,6 +166,7 @@ impl Default for ZerodhaConfig {
             backoff_429_ms: defaults::BACKOFF_429_MS,
             healthy_after_ms: defaults::HEALTHY_AFTER_MS,
             connect_timeout_ms: defaults::CONNECT_TIMEOUT_MS,
+            max_text_frame_bytes: defaults::MAX_TEXT_FRAME_BYTES,
         }
     }
 }
@@ -215,6 +237,35 @@ pub struct EngineSection {
     pub read_buffer_size: usize,
 }
 
+impl EngineSection {
+    /// Every problem with the `[engine]` numbers, including the memory of
+    /// all rings together (README "Ranges").
+    #[must_use]
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        for (k, v) in [
+            ("engine.publishers", self.publishers),
+            ("engine.ring_capacity", self.ring_capacity),
+            ("engine.publish_chunk", self.publish_chunk),
+            ("engine.read_buffer_size", self.read_buffer_size),
+        ] {
+            check(&mut p, k, v as u64);
+        }
+        let slot = std::mem::size_of::<crate::tick::Tick>() as u128;
+        let bytes = self.ring_capacity as u128 * self.publishers as u128 * slot;
+        if p.is_empty() && bytes > u128::from(ranges::MAX_RING_BYTES) {
+            p.push(format!(
+                "engine.ring_capacity = {} × engine.publishers = {} × {slot}-byte slots = {bytes} \
+                 bytes of rings: at most {} (8 GiB); lower engine.ring_capacity",
+                self.ring_capacity,
+                self.publishers,
+                ranges::MAX_RING_BYTES
+            ));
+        }
+        p
+    }
+}
+
 impl Default for EngineSection {
     fn default() -> Self {
         Self {
@@ -260,6 +311,28 @@ impl Default for MockSection {
 pub struct RunSection {
     /// Status line period, ms (0 = no status line).
     pub status_interval_ms: u64,
+}
+
+impl Config {
+    /// Every problem with every section, collected at once: each names the
+    /// key, the value and the range or the fix (README "Ranges").
+    #[must_use]
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = self.zerodha.problems();
+        p.extend(self.engine.problems());
+        p.extend(self.kafka.problems());
+        p.extend(self.spool.problems());
+        check(&mut p, "mock.rate", self.mock.rate);
+        check(&mut p, "mock.partitions", self.mock.partitions);
+        check(
+            &mut p,
+            "run.status_interval_ms",
+            self.run.status_interval_ms,
+        );
+        p.extend(self.ops.problems());
+        p.extend(self.redis.problems());
+        p
+    }
 }
 
 impl Default for RunSection {

@@ -71,9 +71,17 @@ impl OpsConfig {
             ("ops.history", self.history as u64),
             ("ops.slow_n", self.slow_n as u64),
         ] {
-            if v == 0 {
-                p.push(format!("{k} = 0 must be at least 1"));
-            }
+            super::ranges::check(&mut p, k, v);
+        }
+        let samples = u128::from(self.window_s) * 1000 / u128::from(self.sample_ms.max(1));
+        if samples > u128::from(super::ranges::MAX_WINDOW_SAMPLES) {
+            p.push(format!(
+                "ops.window_s = {} over ops.sample_ms = {} keeps {samples} samples: at most {}; \
+                 raise ops.sample_ms or lower ops.window_s",
+                self.window_s,
+                self.sample_ms,
+                super::ranges::MAX_WINDOW_SAMPLES
+            ));
         }
         for (k, v) in [
             ("ops.ring_high_pct", self.ring_high_pct),

@@ -13,6 +13,9 @@ pub struct RedisConfig {
     /// `redis://[:PASSWORD@]HOST:PORT[/DB]`; empty turns Redis metrics off.
     /// The password is never shown.
     pub url: String,
+    /// File holding the URL (so its password is on no command line and in
+    /// no config file); used when `REDIS__URL` and `--redis-url` are unset.
+    pub url_file: Option<std::path::PathBuf>,
     /// Key prefix.
     pub key_prefix: String,
     /// Time to live of every key, s.
@@ -33,6 +36,7 @@ impl Default for RedisConfig {
     fn default() -> Self {
         Self {
             url: String::new(),
+            url_file: None,
             key_prefix: "pipeline:market_ticks:market".into(),
             ttl_s: 300,
             interval_ms: 1000,
@@ -48,6 +52,7 @@ impl std::fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisConfig")
             .field("url", &redact_url(&self.url))
+            .field("url_file", &self.url_file)
             .field("key_prefix", &self.key_prefix)
             .field("ttl_s", &self.ttl_s)
             .field("interval_ms", &self.interval_ms)
@@ -65,12 +70,13 @@ impl RedisConfig {
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         if !(self.url.is_empty()
-            || self.url.starts_with("redis://")
-            || self.url.starts_with("unix://"))
+            || ["redis://", "rediss://", "redis+unix://", "unix://"]
+                .iter()
+                .any(|s| self.url.starts_with(s)))
         {
             p.push(format!(
-                "redis.url {:?} must start with redis:// (e.g. redis://:PASSWORD@127.0.0.1:6379/0), \
-                 or be empty to turn Redis metrics off",
+                "redis.url {:?} must start with redis://, rediss://, redis+unix:// or unix:// \
+                 (e.g. redis://:PASSWORD@127.0.0.1:6379/0), or be empty to turn Redis metrics off",
                 redact_url(&self.url)
             ));
         }
@@ -79,11 +85,10 @@ impl RedisConfig {
             ("redis.interval_ms", self.interval_ms),
             ("redis.timeout_ms", self.timeout_ms),
             ("redis.breaker_failures", u64::from(self.breaker_failures)),
+            ("redis.breaker_cooldown_ms", self.breaker_cooldown_ms),
             ("redis.half_open_probes", u64::from(self.half_open_probes)),
         ] {
-            if v == 0 {
-                p.push(format!("{k} = 0 must be at least 1"));
-            }
+            super::ranges::check(&mut p, k, v);
         }
         if self.key_prefix.is_empty() {
             p.push("redis.key_prefix must not be empty".into());

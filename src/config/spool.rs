@@ -50,3 +50,19 @@ impl Default for SpoolConfig {
         }
     }
 }
+
+impl SpoolConfig {
+    /// Every problem with the `[spool]` numbers (README "Ranges").
+    #[must_use]
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        for (k, v) in [
+            ("spool.max_bytes", self.max_bytes),
+            ("spool.segment_bytes", self.segment_bytes),
+            ("spool.fsync_interval_ms", self.fsync_interval_ms),
+        ] {
+            super::ranges::check(&mut p, k, v);
+        }
+        p
+    }
+}

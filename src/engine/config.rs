@@ -47,6 +47,9 @@ pub struct EngineConfig {
     pub read_buffer_size: usize,
     /// Largest WebSocket message accepted, in bytes.
     pub max_message_size: usize,
+    /// Largest server text frame parsed, bytes; larger ones are counted and
+    /// dropped.
+    pub max_text_frame_bytes: usize,
     /// The run's id, carried in every envelope; [`RunId::default`] (0)
     /// makes [`Engine::start`](super::Engine::start) choose a fresh one.
     pub run_id: RunId,
@@ -71,6 +74,11 @@ pub struct EngineConfig {
     #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub test_fatal_publisher: Option<(usize, u64)>,
+    /// Test hook (feature `test-hooks`): resolving connection `.0`'s host
+    /// takes `.1` and then fails.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub test_slow_resolver: Option<(usize, Duration)>,
 }
 
 impl Default for EngineConfig {
@@ -91,6 +99,7 @@ impl Default for EngineConfig {
             publisher_cores: Vec::new(),
             read_buffer_size: defaults::READ_BUFFER_SIZE,
             max_message_size: defaults::MAX_MESSAGE_BYTES,
+            max_text_frame_bytes: defaults::MAX_TEXT_FRAME_BYTES,
             run_id: RunId::default(),
             kafka: KafkaConfig::default(),
             supervision: Supervision::default(),
@@ -101,6 +110,8 @@ impl Default for EngineConfig {
             test_panic_publisher: None,
             #[cfg(feature = "test-hooks")]
             test_fatal_publisher: None,
+            #[cfg(feature = "test-hooks")]
+            test_slow_resolver: None,
         }
     }
 }
@@ -123,7 +134,9 @@ impl EngineConfig {
             ));
         }
         if self.api_key.is_empty() {
-            p.push("no api_key: set kite.api_key, --api-key or ZERODHA__API_KEY".into());
+            p.push(
+                "no api_key: set --api-key-file, zerodha.api_key_file or ZERODHA__API_KEY".into(),
+            );
         }
         if self.access_token.is_empty() {
             p.push(
@@ -135,6 +148,15 @@ impl EngineConfig {
             p.push(format!(
                 "engine.publishers = {} must be between 1 and {MAX_RINGS}",
                 self.publishers
+            ));
+        }
+        if self.max_text_frame_bytes == 0 || self.max_text_frame_bytes > self.max_message_size {
+            p.push(format!(
+                "zerodha.max_text_frame_bytes = {} must be between 1 and the largest WebSocket \
+                 message, {} bytes (default {})",
+                self.max_text_frame_bytes,
+                self.max_message_size,
+                defaults::MAX_TEXT_FRAME_BYTES
             ));
         }
         if self.ring_capacity == 0 {

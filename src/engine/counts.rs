@@ -11,9 +11,15 @@ use std::sync::atomic::Ordering::Relaxed;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use std::sync::Arc;
+
 use super::handle::PublisherHandle;
+use super::kafka::DeliveryCounters;
 use super::net::ConnStats;
+use super::publish::PublisherCounters;
 use crate::clock::now_ns;
+use crate::ring::RingCounters;
+use crate::spool::Spool;
 use crate::wire::DecodeError;
 
 const REASONS: usize = DecodeError::REASONS;
@@ -48,7 +54,11 @@ pub(crate) struct Stage {
 impl Stage {
     /// Reads `p`'s counters: ring, publisher, producer, spool.
     pub(crate) fn read(p: &PublisherHandle) -> Self {
-        let (r, c, d, sc) = (&p.ring, &p.counters, &p.delivery, p.spool.counters());
+        Self::of(&p.ring, &p.counters, &p.delivery, &p.spool)
+    }
+
+    fn of(r: &RingCounters, c: &PublisherCounters, d: &DeliveryCounters, spool: &Spool) -> Self {
+        let sc = spool.counters();
         Self {
             capacity: r.capacity(),
             pushed: r.pushed(),
@@ -99,6 +109,68 @@ impl Stage {
     }
 }
 
+/// What has not been flushed yet, readable from any thread while
+/// [`Engine::stop`](super::Engine::stop) drains: the `run` command's second
+/// signal prints it before exiting at once (README, `run`).
+#[derive(Debug, Clone)]
+pub struct Pending {
+    parts: Vec<PendingParts>,
+}
+
+#[derive(Debug, Clone)]
+struct PendingParts {
+    ring: Arc<RingCounters>,
+    counters: Arc<PublisherCounters>,
+    delivery: Arc<DeliveryCounters>,
+    spool: Arc<Spool>,
+}
+
+/// A [`Pending`] reading.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PendingCounts {
+    /// Ticks still in the rings.
+    pub in_rings: u64,
+    /// Records handed to a producer with no delivery report yet.
+    pub in_producers: u64,
+    /// Everything in flight (rings, publishers, producers, on the way to
+    /// the spool).
+    pub in_flight: i64,
+    /// Records parked in the spool so far (on disk; they stay there).
+    pub parked: u64,
+}
+
+impl Pending {
+    pub(crate) fn of(pubs: &[PublisherHandle]) -> Self {
+        Self {
+            parts: pubs
+                .iter()
+                .map(|p| PendingParts {
+                    ring: Arc::clone(&p.ring),
+                    counters: Arc::clone(&p.counters),
+                    delivery: Arc::clone(&p.delivery),
+                    spool: Arc::clone(&p.spool),
+                })
+                .collect(),
+        }
+    }
+
+    /// Reads the counters now (`Relaxed` loads of live counters).
+    #[must_use]
+    pub fn read(&self) -> PendingCounts {
+        let mut out = PendingCounts::default();
+        for p in &self.parts {
+            let st = Stage::of(&p.ring, &p.counters, &p.delivery, &p.spool);
+            out.in_rings += st.pushed.saturating_sub(st.popped);
+            out.in_producers += st
+                .produced
+                .saturating_sub(st.delivered + st.failed + st.purged);
+            out.in_flight += st.in_flight();
+            out.parked += st.parked;
+        }
+        out
+    }
+}
+
 /// One connection's counters, read now.
 fn conn_counts(s: &ConnStats) -> ConnCounts {
     let age = |t: u64| (t != 0).then(|| now_ns().saturating_sub(t) / 1_000_000);
@@ -111,6 +183,8 @@ fn conn_counts(s: &ConnStats) -> ConnCounts {
         heartbeats: s.heartbeats.load(Relaxed),
         text_frames: s.text_frames.load(Relaxed),
         server_errors: s.server_errors.load(Relaxed),
+        oversized_text_frames: s.oversized_text_frames.load(Relaxed),
+        oversized_frames: s.oversized_frames.load(Relaxed),
         last_frame_age_ms: age(s.last_frame_ns.load(Relaxed)),
         last_tick_age_ms: age(s.last_tick_ns.load(Relaxed)),
         error: s.error(),
@@ -157,7 +231,10 @@ pub(crate) fn tally(conns: &[std::sync::Arc<ConnStats>], pubs: &[PublisherHandle
             c.last_spool_error = p.spool.last_error();
         }
         if c.last_kafka_error.is_none() {
-            c.last_kafka_error = p.delivery.last_error();
+            // Foreign text (the broker's words): cut and escaped.
+            c.last_kafka_error = p.delivery.last_error().map(|e| {
+                crate::logging::truncate(&e, crate::logging::MAX_STORED_TEXT).into_owned()
+            });
         }
         c.publishers.push(PublisherCountsOut {
             ring_capacity: st.capacity,
@@ -272,6 +349,11 @@ pub struct ConnCounts {
     pub text_frames: u64,
     /// Text `error` frames.
     pub server_errors: u64,
+    /// Text frames over `zerodha.max_text_frame_bytes`: counted, not parsed.
+    pub oversized_text_frames: u64,
+    /// Frames over the connection's frame limit, refused unread (the
+    /// connection went down as `read_error` and reconnected).
+    pub oversized_frames: u64,
     /// Time since the last frame of any kind, ms.
     pub last_frame_age_ms: Option<u64>,
     /// Time since the last market-data message with ticks, ms.

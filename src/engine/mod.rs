@@ -28,7 +28,8 @@ pub use crate::config::{IdlePolicy, Supervision};
 pub use crate::secret::Secret;
 pub use config::{EngineConfig, EngineError};
 pub use counts::{
-    ConnCounts, Counts, DropReasons, Failures, LatencySummary, PublisherCountsOut, Summary,
+    ConnCounts, Counts, DropReasons, Failures, LatencySummary, Pending, PendingCounts,
+    PublisherCountsOut, Summary,
 };
 
 use std::sync::atomic::AtomicU64;
@@ -122,7 +123,10 @@ impl Engine {
                 subscribe_chunk: cfg.subscribe_chunk,
                 read_buffer_size: cfg.read_buffer_size,
                 max_message_size: cfg.max_message_size,
+                max_text_frame_bytes: cfg.max_text_frame_bytes,
                 supervision: cfg.supervision,
+                #[cfg(feature = "test-hooks")]
+                test_slow_resolver: cfg.test_slow_resolver,
             },
         )
         .map_err(|e| EngineError::Io(format!("poll: {e}")))?;
@@ -228,6 +232,13 @@ impl Engine {
     /// connect. Returns `false` when the token is unchanged.
     pub fn set_access_token(&self, token: Secret) -> bool {
         self.creds.set_token(token)
+    }
+
+    /// A reader of what is not flushed yet, for another thread to use while
+    /// [`stop`](Self::stop) drains.
+    #[must_use]
+    pub fn pending(&self) -> Pending {
+        Pending::of(&self.pubs)
     }
 
     /// This run's id, carried in every envelope.

@@ -36,13 +36,11 @@ fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
 }
 
-/// What the handshake callback decided, for counting after it returns.
+/// A refusal the handshake callback counts.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Verdict {
-    Accepted,
     Forbidden,
     TooMany,
-    BadRequest,
 }
 
 #[allow(
@@ -54,8 +52,21 @@ pub(super) fn serve(stream: TcpStream, id: u64, shared: &Arc<Shared>) {
     // Handshake blocking, bounded in time; then non-blocking streaming.
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let verdict = std::cell::Cell::new(Verdict::BadRequest);
+    // Counted before the refusal is written: a client that reads its 403
+    // or 429 sees the counter already moved.
+    let count = |v: Verdict| {
+        let c = match v {
+            Verdict::Forbidden => &shared.stats.rejected_403,
+            Verdict::TooMany => &shared.stats.rejected_429,
+        };
+        c.fetch_add(1, Ordering::SeqCst);
+    };
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        shared.stats.upgrade_requests.fetch_add(1, Ordering::SeqCst);
+        let delay = shared.faults.upgrade_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_millis(delay));
+        }
         let query = req.uri().query().unwrap_or("");
         if req.uri().path() != "/" {
             return Err(reject(StatusCode::BAD_REQUEST, "path must be /"));
@@ -63,38 +74,28 @@ pub(super) fn serve(stream: TcpStream, id: u64, shared: &Arc<Shared>) {
         let key_ok = query_param(query, "api_key") == Some(cfg.api_key.as_str());
         let token_ok = query_param(query, "access_token") == Some(cfg.access_token.as_str());
         if !(key_ok && token_ok) {
-            verdict.set(Verdict::Forbidden);
+            count(Verdict::Forbidden);
             return Err(reject(StatusCode::FORBIDDEN, "Forbidden"));
         }
         match shared.faults.reject_status.load(Ordering::SeqCst) {
             403 => {
-                verdict.set(Verdict::Forbidden);
+                count(Verdict::Forbidden);
                 return Err(reject(StatusCode::FORBIDDEN, "Forbidden"));
             }
             429 => {
-                verdict.set(Verdict::TooMany);
+                count(Verdict::TooMany);
                 return Err(reject(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"));
             }
             _ => {}
         }
         if shared.open_connections.load(Ordering::SeqCst) >= cfg.max_connections as u64 {
-            verdict.set(Verdict::TooMany);
+            count(Verdict::TooMany);
             return Err(reject(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"));
         }
-        verdict.set(Verdict::Accepted);
         Ok(resp)
     };
     let ws_cfg = WebSocketConfig::default().max_write_buffer_size(16 << 20);
     let ws = tungstenite::accept_hdr_with_config(stream, callback, Some(ws_cfg));
-    match verdict.get() {
-        Verdict::Forbidden => {
-            shared.stats.rejected_403.fetch_add(1, Ordering::SeqCst);
-        }
-        Verdict::TooMany => {
-            shared.stats.rejected_429.fetch_add(1, Ordering::SeqCst);
-        }
-        _ => {}
-    }
     let Ok(mut ws) = ws else { return };
     if ws.get_mut().set_nonblocking(true).is_err() {
         return;
@@ -124,6 +125,7 @@ pub(super) fn serve(stream: TcpStream, id: u64, shared: &Arc<Shared>) {
         last_sent: Instant::now(),
         id,
         market_messages: 0,
+        text_queued: 0,
         disconnect: false,
     };
     c.run(&text_rx);
@@ -146,6 +148,8 @@ struct Conn<'a> {
     last_sent: Instant,
     id: u64,
     market_messages: u64,
+    /// Broadcast text frames queued since the last complete flush.
+    text_queued: u64,
     /// Set by the `disconnect_every` fault: close cleanly after this turn.
     disconnect: bool,
 }
@@ -168,6 +172,11 @@ impl Conn<'_> {
             if self.disconnect {
                 self.hang_up();
                 return;
+            }
+            if self.shared.faults.flood_connection.load(Ordering::Relaxed) == self.id {
+                // Bursts of 1024 (twice the feed's per-turn read budget)
+                // every 200 µs: a flood that leaves a core for the feed.
+                std::thread::sleep(Duration::from_micros(200));
             }
             let slow = self.shared.faults.slow_turn_ms.load(Ordering::Relaxed);
             if slow > 0 {
@@ -212,20 +221,50 @@ impl Conn<'_> {
         }
         let mut busy = self.read_requests()?;
         while let Ok(text) = text_rx.try_recv() {
-            self.send(Message::text(text), false)?;
+            if self.send(Message::text(text), false)? {
+                self.text_queued += 1;
+            } else {
+                faults_count(&self.shared.stats.text_frames_unsent);
+            }
             busy = true;
         }
         busy |= self.stream_updates()?;
+        if self.shared.faults.flood_connection.load(Ordering::Relaxed) == self.id {
+            busy |= self.flood()?;
+        }
         if self.last_sent.elapsed() >= self.shared.cfg.heartbeat {
             self.send(Message::binary(vec![0u8]), true)?;
             self.shared.stats.heartbeats.fetch_add(1, Ordering::SeqCst);
         }
         match self.ws.flush() {
-            Ok(()) => {}
+            Ok(()) => {
+                self.shared
+                    .stats
+                    .text_frames_flushed
+                    .fetch_add(self.text_queued, Ordering::SeqCst);
+                self.text_queued = 0;
+            }
             Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
             Err(_) => return Err(Closed),
         }
         Ok(busy)
+    }
+
+    /// The `flood_connection` fault: up to 1024 heartbeats per turn (as
+    /// many as the write buffer takes), a turn every 200 µs or so.
+    fn flood(&mut self) -> Result<bool, Closed> {
+        let mut sent = 0;
+        for _ in 0..1024 {
+            if !self.send(Message::binary(vec![0u8]), false)? {
+                break;
+            }
+            sent += 1;
+        }
+        self.shared
+            .stats
+            .flood_heartbeats
+            .fetch_add(sent, Ordering::SeqCst);
+        Ok(sent > 0)
     }
 
     /// Queues a message; `record` writes binary ones to the record file.

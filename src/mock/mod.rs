@@ -92,6 +92,11 @@ pub struct MockStats {
     pub sent_messages: AtomicU64,
     /// Heartbeats sent.
     pub heartbeats: AtomicU64,
+    /// Heartbeats sent by the `flood_connection` fault.
+    pub flood_heartbeats: AtomicU64,
+    /// Upgrade requests received (before the verdict, and before the
+    /// `upgrade_delay_ms` fault's sleep).
+    pub upgrade_requests: AtomicU64,
     /// Upgrades accepted.
     pub connections: AtomicU64,
     /// Upgrades refused with 403 (bad credentials).
@@ -100,6 +105,11 @@ pub struct MockStats {
     pub rejected_429: AtomicU64,
     /// Text `error` frames sent (e.g. the 3000-instrument limit).
     pub error_frames: AtomicU64,
+    /// Broadcast text frames written out whole to the socket (the kernel
+    /// holds at most its buffers' worth of them unread by the client).
+    pub text_frames_flushed: AtomicU64,
+    /// Broadcast text frames not sent: the client's write buffer was full.
+    pub text_frames_unsent: AtomicU64,
     /// Generator steps a slow connection missed because the snapshot history
     /// moved on.
     pub lagged_updates: AtomicU64,
@@ -132,6 +142,13 @@ pub struct Faults {
     pub reject_status: AtomicU64,
     /// Sleep this long (ms) on every turn of each connection: a slow server.
     pub slow_turn_ms: AtomicU64,
+    /// Sleep this long (ms) after reading an upgrade request, before
+    /// answering it (with 101, 403 or 429): an upgrade kept in flight.
+    pub upgrade_delay_ms: AtomicU64,
+    /// The connection with this id (1 = the first accepted; 0 = none)
+    /// floods: besides its market data it sends bursts of 1024 heartbeats,
+    /// one about every 200 µs (up to ~5 M/s), as many as the client takes.
+    pub flood_connection: AtomicU64,
 }
 
 pub(crate) struct ConnEntry {

@@ -356,16 +356,9 @@ impl RedisSink {
 
 /// `text` with the password of `url` (if any) replaced by `***`.
 fn redact_secret(text: &str, url: &str) -> String {
-    let pw = url
-        .split_once("://")
-        .and_then(|(_, r)| r.split_once('@'))
-        .and_then(|(userinfo, _)| userinfo.split_once(':'))
-        .map(|(_, pw)| pw)
-        .filter(|pw| !pw.is_empty());
-    match pw {
-        Some(pw) => text.replace(pw, "***"),
-        None => text.to_owned(),
-    }
+    // Parsed like the client parses it: every spelling of the password and
+    // of secret query values (README "Security").
+    crate::secret::redact_in(text, url)
 }
 
 #[cfg(test)]

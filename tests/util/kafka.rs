@@ -1,6 +1,7 @@
 //! A stock librdkafka consumer that reads a whole topic back, as a user of
 //! the feed would.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -139,6 +140,57 @@ fn read(
             }
             Some(Err(e)) => panic!("consumer error: {e}"),
             None => {}
+        }
+    }
+    out
+}
+
+/// Every record of `topic` as `(key, value)`, read to the high watermark
+/// each partition has when the call starts (so duplicates show, without
+/// knowing how many records to expect).
+pub(crate) fn read_to_end(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "panda-feed-tests-read-to-end")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    let mut left = BTreeMap::new();
+    for p in 0..partitions {
+        let (low, high) = c
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .unwrap();
+        if high > low {
+            tpl.add_partition_offset(topic, p, Offset::Offset(low))
+                .unwrap();
+            left.insert(p, high);
+        }
+    }
+    let mut out = Vec::new();
+    if left.is_empty() {
+        return out;
+    }
+    c.assign(&tpl).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !left.is_empty() {
+        assert!(Instant::now() < deadline, "topic not read to its end");
+        if let Some(m) = c.poll(Duration::from_millis(200)) {
+            let m = m.unwrap();
+            out.push((
+                m.key().unwrap_or_default().to_vec(),
+                m.payload().unwrap_or_default().to_vec(),
+            ));
+            if left
+                .get(&m.partition())
+                .is_some_and(|&h| m.offset() + 1 >= h)
+            {
+                left.remove(&m.partition());
+            }
         }
     }
     out

@@ -1,5 +1,6 @@
-//! One connection's state machine: connect, upgrade, subscribe, read and
-//! route, go down, back off, reconnect.
+//! One connection's state machine: resolve (on its resolver thread,
+//! `resolve.rs`), connect, upgrade, subscribe, read and route within a
+//! per-turn read budget (`budget.rs`), go down, back off, reconnect.
 //!
 //! Runs on the network thread, which owns every [`Conn`]: one writer of each
 //! connection's state, so reconnection is single-flight by construction. A
@@ -25,7 +26,9 @@ use tungstenite::Message;
 use tungstenite::handshake::HandshakeError;
 
 use super::backoff::Backoff;
+use super::budget::ReadBudget;
 use super::creds::Credentials;
+use super::resolve::Resolver;
 use super::stats::{ConnState, ConnStats, DownReason, Tally, lock};
 use super::ws::{self, HandshakeStep, Mid, Ws};
 use super::{ConnSpec, NetConfig};
@@ -33,6 +36,7 @@ use crate::clock::now_ns;
 use crate::config::Supervision;
 use crate::engine::route::Router;
 use crate::engine::wake::{Wake, wake_touched};
+use crate::logging::{MAX_STORED_TEXT, truncate};
 use crate::wire::text::{ServerText, parse_server_text};
 
 /// Where a connection is. The one state of a connection: its published
@@ -42,6 +46,8 @@ enum State {
     Start,
     /// Down; the next attempt starts at this instant.
     Waiting(Instant),
+    /// Waiting for the host's address from the resolver thread.
+    Resolving,
     /// TCP connect in progress.
     Connecting(TcpStream),
     /// TLS / WebSocket upgrade in progress.
@@ -60,6 +66,7 @@ impl State {
     const fn label(&self) -> ConnState {
         match self {
             Self::Start | Self::Connecting(_) => ConnState::Connecting,
+            Self::Resolving => ConnState::Resolving,
             Self::Handshaking(_) => ConnState::Handshaking,
             Self::Open(_) => ConnState::Open,
             Self::Waiting(_) => ConnState::Backoff,
@@ -82,10 +89,20 @@ pub(super) struct Conn {
     sup: Supervision,
     backoff: Backoff,
     attempt_started: Instant,
+    /// The credentials generation of the token the current (or latest)
+    /// attempt's URL carries; a 403 waits for a newer one.
+    attempt_generation: u64,
     /// Since when an open connection has been down.
     down_since: Option<Instant>,
     last_ping: Instant,
     tally: Tally,
+    resolver: Resolver,
+    /// The read budget ran out with data left: read again next turn
+    /// without waiting for readiness (mio is edge-triggered).
+    more: bool,
+    /// The loop turn this connection was last driven in (one budget per
+    /// turn).
+    driven_turn: u64,
 }
 
 impl std::fmt::Debug for Conn {
@@ -108,8 +125,10 @@ impl Conn {
         creds: Arc<Credentials>,
         sup: Supervision,
         seed: u64,
-        now: Instant,
+        resolver: Resolver,
     ) -> Self {
+        let now = Instant::now();
+        let generation = creds.generation();
         Self {
             index,
             spec,
@@ -120,9 +139,13 @@ impl Conn {
             sup,
             backoff: Backoff::of(&sup, seed),
             attempt_started: now,
+            attempt_generation: generation,
             down_since: None,
             last_ping: now,
             tally: Tally::default(),
+            resolver,
+            more: false,
+            driven_turn: u64::MAX,
         }
     }
 
@@ -143,14 +166,18 @@ impl Conn {
     /// attempt (or wait for a new token after HTTP 403).
     fn down(&mut self, reason: DownReason, why: String, now: Instant) {
         self.tally.reconnects[reason as usize] += 1;
-        *lock(&self.stats.error) = Some(why);
+        // `why` may quote the server (a refused upgrade's body, a close
+        // reason, an error): cut and escaped before anyone shows it.
+        *lock(&self.stats.error) = Some(escaped(why));
         if matches!(self.state, State::Open(_)) {
             self.down_since = Some(now);
         }
         let next = match reason {
             DownReason::Http403 => {
                 self.backoff.failed(now);
-                State::AuthFailed(self.creds.generation())
+                // The generation the refused URL was built with, not the
+                // current one: a token written during the attempt retries.
+                State::AuthFailed(self.attempt_generation)
             }
             DownReason::Http429 => State::Waiting(now + self.backoff.failed_throttled(now)),
             _ => State::Waiting(now + self.backoff.failed(now)),
@@ -159,12 +186,24 @@ impl Conn {
         self.enter(next);
     }
 
-    /// Starts a TCP connect (set-up: resolves the host, allocates). The URL
-    /// with credentials is built at the upgrade, from the token current then.
-    fn connect(&mut self, poll: &Poll, now: Instant) {
+    /// Starts an attempt: asks the resolver thread for the host's address
+    /// (set-up: allocates; never blocks). The URL with credentials is built
+    /// at the upgrade, from the token current then.
+    fn connect(&mut self, now: Instant) {
         self.tally.attempts += 1;
         self.attempt_started = now;
-        match ws::dial(&self.stats.url, poll, Token(usize::from(self.index))) {
+        match self.resolver.request(&self.stats.url) {
+            Ok(()) => self.enter(State::Resolving),
+            Err(e) => {
+                let why = format!("cannot resolve {}: {e}", self.stats.url);
+                self.down(DownReason::ConnectFailed, why, now);
+            }
+        }
+    }
+
+    /// The address arrived: starts the non-blocking TCP connect.
+    fn dial(&mut self, addr: Result<std::net::SocketAddr, String>, poll: &Poll, now: Instant) {
+        match addr.and_then(|a| ws::dial(a, poll, Token(usize::from(self.index)))) {
             Ok(s) => self.enter(State::Connecting(s)),
             Err(e) => {
                 let why = format!("cannot connect to {}: {e}", self.stats.url);
@@ -173,14 +212,30 @@ impl Conn {
         }
     }
 
-    /// Advances the connection as far as readiness allows, waking the
-    /// publishers it pushed ticks to.
+    /// Whether the read budget ran out with data left (see [`drive`]).
+    ///
+    /// [`drive`]: Self::drive
+    pub(super) const fn has_more(&self) -> bool {
+        self.more
+    }
+
+    /// Whether this connection was driven in loop turn `turn` already.
+    pub(super) const fn driven_in(&self, turn: u64) -> bool {
+        self.driven_turn == turn
+    }
+
+    /// Advances the connection as far as readiness allows, within one
+    /// turn's read budget, waking the publishers it pushed ticks to. `turn`
+    /// is the loop turn (one budget per turn).
     pub(super) fn drive(
         &mut self,
+        turn: u64,
         router: &mut Router,
         cfg: &NetConfig,
         wakes: &[(Arc<Wake>, Thread)],
     ) {
+        self.driven_turn = turn;
+        self.more = false;
         loop {
             match &mut self.state {
                 State::Open(ws) => {
@@ -192,9 +247,11 @@ impl Conn {
                         &self.stats,
                         router,
                         wakes,
+                        cfg.max_text_frame_bytes,
                     );
-                    if let Err((reason, why)) = r {
-                        self.down(reason, why, Instant::now());
+                    match r {
+                        Ok(more) => self.more = more,
+                        Err((reason, why)) => self.down(reason, why, Instant::now()),
                     }
                     return;
                 }
@@ -208,7 +265,11 @@ impl Conn {
                     }
                 },
                 State::Handshaking(_) => {}
-                State::Start | State::Waiting(_) | State::AuthFailed(_) | State::Closed => return,
+                State::Start
+                | State::Waiting(_)
+                | State::Resolving
+                | State::AuthFailed(_)
+                | State::Closed => return,
             }
             // Connected or upgrading: the next step consumes the socket.
             let step = match self.take() {
@@ -216,8 +277,10 @@ impl Conn {
                     // Latency over throughput for small frames; a failure
                     // here only costs latency.
                     let _ = stream.set_nodelay(true);
-                    let url = self.creds.url(&self.stats.url);
-                    match ws::start_handshake(stream, &url, &self.stats.url, cfg) {
+                    let (url, generation) = self.creds.url(&self.stats.url);
+                    self.attempt_generation = generation;
+                    let max_frame = ws::frame_limit(cfg, self.spec.tokens.len());
+                    match ws::start_handshake(stream, &url, &self.stats.url, cfg, max_frame) {
                         Ok(step) => step,
                         Err(why) => {
                             self.down(DownReason::HandshakeFailed, why, Instant::now());
@@ -284,6 +347,7 @@ impl Conn {
     pub(super) fn timers(
         &mut self,
         now: Instant,
+        turn: u64,
         poll: &Poll,
         router: &mut Router,
         cfg: &NetConfig,
@@ -291,17 +355,24 @@ impl Conn {
     ) {
         let sup = self.sup;
         match &mut self.state {
-            State::Start => {
-                self.connect(poll, now);
-                // A connect refused on loopback is reported at once.
-                self.drive(router, cfg, wakes);
-            }
-            State::Waiting(at) if now >= *at => {
-                self.connect(poll, now);
-                self.drive(router, cfg, wakes);
-            }
+            State::Start => self.connect(now),
+            State::Waiting(at) if now >= *at => self.connect(now),
             State::AuthFailed(generation) if self.creds.generation() != *generation => {
-                self.connect(poll, now);
+                self.connect(now);
+            }
+            State::Resolving => {
+                if let Some(addr) = self.resolver.try_answer() {
+                    self.dial(addr, poll, now);
+                    // A connect refused on loopback is reported at once.
+                    self.drive(turn, router, cfg, wakes);
+                } else if now.saturating_duration_since(self.attempt_started) > sup.connect_timeout
+                {
+                    let why = format!(
+                        "resolving the host of {} took longer than {:?}",
+                        self.stats.url, sup.connect_timeout
+                    );
+                    self.down(DownReason::ConnectFailed, why, now);
+                }
             }
             State::Connecting(_) | State::Handshaking(_)
                 if now.saturating_duration_since(self.attempt_started) > sup.connect_timeout =>
@@ -362,6 +433,15 @@ impl Conn {
     }
 }
 
+/// Foreign text as stored for the summary, HTTP and logs: cut to
+/// [`MAX_STORED_TEXT`] and escaped (no line can be forged with it).
+fn escaped(s: String) -> String {
+    match truncate(&s, MAX_STORED_TEXT) {
+        std::borrow::Cow::Borrowed(_) => s,
+        std::borrow::Cow::Owned(t) => t,
+    }
+}
+
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -397,6 +477,10 @@ fn connected(stream: &TcpStream) -> std::io::Result<bool> {
 ///
 /// # Errors
 /// Why the connection is down, when it is.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the connection's fields, split so the socket and the tally borrow apart"
+)]
 fn read_all(
     ws: &mut Ws,
     index: u8,
@@ -405,9 +489,19 @@ fn read_all(
     stats: &ConnStats,
     router: &mut Router,
     wakes: &[(Arc<Wake>, Thread)],
-) -> Result<(), Down> {
-    loop {
-        match ws.read() {
+    max_text: usize,
+) -> Result<bool, Down> {
+    let mut budget = ReadBudget::default();
+    let more = loop {
+        if budget.spent() {
+            // Data may be left: the caller reads again next turn.
+            break true;
+        }
+        let msg = ws.read();
+        if let Ok(m) = &msg {
+            budget.charge(m.len());
+        }
+        match msg {
             Ok(Message::Binary(bytes)) => {
                 let now = now_ns();
                 tally.last_frame_ns = now;
@@ -429,9 +523,15 @@ fn read_all(
             Ok(Message::Text(t)) => {
                 tally.last_frame_ns = now_ns();
                 tally.text_frames += 1;
-                if let Ok(ServerText::Error(msg)) = parse_server_text(t.as_str()) {
+                // Larger than any server message: counted, never parsed
+                // (parsing and keeping it would cost its size again, per
+                // frame). tungstenite has read it whole into its buffer,
+                // bounded by `max_message_size` (README, "Fault drills").
+                if t.len() > max_text {
+                    tally.oversized_text_frames += 1;
+                } else if let Ok(ServerText::Error(msg)) = parse_server_text(t.as_str()) {
                     tally.server_errors += 1;
-                    *lock(&stats.last_server_error) = Some(msg.to_owned());
+                    *lock(&stats.last_server_error) = Some(escaped(msg));
                 }
             }
             Ok(Message::Close(frame)) => {
@@ -439,25 +539,39 @@ fn read_all(
                     || "closed by the server".to_owned(),
                     |f| format!("closed by the server: {} {}", f.code, f.reason),
                 );
-                *lock(&stats.error) = Some(why);
+                *lock(&stats.error) = Some(escaped(why));
             }
             Ok(_) => tally.last_frame_ns = now_ns(),
-            Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => break false,
             Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
                 let why = stats
                     .error()
                     .unwrap_or_else(|| "closed by the server".to_owned());
                 return Err((DownReason::ClosedByServer, why));
             }
+            Err(tungstenite::Error::Capacity(
+                tungstenite::error::CapacityError::MessageTooLong { size, max_size },
+            )) => {
+                // Refused from its header: none of it was buffered.
+                tally.oversized_frames += 1;
+                let why = format!(
+                    "{} sent a frame of {size} bytes, over the {max_size}-byte limit (twice \
+                     the largest market-data message of this connection, at least 1 MiB); \
+                     reconnecting",
+                    stats.url
+                );
+                return Err((DownReason::ReadError, why));
+            }
             Err(e) => {
                 let why = format!("connection to {} failed: {e}", stats.url);
                 return Err((DownReason::ReadError, why));
             }
         }
-    }
+    };
     // Pongs to the server's pings are queued by `read`; send them now.
     ws::queued(ws.flush()).map_err(|e| {
         let why = format!("connection to {} failed: {e}", stats.url);
         (DownReason::ReadError, why)
-    })
+    })?;
+    Ok(more)
 }

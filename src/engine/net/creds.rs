@@ -40,10 +40,12 @@ impl Credentials {
             return false;
         }
         *t = token;
-        drop(t);
-        // SeqCst (a Release would do): the new token is stored under the
-        // mutex before the network thread can see the new generation.
+        // Bumped under the mutex, so a token and its generation are always
+        // read together ([`url`](Self::url)). SeqCst (Relaxed would do for
+        // the pair, which the mutex orders): the timers' unlocked
+        // [`generation`](Self::generation) read sees it at the next turn.
         self.generation.fetch_add(1, Ordering::SeqCst);
+        drop(t);
         true
     }
 
@@ -53,15 +55,23 @@ impl Credentials {
         self.generation.load(Ordering::SeqCst)
     }
 
-    /// `base?api_key=…&access_token=…`, percent-encoded (connection set-up:
-    /// allocates).
-    pub(super) fn url(&self, base: &str) -> Secret {
-        let token = lock(&self.token).clone();
-        Secret::new(format!(
+    /// `base?api_key=…&access_token=…`, percent-encoded, with the
+    /// generation of the token it carries (connection set-up: allocates).
+    /// An attempt refused with HTTP 403 waits for a generation other than
+    /// this one: a token written while the attempt was in flight has a
+    /// newer generation already, so the attempt is retried at once
+    /// (README, "Fault drills": token rewritten during an upgrade).
+    pub(super) fn url(&self, base: &str) -> (Secret, u64) {
+        let t = lock(&self.token);
+        let token = t.clone();
+        let generation = self.generation.load(Ordering::SeqCst);
+        drop(t);
+        let url = Secret::new(format!(
             "{base}?api_key={}&access_token={}",
             percent_encode(self.api_key.expose()),
             percent_encode(token.expose())
-        ))
+        ));
+        (url, generation)
     }
 }
 
@@ -89,7 +99,7 @@ mod tests {
     fn url_percent_encodes_the_secrets() {
         let c = Credentials::new(Secret::new("k y"), Secret::new("a/b+c~é"));
         assert_eq!(
-            c.url("ws://h/").expose(),
+            c.url("ws://h/").0.expose(),
             "ws://h/?api_key=k%20y&access_token=a%2Fb%2Bc~%C3%A9"
         );
     }
@@ -102,6 +112,8 @@ mod tests {
         assert_eq!(c.generation(), g);
         assert!(c.set_token(Secret::new("t2")));
         assert_eq!(c.generation(), g + 1);
-        assert!(c.url("ws://h/").expose().ends_with("access_token=t2"));
+        let (url, generation) = c.url("ws://h/");
+        assert!(url.expose().ends_with("access_token=t2"));
+        assert_eq!(generation, g + 1, "the URL carries its token's generation");
     }
 }

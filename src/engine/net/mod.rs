@@ -8,7 +8,10 @@
 //! [`ConnStats`] it publishes and the [`Credentials`] it reads.
 //!
 //! Contract: the thread never blocks on a socket (mio is edge-triggered, so
-//! every readiness event is served until `WouldBlock`), never blocks on a
+//! every readiness event is served until `WouldBlock`, or until the
+//! connection's read budget for the turn is spent, and then read on next
+//! turn without waiting), never resolves a name itself (each connection has
+//! a resolver thread), never blocks on a
 //! ring (a full ring drops and counts), and allocates only when a connection
 //! changes state (connect, upgrade, subscribe, going down). A loop turn that
 //! reads market data or heartbeats, or finds nothing to do, allocates
@@ -25,13 +28,17 @@
 //! per-connection `seq` goes on.
 //!
 //! Files: `mod.rs` the loop; `conn.rs` one connection's state machine;
-//! `ws.rs` tungstenite/mio set-up; `backoff.rs` the reconnect policy;
+//! `ws.rs` tungstenite/mio set-up; `resolve.rs` name resolution off the
+//! network thread; `budget.rs` the per-turn read budget; `backoff.rs` the
+//! reconnect policy;
 //! `stats.rs` the published state, reasons and counters; `creds.rs` the
 //! credentials.
 
 mod backoff;
+mod budget;
 mod conn;
 mod creds;
+mod resolve;
 mod stats;
 mod ws;
 
@@ -71,8 +78,32 @@ pub struct NetConfig {
     pub read_buffer_size: usize,
     /// Largest WebSocket message (and frame) accepted, in bytes.
     pub max_message_size: usize,
+    /// Largest server text frame parsed, bytes; larger ones are counted
+    /// (`oversized_text_frames`) and dropped.
+    pub max_text_frame_bytes: usize,
     /// Liveness, pings, backoff and timeouts.
     pub supervision: Supervision,
+    /// Test hook (feature `test-hooks`): every lookup of connection `.0`
+    /// sleeps `.1`, then fails.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub test_slow_resolver: Option<(usize, Duration)>,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        use crate::config::defaults;
+        Self {
+            idle: IdlePolicy::Park,
+            subscribe_chunk: defaults::SUBSCRIBE_CHUNK,
+            read_buffer_size: defaults::READ_BUFFER_SIZE,
+            max_message_size: defaults::MAX_MESSAGE_BYTES,
+            max_text_frame_bytes: defaults::MAX_TEXT_FRAME_BYTES,
+            supervision: Supervision::default(),
+            #[cfg(feature = "test-hooks")]
+            test_slow_resolver: None,
+        }
+    }
 }
 
 /// The waker's token; connection `i` has `Token(i)`.
@@ -90,6 +121,8 @@ pub struct Net {
     wakes: Vec<(Arc<Wake>, Thread)>,
     stop: Arc<AtomicBool>,
     cfg: NetConfig,
+    /// Loop turns so far (each connection gets one read budget per turn).
+    turn: u64,
 }
 
 impl std::fmt::Debug for Net {
@@ -124,7 +157,8 @@ impl Net {
     /// routed message's `touched` set wakes `wakes[i]`.
     ///
     /// # Errors
-    /// The poll or its waker cannot be created.
+    /// The poll or its waker cannot be created, or a resolver thread cannot
+    /// be spawned.
     ///
     /// # Panics
     /// When `stats` is shorter than `specs`.
@@ -139,23 +173,25 @@ impl Net {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         let stop = Arc::new(AtomicBool::new(false));
-        let now = Instant::now();
         let seed = now_ns();
-        let conns = specs
-            .into_iter()
-            .enumerate()
-            .map(|(i, spec)| {
-                Conn::new(
-                    u8::try_from(i).unwrap_or(u8::MAX),
-                    spec,
-                    Arc::clone(&stats[i]),
-                    Arc::clone(creds),
-                    cfg.supervision,
-                    seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-                    now,
-                )
-            })
-            .collect();
+        let mut conns = Vec::with_capacity(specs.len());
+        for (i, spec) in specs.into_iter().enumerate() {
+            let index = u8::try_from(i).unwrap_or(u8::MAX);
+            #[cfg(feature = "test-hooks")]
+            let slow = cfg.test_slow_resolver.filter(|h| h.0 == i).map(|h| h.1);
+            #[cfg(not(feature = "test-hooks"))]
+            let slow = None;
+            let resolver = resolve::Resolver::spawn(index, Arc::clone(&waker), slow)?;
+            conns.push(Conn::new(
+                index,
+                spec,
+                Arc::clone(&stats[i]),
+                Arc::clone(creds),
+                cfg.supervision,
+                seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                resolver,
+            ));
+        }
         let stopper = NetStopper {
             stop: Arc::clone(&stop),
             waker,
@@ -168,6 +204,7 @@ impl Net {
             wakes,
             stop,
             cfg,
+            turn: 0,
         };
         Ok((net, stopper))
     }
@@ -195,23 +232,43 @@ impl Net {
         self.close();
     }
 
-    /// One loop turn: wait up to `timeout` for readiness, serve every event
-    /// until `WouldBlock`, then run every connection's timers and publish
-    /// its counters. [`run`](Self::run) calls it in a loop; tests call it to
-    /// step the thread. Allocates nothing unless a connection changes state.
+    /// One loop turn: wait up to `timeout` for readiness (not at all when a
+    /// connection has data left from the previous turn), serve every event
+    /// within each connection's read budget, read on where a budget ran out,
+    /// then run every connection's timers and publish its counters.
+    /// [`run`](Self::run) calls it in a loop; tests call it to step the
+    /// thread. Allocates nothing unless a connection changes state.
     ///
     /// # Errors
     /// `poll` failed (`Interrupted` included; the caller retries).
     pub fn turn(&mut self, timeout: Duration) -> std::io::Result<()> {
+        let pending = self.conns.iter().any(Conn::has_more);
+        let timeout = if pending { Duration::ZERO } else { timeout };
         self.poll.poll(&mut self.events, Some(timeout))?;
+        self.turn = self.turn.wrapping_add(1);
+        let turn = self.turn;
         for ev in &self.events {
-            if let Some(c) = self.conns.get_mut(ev.token().0) {
-                c.drive(&mut self.router, &self.cfg, &self.wakes);
+            if let Some(c) = self.conns.get_mut(ev.token().0)
+                && !c.driven_in(turn)
+            {
+                c.drive(turn, &mut self.router, &self.cfg, &self.wakes);
+            }
+        }
+        for c in &mut self.conns {
+            if c.has_more() && !c.driven_in(turn) {
+                c.drive(turn, &mut self.router, &self.cfg, &self.wakes);
             }
         }
         let now = Instant::now();
         for c in &mut self.conns {
-            c.timers(now, &self.poll, &mut self.router, &self.cfg, &self.wakes);
+            c.timers(
+                now,
+                turn,
+                &self.poll,
+                &mut self.router,
+                &self.cfg,
+                &self.wakes,
+            );
             c.store_stats(now);
         }
         Ok(())
@@ -245,11 +302,10 @@ mod tests {
 
     fn cfg() -> NetConfig {
         NetConfig {
-            idle: IdlePolicy::Park,
             subscribe_chunk: 100,
             read_buffer_size: 64 * 1024,
             max_message_size: 1 << 20,
-            supervision: Supervision::default(),
+            ..NetConfig::default()
         }
     }
 

@@ -33,6 +33,8 @@ pub enum ConnState {
     /// The upgrade was refused with HTTP 403: not retried until the access
     /// token changes.
     AuthFailed = 5,
+    /// Waiting for the host's address (looked up off the network thread).
+    Resolving = 6,
 }
 
 impl ConnState {
@@ -46,6 +48,7 @@ impl ConnState {
             Self::Backoff => "backoff",
             Self::Closed => "closed",
             Self::AuthFailed => "auth_failed",
+            Self::Resolving => "resolving",
         }
     }
 
@@ -56,6 +59,7 @@ impl ConnState {
             2 => Self::Open,
             3 => Self::Backoff,
             5 => Self::AuthFailed,
+            6 => Self::Resolving,
             _ => Self::Closed,
         }
     }
@@ -136,6 +140,11 @@ pub struct ConnStats {
     pub text_frames: AtomicU64,
     /// Text `error` frames received.
     pub server_errors: AtomicU64,
+    /// Text frames over `zerodha.max_text_frame_bytes`: counted, not parsed.
+    pub oversized_text_frames: AtomicU64,
+    /// Frames over the connection's frame limit, refused from their header
+    /// (the connection went down as `read_error`).
+    pub oversized_frames: AtomicU64,
     /// Receive time of the latest frame of any kind (ns since the epoch; 0 = none).
     pub last_frame_ns: AtomicU64,
     /// Receive time of the latest market-data message with ticks (0 = none).
@@ -146,9 +155,11 @@ pub struct ConnStats {
     reconnects: [AtomicU64; DownReason::COUNT],
     /// Total time not open after the first open, ns (closed periods only).
     pub disconnected_ns: AtomicU64,
-    /// Why the connection last went down.
+    /// Why the connection last went down (foreign parts cut and escaped:
+    /// [`truncate`](crate::logging::truncate)).
     pub error: Mutex<Option<String>>,
-    /// The latest text `error` frame's message.
+    /// The latest text `error` frame's message, cut to
+    /// [`MAX_STORED_TEXT`](crate::logging::MAX_STORED_TEXT) and escaped.
     pub last_server_error: Mutex<Option<String>>,
 }
 
@@ -166,6 +177,8 @@ impl ConnStats {
             malformed: std::array::from_fn(|_| AtomicU64::new(0)),
             text_frames: AtomicU64::new(0),
             server_errors: AtomicU64::new(0),
+            oversized_text_frames: AtomicU64::new(0),
+            oversized_frames: AtomicU64::new(0),
             last_frame_ns: AtomicU64::new(0),
             last_tick_ns: AtomicU64::new(0),
             attempts: AtomicU64::new(0),
@@ -232,6 +245,8 @@ pub(super) struct Tally {
     pub(super) malformed: [u64; REASONS],
     pub(super) text_frames: u64,
     pub(super) server_errors: u64,
+    pub(super) oversized_text_frames: u64,
+    pub(super) oversized_frames: u64,
     pub(super) last_frame_ns: u64,
     pub(super) last_tick_ns: u64,
     pub(super) attempts: u64,
@@ -256,6 +271,10 @@ impl Tally {
         }
         s.text_frames.store(self.text_frames, Ordering::Relaxed);
         s.server_errors.store(self.server_errors, Ordering::Relaxed);
+        s.oversized_text_frames
+            .store(self.oversized_text_frames, Ordering::Relaxed);
+        s.oversized_frames
+            .store(self.oversized_frames, Ordering::Relaxed);
         s.last_frame_ns.store(self.last_frame_ns, Ordering::Relaxed);
         s.last_tick_ns.store(self.last_tick_ns, Ordering::Relaxed);
         s.attempts.store(self.attempts, Ordering::Relaxed);
@@ -319,6 +338,7 @@ mod tests {
             ConnState::Backoff,
             ConnState::Closed,
             ConnState::AuthFailed,
+            ConnState::Resolving,
         ] {
             s.set_state(st);
             assert_eq!(s.state(), st);

@@ -2,7 +2,8 @@
 //! request, subscribing, and the words for a failed handshake.
 //!
 //! Runs on the network thread, at connection set-up only (everything here
-//! may allocate and DNS resolution blocks); the steady-state read loop is in
+//! may allocate), except [`resolve`], which blocks and runs on a connection's
+//! resolver thread (`resolve.rs`); the steady-state read loop is in
 //! `conn.rs`.
 
 use std::io::ErrorKind;
@@ -30,8 +31,9 @@ pub(super) type Mid = MidHandshake<ClientHandshake<MaybeTlsStream<TcpStream>>>;
 pub(super) type HandshakeStep =
     Result<(Ws, Response), HandshakeError<ClientHandshake<MaybeTlsStream<TcpStream>>>>;
 
-/// Resolves `url`'s host and port (blocking DNS).
-fn resolve(url: &str) -> Result<SocketAddr, String> {
+/// Resolves `url`'s host and port (blocking DNS: never on the network
+/// thread).
+pub(super) fn resolve(url: &str) -> Result<SocketAddr, String> {
     let req = url
         .into_client_request()
         .map_err(|e| format!("not a WebSocket URL: {e}"))?;
@@ -49,10 +51,8 @@ fn resolve(url: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{host}:{port} resolved to no address"))
 }
 
-/// Resolves `url` and starts a non-blocking TCP connect registered under
-/// `token`.
-pub(super) fn dial(url: &str, poll: &Poll, token: Token) -> Result<TcpStream, String> {
-    let addr = resolve(url)?;
+/// Starts a non-blocking TCP connect to `addr` registered under `token`.
+pub(super) fn dial(addr: SocketAddr, poll: &Poll, token: Token) -> Result<TcpStream, String> {
     let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
     poll.registry()
         .register(&mut s, token, Interest::READABLE | Interest::WRITABLE)
@@ -60,8 +60,29 @@ pub(super) fn dial(url: &str, poll: &Poll, token: Token) -> Result<TcpStream, St
     Ok(s)
 }
 
+/// The largest frame (and message) a connection subscribed to
+/// `instruments` accepts, bytes: room for twice the largest market-data
+/// message it can get (every instrument in full mode), at least 1 MiB and
+/// `max_text_frame_bytes`, at most `max_message_size`.
+///
+/// tungstenite reads a frame whole into its read buffer before handing it
+/// out, and keeps the buffer; a frame over this limit is refused from its
+/// header, before any of it is buffered (the connection then goes down as
+/// `read_error` and reconnects). So a hostile 16 MB frame costs no memory,
+/// and the read buffer of a connection stays within about twice this limit
+/// (README, "Fault drills": huge text frames).
+pub(super) fn frame_limit(cfg: &NetConfig, instruments: usize) -> usize {
+    let market = 2 + instruments.saturating_mul(2 + crate::wire::layout::FULL_LEN);
+    market
+        .saturating_mul(2)
+        .max(1 << 20)
+        .max(cfg.max_text_frame_bytes)
+        .min(cfg.max_message_size)
+}
+
 /// Starts the TLS / WebSocket upgrade on a connected `stream`, with the
-/// credentials in `url` and the read settings of `cfg`.
+/// credentials in `url`, the read settings of `cfg` and frames of at most
+/// `max_frame` bytes ([`frame_limit`]).
 ///
 /// # Errors
 /// The URL is not a WebSocket URL (the message names `shown`, the URL
@@ -71,11 +92,12 @@ pub(super) fn start_handshake(
     url: &Secret,
     shown: &str,
     cfg: &NetConfig,
+    max_frame: usize,
 ) -> Result<HandshakeStep, String> {
     let ws_cfg = WebSocketConfig::default()
         .read_buffer_size(cfg.read_buffer_size)
-        .max_message_size(Some(cfg.max_message_size))
-        .max_frame_size(Some(cfg.max_message_size));
+        .max_message_size(Some(max_frame))
+        .max_frame_size(Some(max_frame));
     let mut request: Request = url
         .expose()
         .into_client_request()
@@ -173,6 +195,19 @@ mod tests {
         assert_eq!(resolve("wss://127.0.0.1/").unwrap().port(), 443);
         assert_eq!(resolve("ws://[::1]:9001/").unwrap().port(), 9001);
         assert!(resolve("http//nope").is_err());
+    }
+
+    #[test]
+    fn the_frame_limit_fits_the_largest_market_message_and_no_more() {
+        let cfg = NetConfig::default();
+        assert_eq!(frame_limit(&cfg, 1), 1 << 20);
+        let full = 2 + 3000 * (2 + crate::wire::layout::FULL_LEN);
+        assert_eq!(frame_limit(&cfg, 3000), 2 * full);
+        let small = NetConfig {
+            max_message_size: 100_000,
+            ..NetConfig::default()
+        };
+        assert_eq!(frame_limit(&small, 3000), 100_000);
     }
 
     #[test]
