@@ -263,6 +263,37 @@ fn secret_files_readable_by_others_are_warned_about_and_the_key_flag_too() {
 }
 
 #[test]
+fn a_token_file_readable_by_others_is_a_health_note_while_the_feed_runs() {
+    let dir = TempDir::new("secrets-health-note");
+    let token = dir.file("token", "mock_access_token\n");
+    set_mode(&token, 0o644);
+    let mut cmd = feed_run(["--mock", "--mock-rate", "200", "--duration", "3"]);
+    cmd.arg("--access-token-file").arg(&token);
+    let mut feed = Running::spawn(&mut cmd);
+    let serving = feed.expect_line(Duration::from_secs(30), |l| l.contains("ops: serving"));
+    let addr = serving
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .expect("ops address")
+        .to_owned();
+    let mut health = String::new();
+    assert!(
+        util::wait_until(Duration::from_secs(5), || {
+            health = get(&addr, "/health");
+            health.contains("secret_file_readable")
+        }),
+        "{health}"
+    );
+    assert!(
+        health.contains("chmod 600") && health.contains(&token.display().to_string()),
+        "{health}"
+    );
+    let (status, _) = feed.wait(Duration::from_secs(60));
+    assert!(status.success());
+}
+
+#[test]
 fn a_config_holding_a_secret_and_readable_by_others_is_warned_about() {
     let dir = TempDir::new("secrets-config-mode");
     let cfg = dir.file("feed.toml", "[zerodha]\napi_key = \"ZcfgKeyS3cret\"\n");

@@ -28,7 +28,7 @@ pub(crate) fn env_secret(name: &str) -> Option<Secret> {
 /// # Errors
 /// An unreadable or empty file, named with `what`.
 pub(crate) fn read_secret_file(path: &Path, what: &str) -> anyhow::Result<Secret> {
-    warn_if_readable_by_others(path, what);
+    let _ = warn_if_readable_by_others(path, what);
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the {what} file {}", path.display()))?;
     let value = text.trim();
@@ -38,20 +38,21 @@ pub(crate) fn read_secret_file(path: &Path, what: &str) -> anyhow::Result<Secret
     Ok(Secret::new(value))
 }
 
-/// Warns when `path` (holding `what`) is readable by group or other.
-pub(crate) fn warn_if_readable_by_others(path: &Path, what: &str) {
+/// Warns when `path` (holding `what`) is readable by group or other, and
+/// returns the warning (for the health note) when it is.
+pub(crate) fn warn_if_readable_by_others(path: &Path, what: &str) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;
-    if let Ok(m) = std::fs::metadata(path) {
-        let mode = m.permissions().mode() & 0o777;
-        if mode & 0o044 != 0 {
-            warn!(
-                "the {what} file {} is readable by group/other (mode {mode:03o}); \
-                 run: chmod 600 {}",
-                path.display(),
-                path.display()
-            );
-        }
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    if mode & 0o044 == 0 {
+        return None;
     }
+    let text = format!(
+        "the {what} file {} is readable by group/other (mode {mode:03o}); run: chmod 600 {}",
+        path.display(),
+        path.display()
+    );
+    warn!("{text}");
+    Some(text)
 }
 
 /// The API key: `--api-key-file`, `--api-key` (warned: visible in `ps`),
@@ -67,7 +68,7 @@ pub(crate) fn api_key(args: &RunArgs, cfg: &Config) -> anyhow::Result<Option<Sec
             (!url_secrets(&cfg.redis.url).is_empty()).then_some("the password of redis.url"),
         ];
         for what in inline.into_iter().flatten() {
-            warn_if_readable_by_others(path, &format!("config (it holds {what})"));
+            let _ = warn_if_readable_by_others(path, &format!("config (it holds {what})"));
         }
     }
     if args.api_key.is_some() && args.api_key_file.is_some() {

@@ -106,6 +106,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_default();
     // The token file, when one is used, is watched: a new token is picked up
     // within a second (or at once on SIGHUP).
+    // Secret files readable by group/other: warned at start, and a note in
+    // `/health` for as long as the feed runs.
+    let mut secret_file_notes = Vec::new();
     let token_file = match (&args.access_token_file, env_secret("ZERODHA__ACCESS_TOKEN")) {
         (Some(p), _) => Some(p.clone()),
         (None, Some(_)) => None,
@@ -113,7 +116,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     };
     let access_token = match (&token_file, env_secret("ZERODHA__ACCESS_TOKEN")) {
         (Some(p), _) => {
-            credentials::warn_if_readable_by_others(p, "access token");
+            secret_file_notes.extend(credentials::warn_if_readable_by_others(p, "access token"));
             read_token_file(p)?
         }
         (None, Some(t)) => t,
@@ -217,6 +220,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     redis_cfg.url = credentials::redis_url(args, &cfg)?;
     redis_cfg.url_file = None;
     let mut ops = Ops::start(ops_cfg, redis_cfg, &engine_cfg.kafka.topic)?;
+    ops.set_notes(secret_file_notes);
     if let Some(a) = ops.local_addr() {
         info!("ops: serving http://{a}/ (metrics, health, stats/connections, ops/slow)");
     }

@@ -28,7 +28,7 @@ impl Status {
 }
 
 /// Every health reason code, in a stable order (documented in the README).
-pub const CODES: [&str; 11] = [
+pub const CODES: [&str; 12] = [
     "not_running",
     "disconnected",
     "auth_failed",
@@ -40,6 +40,7 @@ pub const CODES: [&str; 11] = [
     "redis_unavailable",
     "spool_not_empty",
     "producer_fatal",
+    "secret_file_readable",
 ];
 
 /// One reason the feed is not healthy.
@@ -118,6 +119,8 @@ pub struct Input<'a> {
     pub fatal_in_window: u64,
     /// The latest Kafka error.
     pub kafka_error: Option<&'a str>,
+    /// Secret files readable by group/other (one warning text each).
+    pub secret_files: &'a [String],
 }
 
 fn issue(code: &'static str, severity: Status, text: String) -> Issue {
@@ -252,6 +255,9 @@ pub fn evaluate(i: &Input<'_>, t: &Thresholds) -> Health {
         )),
         _ => {}
     }
+    for note in i.secret_files {
+        v.push(issue("secret_file_readable", Degraded, note.clone()));
+    }
     if i.fatal_in_window > 0 {
         v.push(issue(
             "producer_fatal",
@@ -337,6 +343,17 @@ mod tests {
             ]
         );
         assert_eq!(h.status, Status::Degraded);
+
+        let mut i = ok();
+        let notes = [
+            "the access token file t is readable by group/other (mode 644); run: chmod 600 t"
+                .to_owned(),
+        ];
+        i.secret_files = &notes;
+        let h = evaluate(&i, &T);
+        assert_eq!(codes(&h), ["secret_file_readable"]);
+        assert_eq!(h.status, Status::Degraded);
+        assert!(h.issues[0].text.contains("chmod 600"), "{h:?}");
 
         let mut i = ok();
         i.fatal_in_window = 1;

@@ -59,6 +59,7 @@ pub struct Ops {
     last_activity_ns: u64,
     last_published: u64,
     topic: String,
+    notes: Vec<String>,
 }
 
 impl Ops {
@@ -109,7 +110,15 @@ impl Ops {
             last_activity_ns: 0,
             last_published: 0,
             topic: topic.to_owned(),
+            notes: Vec::new(),
         })
+    }
+
+    /// Standing notes shown in `/health` as `secret_file_readable` for as
+    /// long as the feed runs (e.g. the access token file is readable by
+    /// group/other).
+    pub fn set_notes(&mut self, notes: Vec<String>) {
+        self.notes = notes;
     }
 
     /// The bound HTTP address, when the server runs.
@@ -323,6 +332,7 @@ impl Ops {
                 spool_bytes: counts.spool_bytes,
                 fatal_in_window: counts.producer_fatal_errors.saturating_sub(first.fatal),
                 kafka_error: counts.last_kafka_error.as_deref(),
+                secret_files: &self.notes,
             },
             &self.thresholds,
         );
