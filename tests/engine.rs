@@ -708,9 +708,12 @@ fn a_fatal_producer_error_replaces_the_producer_and_loses_nothing() {
 /// `spool_bytes` gauge drops within one sample.
 #[test]
 fn a_purge_while_the_feed_runs_frees_the_spool_cap() {
-    // Failures arrive in bursts (every record of a timed-out batch at once,
-    // ~35 kB per 500 ms at 200 ticks/s): the room a purge frees must hold
-    // several bursts, so the check below is not a race with the refill.
+    // With the broker gone, librdkafka times out everything it queued in
+    // one sweep: hundreds of records hit the spool at once, more than a purge
+    // frees, and `spool_full` would rise again within the same instant. A
+    // producer queue of 20 records (full → parked after 5 ms) turns the
+    // failures into a steady stream of ~200/s, so the room a purge frees
+    // lasts seconds and the check below is not a race with the refill.
     const CAP: u64 = 150_000;
     let mut s = Stack::builder()
         .mock(|m| {
@@ -720,6 +723,8 @@ fn a_purge_while_the_feed_runs_frees_the_spool_cap() {
         })
         .engine(|c| {
             c.kafka.message_timeout_ms = 500;
+            c.kafka.queue_max_messages = 20;
+            c.kafka.queue_full_wait_ms = 5;
             c.spool.max_bytes = CAP;
             c.spool.segment_bytes = 10_000;
         })
