@@ -53,8 +53,8 @@ impl EnvOverlay {
 
     /// The overlay of `vars`: each `SECTION__KEY` of a known section (and
     /// each alias) becomes `section.key`, its value parsed with the key's
-    /// type: as a TOML value when that fits the key (a number, a bool, an
-    /// inline array or table), else as a string.
+    /// type: as written when the key takes a string, else as a TOML value
+    /// (a number, a bool, an inline array or table).
     ///
     /// # Errors
     /// Every problem at once: an unknown key of a known section, a value
@@ -139,14 +139,15 @@ fn one(section: &str, key: &str, value: Value) -> Value {
 
 /// `raw` as the type `section.key` takes, or why it fits none.
 fn typed(section: &str, key: &str, raw: &str) -> Result<Value, String> {
-    let mut candidates = Vec::new();
+    // The value as written first (so a string key takes it verbatim), then
+    // as a TOML value (a number, a bool, an inline array or table).
+    let mut candidates = vec![Value::String(raw.to_owned())];
     if let Ok(t) = format!("v = {raw}").parse::<Table>()
         && t.len() == 1
         && let Some(v) = t.get("v")
     {
         candidates.push(v.clone());
     }
-    candidates.push(Value::String(raw.to_owned()));
     let mut why = String::new();
     for v in candidates {
         match one(section, key, v.clone()).try_into::<Config>() {
@@ -293,6 +294,7 @@ mod tests {
             ("REDPANDA__BOOTSTRAP_SERVERS", "rp:9092"),
             ("ZERODHA__API_SECRET", "s3cr3t"),
             ("ZERODHA__ACCESS_TOKEN", "t0k3n"),
+            ("ZERODHA__WS_URL", "\"ws://h/\""),
             ("KAFKA__LINGER_MS", "7"),
             ("HOME", "/root"),
             ("OTHER__THING", "x"),
@@ -318,6 +320,8 @@ mod tests {
         assert!((c.ops.ring_high_pct - 90.5).abs() < 1e-9);
         assert_eq!(c.zerodha.api_secret, "s3cr3t");
         assert_eq!(c.zerodha.access_token, "t0k3n");
+        // A string key takes the value verbatim, quotes and all.
+        assert_eq!(c.zerodha.ws_url, "\"ws://h/\"");
         assert_eq!(
             env.var("kafka.brokers"),
             Some("REDPANDA__BOOTSTRAP_SERVERS")
