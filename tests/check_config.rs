@@ -179,3 +179,20 @@ fn unknown_sections_are_not_ours() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+#[test]
+fn run_reads_the_same_environment_and_refuses_a_bad_variable() {
+    let mut cmd = util::cli::feed_run(["--mock", "--duration", "0.2"]);
+    let out = output(
+        cmd.env("KAFKA__TOPIK", "x")
+            .env("ENGINE__PUBLISH_CHUNK", "lots")
+            .env("ENGINE__RING_CAPACITY", "0"),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("KAFKA__TOPIK") && err.contains("ENGINE__PUBLISH_CHUNK"),
+        "{err}"
+    );
+    assert!(err.contains("engine.ring_capacity = 0"), "{err}");
+}
