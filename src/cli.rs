@@ -50,7 +50,8 @@ pub enum Command {
     /// Run the feed: Kite WebSocket in, every tick to Kafka out.
     ///
     /// Reads --config (TOML; see config/example.toml), then the environment
-    /// (ZERODHA__API_KEY, ZERODHA__ACCESS_TOKEN), then these flags. Prints a
+    /// (every key as SECTION__KEY, e.g. KAFKA__TOPIC, ZERODHA__API_KEY,
+    /// ZERODHA__ACCESS_TOKEN), then these flags. Prints a
     /// status line every second on stderr and a JSON summary at exit (stdout,
     /// or --summary FILE). Stops on SIGINT/SIGTERM or after --duration:
     /// stops reading, drains the rings, flushes the producer.
@@ -62,6 +63,15 @@ pub enum Command {
     /// not hold; 3 a connection was still refused with HTTP 403 at exit; 4 an
     /// engine thread panicked (reported with its message).
     Run(RunArgs),
+    /// Check the settings `run` would use, without starting anything.
+    ///
+    /// Loads --config, the environment (every key as SECTION__KEY, e.g.
+    /// KAFKA__TOPIC) and the flags of `run`, in that order of precedence
+    /// (a flag beats the environment, which beats the file, which beats the
+    /// default). Prints every problem at once and exits 1, or prints each
+    /// effective value with its source (default, file, env, flag), secrets
+    /// redacted, and exits 0. --json prints one JSON object on stdout.
+    CheckConfig(CheckConfigArgs),
     /// Inspect, republish or purge the dead-letter spool.
     ///
     /// Works against a stopped or a running feed: list and stats read every
@@ -206,6 +216,18 @@ pub struct RunArgs {
     /// Log line format.
     #[arg(long, value_enum, default_value_t)]
     pub log_format: crate::logging::LogFormat,
+}
+
+/// Arguments of `panda-feed check-config`: those of `run`, and `--json`.
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The settings, as `run` takes them.
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Print one JSON object (`{"ok":true,"settings":{KEY:{"value","source"}}}`
+    /// or `{"ok":false,"errors":[...]}`) on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `panda-feed mock-exchange`.

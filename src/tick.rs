@@ -65,7 +65,9 @@ pub enum PacketKind {
 
 /// Subscription mode, as named on the wire and in the config (`"ltp"`,
 /// `"quote"`, `"full"`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Last traded price only.

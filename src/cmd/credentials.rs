@@ -64,8 +64,10 @@ pub(crate) fn warn_if_readable_by_others(path: &Path, what: &str) -> Option<Stri
 pub(crate) fn api_key(args: &RunArgs, cfg: &Config) -> anyhow::Result<Option<Secret>> {
     if let Some(path) = &args.config {
         let inline = [
-            (!cfg.zerodha.api_key.is_empty()).then_some("zerodha.api_key"),
-            (!url_secrets(&cfg.redis.url).is_empty()).then_some("the password of redis.url"),
+            (!cfg.zerodha.api_key.is_empty() && std::env::var_os("ZERODHA__API_KEY").is_none())
+                .then_some("zerodha.api_key"),
+            (!url_secrets(&cfg.redis.url).is_empty() && std::env::var_os("REDIS__URL").is_none())
+                .then_some("the password of redis.url"),
         ];
         for what in inline.into_iter().flatten() {
             let _ = warn_if_readable_by_others(path, &format!("config (it holds {what})"));

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tracing::{error, info, warn};
 
-use super::credentials::{self, env_secret};
+use super::credentials;
 use crate::cli::RunArgs;
-use crate::config::Config;
+use crate::config::env::Layered;
 use crate::engine::{Counts, Engine, EngineConfig, Summary};
 use crate::instruments::{self, Instrument};
 use crate::logging::{LogFormat, MAX_LOGGED_TEXT, RateLimiter, suppressed_note, truncate};
@@ -58,9 +58,10 @@ pub(super) fn read_token_file(path: &Path) -> anyhow::Result<Secret> {
 #[allow(clippy::too_many_lines)] // one linear start-up sequence
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init(args.log_format, &args.log_level)?;
-    let mut cfg = match &args.config {
-        Some(p) => Config::load(p)?,
-        None => Config::default(),
+    // Defaults < file < environment (every key as SECTION__KEY) < flags.
+    let (mut cfg, mut problems) = match Layered::load(args.config.as_deref()) {
+        Ok(l) => (l.config, l.env_problems),
+        Err(p) => bail!("invalid settings:\n  {}", p.join("\n  ")),
     };
     // Flags override the file; then every setting is checked at once.
     if let Some(n) = args.publishers {
@@ -69,7 +70,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(r) = args.mock_rate {
         cfg.mock.rate = r;
     }
-    let problems = cfg.problems();
+    problems.extend(cfg.problems());
     if !problems.is_empty() {
         bail!("invalid settings:\n  {}", problems.join("\n  "));
     }
@@ -109,12 +110,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     // Secret files readable by group/other: warned at start, and a note in
     // `/health` for as long as the feed runs.
     let mut secret_file_notes = Vec::new();
-    let token_file = match (&args.access_token_file, env_secret("ZERODHA__ACCESS_TOKEN")) {
+    let token_from_cfg = Some(cfg.zerodha.access_token.trim())
+        .filter(|t| !t.is_empty())
+        .map(Secret::new);
+    let token_file = match (&args.access_token_file, &token_from_cfg) {
         (Some(p), _) => Some(p.clone()),
         (None, Some(_)) => None,
         (None, None) => cfg.zerodha.access_token_file.clone(),
     };
-    let access_token = match (&token_file, env_secret("ZERODHA__ACCESS_TOKEN")) {
+    let access_token = match (&token_file, token_from_cfg) {
         (Some(p), _) => {
             secret_file_notes.extend(credentials::warn_if_readable_by_others(p, "access token"));
             read_token_file(p)?

@@ -10,7 +10,7 @@ use super::defaults;
 
 /// Kafka producer settings (`[kafka]` in the config file). `Debug` shows the
 /// keys of `extra` but not their values (they may be passwords).
-#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
     /// `bootstrap.servers`; empty with `run --mock` starts the embedded broker.

@@ -4,11 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use std::time::Duration;
 
 pub mod defaults;
+pub mod env;
 mod kafka;
 mod ops;
 pub mod ranges;
@@ -23,7 +24,7 @@ pub use redis::RedisConfig;
 pub use spool::{Fsync, SpoolConfig};
 
 /// The whole file.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Kite connection.
@@ -44,9 +45,9 @@ pub struct Config {
     pub redis: RedisConfig,
 }
 
-/// `[zerodha]`: the Kite connection. The environment variables
-/// `ZERODHA__API_KEY` and `ZERODHA__ACCESS_TOKEN` override it.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+/// `[zerodha]`: the Kite connection. Like every key, each can be set from
+/// the environment (`ZERODHA__API_KEY`, `ZERODHA__ACCESS_TOKEN`, ...).
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ZerodhaConfig {
     /// WebSocket URL, without query.
@@ -55,6 +56,12 @@ pub struct ZerodhaConfig {
     pub api_key: String,
     /// File holding the API key.
     pub api_key_file: Option<PathBuf>,
+    /// API secret (`ZERODHA__API_SECRET`): kept for the login flow; `run`
+    /// does not use it. Never shown.
+    pub api_secret: String,
+    /// The day's access token (`ZERODHA__ACCESS_TOKEN`; prefer the
+    /// environment or `access_token_file`). Never shown.
+    pub access_token: String,
     /// File holding the access token (re-issued daily by the login flow).
     pub access_token_file: Option<PathBuf>,
     /// Instruments CSV.
@@ -141,6 +148,14 @@ impl std::fmt::Debug for ZerodhaConfig {
             .field("ws_url", &self.ws_url)
             .field("api_key", &crate::secret::Secret::new(self.api_key.clone()))
             .field("api_key_file", &self.api_key_file)
+            .field(
+                "api_secret",
+                &crate::secret::Secret::new(self.api_secret.clone()),
+            )
+            .field(
+                "access_token",
+                &crate::secret::Secret::new(self.access_token.clone()),
+            )
             .field("access_token_file", &self.access_token_file)
             .field("instruments", &self.instruments)
             .field("default_mode", &self.default_mode)
@@ -154,6 +169,8 @@ impl Default for ZerodhaConfig {
             ws_url: defaults::WS_URL.into(),
             api_key: String::new(),
             api_key_file: None,
+            api_secret: String::new(),
+            access_token: String::new(),
             access_token_file: None,
             instruments: None,
             default_mode: Mode::Full,
@@ -218,7 +235,7 @@ impl Default for Supervision {
 }
 
 /// `[engine]`: threads, rings and pinning.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineSection {
     /// Publisher threads.
@@ -281,7 +298,7 @@ impl Default for EngineSection {
 }
 
 /// `[mock]`: the in-process mock exchange (`run --mock`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MockSection {
     /// Ticks per second over all instruments.
@@ -306,7 +323,7 @@ impl Default for MockSection {
 }
 
 /// `[run]`: reporting.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunSection {
     /// Status line period, ms (0 = no status line).

@@ -23,7 +23,7 @@ pub enum Fsync {
 }
 
 /// `[spool]` settings.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SpoolConfig {
     /// Directory of the segment files (created on the first parked record).
