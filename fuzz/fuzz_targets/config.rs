@@ -111,23 +111,10 @@ fn reports(cfg: &Config, secret: &str) -> (Vec<String>, String, String) {
     problems.extend(cfg.ops.problems());
     problems.extend(cfg.redis.problems());
     let _ = cfg.kafka.client_config("fuzz");
-    let e = &cfg.engine;
     let engine = EngineConfig {
-        ws_url: cfg.zerodha.ws_url.clone(),
         api_key: Secret::new(secret),
         access_token: Secret::new(secret),
-        max_per_connection: cfg.zerodha.max_per_connection,
-        max_connections: cfg.zerodha.max_connections,
-        ring_capacity: e.ring_capacity,
-        publishers: e.publishers,
-        publish_chunk: e.publish_chunk,
-        idle: e.idle,
-        network_core: e.network_core,
-        publisher_cores: e.publisher_cores.clone(),
-        read_buffer_size: e.read_buffer_size,
-        kafka: cfg.kafka.clone(),
-        spool: cfg.spool.clone(),
-        ..EngineConfig::default()
+        ..EngineConfig::from_sections(&cfg)
     };
     problems.extend(engine.problems());
     // A URL with a query (credentials, say) is refused without showing it.

@@ -130,29 +130,14 @@ fn problems(a: &RunArgs, cfg: &Config) -> Vec<String> {
     if cfg.kafka.brokers.is_empty() && !a.mock {
         p.push("no Kafka brokers: give --brokers, kafka.brokers or KAFKA__BROKERS".into());
     }
-    let e = &cfg.engine;
-    let engine = EngineConfig {
-        ws_url: if a.mock {
-            "ws://127.0.0.1:1/".into()
-        } else {
-            cfg.zerodha.ws_url.clone()
-        },
+    let mut engine = EngineConfig {
         api_key,
         access_token: token,
-        max_per_connection: cfg.zerodha.max_per_connection,
-        max_connections: cfg.zerodha.max_connections,
-        ring_capacity: e.ring_capacity,
-        publishers: e.publishers,
-        publish_chunk: e.publish_chunk,
-        idle: e.idle,
-        network_core: e.network_core,
-        publisher_cores: e.publisher_cores.clone(),
-        read_buffer_size: e.read_buffer_size,
-        max_text_frame_bytes: cfg.zerodha.max_text_frame_bytes,
-        kafka: cfg.kafka.clone(),
-        spool: cfg.spool.clone(),
-        ..EngineConfig::default()
+        ..EngineConfig::from_sections(cfg)
     };
+    if a.mock {
+        engine.ws_url = "ws://127.0.0.1:1/".into();
+    }
     for q in engine.problems() {
         if !p.contains(&q) {
             p.push(q);

@@ -192,26 +192,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .zerodha
         .supervision()
         .map_err(|p| anyhow::anyhow!("invalid settings:\n  {}", p.join("\n  ")))?;
-    let e = &cfg.engine;
     let engine_cfg = EngineConfig {
         ws_url,
         api_key,
         access_token,
         instruments: subs,
-        max_per_connection: cfg.zerodha.max_per_connection,
-        max_connections: cfg.zerodha.max_connections,
-        ring_capacity: e.ring_capacity,
-        publishers: args.publishers.unwrap_or(e.publishers),
-        publish_chunk: e.publish_chunk,
-        idle: e.idle,
-        network_core: e.network_core,
-        publisher_cores: e.publisher_cores.clone(),
-        read_buffer_size: e.read_buffer_size,
-        max_text_frame_bytes: cfg.zerodha.max_text_frame_bytes,
+        publishers: args.publishers.unwrap_or(cfg.engine.publishers),
         kafka,
         supervision,
-        spool: cfg.spool.clone(),
-        ..EngineConfig::default()
+        ..EngineConfig::from_sections(&cfg)
     };
 
     // Ops: HTTP server and Redis metrics, started before the engine so a

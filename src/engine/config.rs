@@ -117,6 +117,31 @@ impl Default for EngineConfig {
 }
 
 impl EngineConfig {
+    /// The engine settings the `run` configuration holds, in one place
+    /// (`run`, `check-config` and the config fuzz target all start here).
+    /// Credentials, instruments and supervision are the caller's: they come
+    /// from files, flags and validation that this does not repeat.
+    #[must_use]
+    pub fn from_sections(cfg: &crate::config::Config) -> Self {
+        let e = &cfg.engine;
+        Self {
+            ws_url: cfg.zerodha.ws_url.clone(),
+            max_per_connection: cfg.zerodha.max_per_connection,
+            max_connections: cfg.zerodha.max_connections,
+            ring_capacity: e.ring_capacity,
+            publishers: e.publishers,
+            publish_chunk: e.publish_chunk,
+            idle: e.idle,
+            network_core: e.network_core,
+            publisher_cores: e.publisher_cores.clone(),
+            read_buffer_size: e.read_buffer_size,
+            max_text_frame_bytes: cfg.zerodha.max_text_frame_bytes,
+            kafka: cfg.kafka.clone(),
+            spool: cfg.spool.clone(),
+            ..Self::default()
+        }
+    }
+
     /// Every problem with the settings, each naming the value and the fix.
     #[must_use]
     pub fn problems(&self) -> Vec<String> {
