@@ -154,7 +154,7 @@ pub struct MockKafkaArgs {
 }
 
 /// Arguments of `panda-feed run`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(allow_negative_numbers = true)]
 pub struct RunArgs {
     /// TOML config file.
@@ -210,9 +210,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "URL", value_parser = secret)]
     pub redis_url: Option<crate::secret::Secret>,
     /// Log filter: error, warn, info, debug, trace, or per module
-    /// (panda_feed=debug). RUST_LOG wins when set.
-    #[arg(long, default_value = "info", value_name = "FILTER")]
-    pub log_level: String,
+    /// (panda_feed=debug). RUST_LOG wins when set; without either,
+    /// run.log_level (default info, live on a reload).
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
     /// Log line format.
     #[arg(long, value_enum, default_value_t)]
     pub log_format: crate::logging::LogFormat,

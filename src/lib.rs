@@ -31,6 +31,7 @@ pub mod cli;
 pub mod clock;
 pub mod cmd;
 pub mod config;
+pub mod control;
 pub mod engine;
 pub mod instruments;
 pub mod json;

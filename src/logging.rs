@@ -21,33 +21,64 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber (once; later calls are no-ops). `level`
-/// is a `tracing` filter (`info`, `debug`, `panda_feed=debug,warn`);
-/// `RUST_LOG` wins when set.
+/// Changes the log filter of a running process (`run.log_level` on a
+/// reload). Absent when `RUST_LOG` is set: that filter stays.
+#[derive(Debug, Clone)]
+pub struct LogHandle(
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>,
+);
+
+impl LogHandle {
+    /// Replaces the filter.
+    ///
+    /// # Errors
+    /// An invalid filter, with the value; the old one stays.
+    pub fn set(&self, level: &str) -> anyhow::Result<()> {
+        let f = tracing_subscriber::EnvFilter::try_new(level)
+            .map_err(|e| anyhow::anyhow!("{level:?} is not a valid log filter: {e}"))?;
+        self.0
+            .reload(f)
+            .map_err(|e| anyhow::anyhow!("cannot change the log filter: {e}"))
+    }
+}
+
+/// Installs the global subscriber (once; later calls are no-ops and return
+/// `None`). `level` is a `tracing` filter (`info`, `debug`,
+/// `panda_feed=debug,warn`); `RUST_LOG` wins when set. Returns the handle
+/// that changes the filter later, unless `RUST_LOG` decides it.
 ///
 /// # Errors
 /// An invalid filter, with the value.
-pub fn init(format: LogFormat, level: &str) -> anyhow::Result<()> {
+pub fn init(format: LogFormat, level: &str) -> anyhow::Result<Option<LogHandle>> {
     use tracing_subscriber::EnvFilter;
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(&v)
-            .map_err(|e| anyhow::anyhow!("RUST_LOG={v:?} is not a valid log filter: {e}"))?,
-        _ => EnvFilter::try_new(level).map_err(|e| {
-            anyhow::anyhow!(
-                "--log-level {level:?} is not a valid log filter (e.g. info, debug, \
-                 panda_feed=debug): {e}"
-            )
-        })?,
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let (filter, from_env) = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => (
+            EnvFilter::try_new(&v)
+                .map_err(|e| anyhow::anyhow!("RUST_LOG={v:?} is not a valid log filter: {e}"))?,
+            true,
+        ),
+        _ => (
+            EnvFilter::try_new(level).map_err(|e| {
+                anyhow::anyhow!(
+                    "--log-level {level:?} is not a valid log filter (e.g. info, debug, \
+                     panda_feed=debug): {e}"
+                )
+            })?,
+            false,
+        ),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false);
-    let _ = match format {
-        LogFormat::Text => builder.with_ansi(false).try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let installed = match format {
+        LogFormat::Text => registry.with(layer.with_ansi(false)).try_init(),
+        LogFormat::Json => registry.with(layer.json().flatten_event(true)).try_init(),
     };
-    Ok(())
+    Ok((installed.is_ok() && !from_env).then_some(LogHandle(handle)))
 }
 
 /// Longest foreign text put in a log line, bytes.

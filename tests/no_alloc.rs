@@ -235,7 +235,7 @@ fn router_and_publisher_allocate_nothing_per_tick() {
         let mut routed = 0u64;
         for msg in msgs {
             let r = router
-                .route(0, &mut seq, 1_700_000_000_000_000_000, msg)
+                .route(0, &mut seq, 1_700_000_000_000_000_000, msg, &[])
                 .unwrap();
             routed += u64::from(r.pushed);
             while publisher.publish_available() > 0 {}
@@ -333,6 +333,7 @@ fn network_thread_turns_allocate_nothing_busy_or_idle() {
             },
             ..NetConfig::default()
         },
+        Arc::default(),
     )
     .expect("poll");
 

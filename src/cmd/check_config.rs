@@ -69,13 +69,17 @@ pub(crate) fn apply_flags(a: &RunArgs, cfg: &mut Config) -> BTreeSet<&'static st
         cfg.redis.url = v.expose().to_owned();
     }
     put("redis.url", a.redis_url.is_some());
+    if let Some(v) = &a.log_level {
+        cfg.run.log_level.clone_from(v);
+    }
+    put("run.log_level", a.log_level.is_some());
     set
 }
 
 /// Every problem `run` would report before connecting: the keys' own
 /// (`Config::problems`), the credentials and files, and the engine's
 /// cross-field checks (`EngineConfig::problems`).
-fn problems(a: &RunArgs, cfg: &Config) -> Vec<String> {
+pub(crate) fn problems(a: &RunArgs, cfg: &Config) -> Vec<String> {
     let mut p = cfg.problems();
     if a.mock && a.ws_url.is_some() {
         p.push("--mock runs its own exchange; drop --ws-url (or drop --mock)".into());
@@ -114,6 +118,11 @@ fn problems(a: &RunArgs, cfg: &Config) -> Vec<String> {
         (None, t) => Secret::new(t),
     };
     if let Err(e) = credentials::redis_url(a, cfg) {
+        p.push(format!("{e:#}"));
+    }
+    if let Some(f) = &cfg.ops.admin_token_file
+        && let Err(e) = super::run_control::read_admin_token(f)
+    {
         p.push(format!("{e:#}"));
     }
     match &cfg.zerodha.instruments {

@@ -8,6 +8,7 @@ pub mod decode;
 pub mod dlq;
 pub mod mock_exchange;
 pub mod run;
+mod run_control;
 mod run_watch;
 
 use std::process::ExitCode;

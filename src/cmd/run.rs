@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tracing::{error, info, warn};
 
+use super::check_config::apply_flags;
 use super::credentials;
+use super::run_control::{Control, admin_auth};
 use crate::cli::RunArgs;
 use crate::config::env::Layered;
 use crate::engine::{Counts, Engine, EngineConfig, Summary};
@@ -57,20 +59,27 @@ pub(super) fn read_token_file(path: &Path) -> anyhow::Result<Secret> {
 /// message names the value and the fix.
 #[allow(clippy::too_many_lines)] // one linear start-up sequence
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    crate::logging::init(args.log_format, &args.log_level)?;
+    let log = crate::logging::init(
+        args.log_format,
+        args.log_level
+            .as_deref()
+            .unwrap_or(crate::config::defaults::LOG_LEVEL),
+    )?;
     // Defaults < file < environment (every key as SECTION__KEY) < flags.
     let (mut cfg, mut problems) = match Layered::load(args.config.as_deref()) {
         Ok(l) => (l.config, l.env_problems),
         Err(p) => bail!("invalid settings:\n  {}", p.join("\n  ")),
     };
-    // Flags override the file; then every setting is checked at once.
-    if let Some(n) = args.publishers {
-        cfg.engine.publishers = n;
-    }
-    if let Some(r) = args.mock_rate {
-        cfg.mock.rate = r;
-    }
+    // Flags override the file (as `check-config` and a reload see them);
+    // then every setting is checked at once.
+    apply_flags(args, &mut cfg);
     problems.extend(cfg.problems());
+    if let (Some(h), None) = (&log, &args.log_level) {
+        // Checked by `problems` above (a bad filter stops here).
+        if problems.is_empty() {
+            h.set(&cfg.run.log_level)?;
+        }
+    }
     if !problems.is_empty() {
         bail!("invalid settings:\n  {}", problems.join("\n  "));
     }
@@ -214,6 +223,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     redis_cfg.url_file = None;
     let mut ops = Ops::start(ops_cfg, redis_cfg, &engine_cfg.kafka.topic)?;
     ops.set_notes(secret_file_notes);
+    ops.set_admin_auth(admin_auth(&cfg)?);
+    let control_queue = ops.control_queue();
     if let Some(a) = ops.local_addr() {
         info!("ops: serving http://{a}/ (metrics, health, stats/connections, ops/slow)");
     }
@@ -234,14 +245,17 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .context("installing the SIGHUP handler")?;
     let mut token_watch = token_file.map(TokenWatch::new);
     let mut next_token_check = Instant::now();
+    let initial = engine_cfg.instruments.clone();
     let mut engine = Engine::start(engine_cfg)?;
+    let mut control = Control::new(args, cfg.clone(), &initial, control_queue, log);
+    control.publish(&mut ops, &engine);
     info!(
         "run {}: every envelope carries this id as \"run\"",
         engine.run_id()
     );
     let started = Instant::now();
     let deadline = args.duration.map(Duration::from_secs_f64);
-    let interval = Duration::from_millis(cfg.run.status_interval_ms);
+    let mut interval = control.status_interval();
     let mut status = Status {
         last: Some((started, 0, 0)),
     };
@@ -267,6 +281,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         std::thread::sleep(Duration::from_millis(20));
         let now = Instant::now();
         let hup_now = hup.swap(false, Ordering::SeqCst);
+        control.turn(now, hup_now, &engine, &mut ops);
+        interval = control.status_interval();
         if hup_now || now >= next_token_check {
             next_token_check = now + Duration::from_secs(1);
             if let Some(w) = &mut token_watch {
@@ -298,7 +314,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     drop(mock);
     ops.finish(&summary);
     report_connection_errors(&summary.counts, &mut reported_errors);
-    write_summary(&summary, started.elapsed(), args.summary.as_deref())?;
+    write_summary(
+        &summary,
+        &control.summary(),
+        started.elapsed(),
+        args.summary.as_deref(),
+    )?;
     drop(ops);
     let failed = summary
         .counts
@@ -462,15 +483,23 @@ fn report_redis(r: &crate::ops::redis_sink::SinkStatus, reported: &mut Reported)
 struct SummaryOut<'a> {
     command: &'static str,
     duration_s: f64,
+    /// The control plane: settings version, universe, reloader counters.
+    control: &'a serde_json::Value,
     #[serde(flatten)]
     summary: &'a Summary,
 }
 
 use serde::Serialize;
 
-fn write_summary(s: &Summary, elapsed: Duration, path: Option<&Path>) -> anyhow::Result<()> {
+fn write_summary(
+    s: &Summary,
+    control: &serde_json::Value,
+    elapsed: Duration,
+    path: Option<&Path>,
+) -> anyhow::Result<()> {
     let out = SummaryOut {
         command: "run",
+        control,
         duration_s: elapsed.as_secs_f64(),
         summary: s,
     };

@@ -56,3 +56,15 @@ pub const MOCK_MAX_INSTRUMENTS: usize = 20_000;
 pub const MOCK_PARTITIONS: i32 = 8;
 /// The mock exchange's heartbeat period when idle, ms.
 pub const MOCK_HEARTBEAT_MS: u64 = 1000;
+/// `subscriptions.debounce_ms`.
+pub const SUBS_DEBOUNCE_MS: u64 = 1000;
+/// `subscriptions.min_interval_ms`.
+pub const SUBS_MIN_INTERVAL_MS: u64 = 5000;
+/// `subscriptions.queue`.
+pub const SUBS_QUEUE: u64 = 10;
+/// `subscriptions.watch_ms`.
+pub const SUBS_WATCH_MS: u64 = 1000;
+/// `subscriptions.universe_history`.
+pub const UNIVERSE_HISTORY: u64 = 20;
+/// `run.log_level` (`--log-level`).
+pub const LOG_LEVEL: &str = "info";

@@ -14,7 +14,15 @@ use super::{Config, ConfigError};
 /// The sections whose variables are read; a variable of any other prefix is
 /// not ours and is ignored.
 pub const SECTIONS: &[&str] = &[
-    "zerodha", "engine", "kafka", "spool", "mock", "run", "ops", "redis",
+    "zerodha",
+    "engine",
+    "kafka",
+    "spool",
+    "mock",
+    "run",
+    "ops",
+    "redis",
+    "subscriptions",
 ];
 
 /// Variables that set a key under another name: (variable, section, key).
@@ -177,20 +185,33 @@ fn typed(section: &str, key: &str, raw: &str) -> Result<Value, String> {
 /// An unreadable file, the file's bad keys or values (with line and
 /// column), and every bad environment variable, all at once.
 pub fn load_layered(path: Option<&Path>, env: &EnvOverlay) -> Result<(Config, Table), Vec<String>> {
-    let mut problems = Vec::new();
-    let mut file = Table::new();
-    if let Some(p) = path {
-        let name = p.display().to_string();
-        match std::fs::read_to_string(p) {
-            Err(err) => problems.push(ConfigError::Io { path: name, err }.to_string()),
-            Ok(text) => match Config::parse(&text, &name) {
-                Err(e) => problems.push(e.to_string()),
-                Ok(_) => file = text.parse::<Table>().unwrap_or_default(),
-            },
+    let text = match path {
+        None => None,
+        Some(p) => {
+            let name = p.display().to_string();
+            match std::fs::read_to_string(p) {
+                Err(err) => return Err(vec![ConfigError::Io { path: name, err }.to_string()]),
+                Ok(text) => Some((text, name)),
+            }
         }
-    }
-    if !problems.is_empty() {
-        return Err(problems);
+    };
+    layered_text(text.as_ref().map(|(t, n)| (t.as_str(), n.as_str())), env)
+}
+
+/// As [`load_layered`], with the file's `(text, name)` given.
+///
+/// # Errors
+/// The text's bad keys or values, and every bad environment variable.
+pub fn layered_text(
+    text: Option<(&str, &str)>,
+    env: &EnvOverlay,
+) -> Result<(Config, Table), Vec<String>> {
+    let mut file = Table::new();
+    if let Some((text, name)) = text {
+        match Config::parse(text, name) {
+            Err(e) => return Err(vec![e.to_string()]),
+            Ok(_) => file = text.parse::<Table>().unwrap_or_default(),
+        }
     }
     let merged = merge(file.clone(), &env.table);
     match Value::Table(merged).try_into::<Config>() {
@@ -226,6 +247,27 @@ impl Layered {
     pub fn load(path: Option<&Path>) -> Result<Self, Vec<String>> {
         let (env, env_problems) = EnvOverlay::from_env();
         match load_layered(path, &env) {
+            Ok((config, file)) => Ok(Self {
+                config,
+                file,
+                env,
+                env_problems,
+            }),
+            Err(mut p) => {
+                p.extend(env_problems);
+                Err(p)
+            }
+        }
+    }
+
+    /// `text` as the file (named `name` in messages) and this process's
+    /// environment: what `POST /ops/validate` checks.
+    ///
+    /// # Errors
+    /// Every problem of the text and of the environment.
+    pub fn from_text(text: &str, name: &str) -> Result<Self, Vec<String>> {
+        let (env, env_problems) = EnvOverlay::from_env();
+        match layered_text(Some((text, name)), &env) {
             Ok((config, file)) => Ok(Self {
                 config,
                 file,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use std::time::Duration;
 
+mod control;
 pub mod defaults;
 pub mod env;
 mod kafka;
@@ -17,6 +18,7 @@ mod redis;
 mod spool;
 
 use crate::tick::Mode;
+pub use control::SubscriptionsConfig;
 pub use kafka::KafkaConfig;
 pub use ops::OpsConfig;
 use ranges::check;
@@ -43,6 +45,8 @@ pub struct Config {
     pub ops: OpsConfig,
     /// Redis pipeline metrics.
     pub redis: RedisConfig,
+    /// The live-subscription reloader.
+    pub subscriptions: SubscriptionsConfig,
 }
 
 /// `[zerodha]`: the Kite connection. Like every key, each can be set from
@@ -328,6 +332,9 @@ impl Default for MockSection {
 pub struct RunSection {
     /// Status line period, ms (0 = no status line).
     pub status_interval_ms: u64,
+    /// Log filter (`info`, `debug`, `panda_feed=debug`, ...); `--log-level`
+    /// and `RUST_LOG` override it.
+    pub log_level: String,
 }
 
 impl Config {
@@ -346,6 +353,14 @@ impl Config {
             "run.status_interval_ms",
             self.run.status_interval_ms,
         );
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.run.log_level) {
+            p.push(format!(
+                "run.log_level = {:?} is not a log filter (e.g. info, debug, \
+                 panda_feed=debug): {e}",
+                self.run.log_level
+            ));
+        }
+        p.extend(self.subscriptions.problems());
         p.extend(self.ops.problems());
         p.extend(self.redis.problems());
         p
@@ -356,6 +371,7 @@ impl Default for RunSection {
     fn default() -> Self {
         Self {
             status_interval_ms: 1000,
+            log_level: defaults::LOG_LEVEL.into(),
         }
     }
 }

@@ -29,6 +29,12 @@ pub struct OpsConfig {
     /// Expected interval between ticks of a live instrument, ms; exported as
     /// a gauge for the tick-age alert.
     pub expected_tick_interval_ms: u64,
+    /// File holding the bearer token every control `POST` must carry
+    /// (README, "Control plane"); unset = no token (loopback only).
+    pub admin_token_file: Option<std::path::PathBuf>,
+    /// Serve control `POST`s to non-loopback clients (needs
+    /// `admin_token_file`).
+    pub admin_remote: bool,
 }
 
 impl Default for OpsConfig {
@@ -44,6 +50,8 @@ impl Default for OpsConfig {
             send_failure_pct: 1.0,
             slow_n: 10,
             expected_tick_interval_ms: 1000,
+            admin_token_file: None,
+            admin_remote: false,
         }
     }
 }
@@ -82,6 +90,13 @@ impl OpsConfig {
                 self.sample_ms,
                 super::ranges::MAX_WINDOW_SAMPLES
             ));
+        }
+        if self.admin_remote && self.admin_token_file.is_none() {
+            p.push(
+                "ops.admin_remote = true needs ops.admin_token_file: remote control requests \
+                 must carry a token"
+                    .into(),
+            );
         }
         for (k, v) in [
             ("ops.ring_high_pct", self.ring_high_pct),

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use super::handle::PublisherHandle;
 use super::kafka::DeliveryCounters;
-use super::net::ConnStats;
+use super::net::{ConnState, ConnStats};
 use super::publish::PublisherCounters;
 use crate::clock::now_ns;
 use crate::ring::RingCounters;
@@ -177,7 +177,9 @@ fn conn_counts(s: &ConnStats) -> ConnCounts {
     ConnCounts {
         url: s.url.clone(),
         state: s.state().label(),
-        instruments: s.instruments,
+        instruments: s.instruments.load(Relaxed) as usize,
+        after_unsubscribe: s.after_unsubscribe.load(Relaxed),
+        changes_applied: s.changes_applied.load(Relaxed),
         messages: s.messages.load(Relaxed),
         ticks: s.ticks.load(Relaxed),
         heartbeats: s.heartbeats.load(Relaxed),
@@ -202,8 +204,15 @@ fn conn_counts(s: &ConnStats) -> ConnCounts {
 /// spool fields are left for the caller.
 pub(crate) fn tally(conns: &[std::sync::Arc<ConnStats>], pubs: &[PublisherHandle]) -> Counts {
     let mut c = Counts::default();
-    for s in conns {
+    // Spare slots never used are not shown; slots fill in order, so the
+    // shown ones keep their indices.
+    let used = conns
+        .iter()
+        .rposition(|s| s.state() != ConnState::Idle || s.attempts.load(Relaxed) > 0)
+        .map_or(0, |i| i + 1);
+    for s in &conns[..used] {
         let conn = conn_counts(s);
+        c.after_unsubscribe += conn.after_unsubscribe;
         c.received += conn.ticks;
         c.heartbeats += conn.heartbeats;
         c.messages += conn.messages;
@@ -339,6 +348,10 @@ pub struct ConnCounts {
     pub state: &'static str,
     /// Instruments assigned.
     pub instruments: usize,
+    /// Packets of a token unsubscribed a moment ago: skipped, not ticks.
+    pub after_unsubscribe: u64,
+    /// Live subscription changes applied to this connection.
+    pub changes_applied: u64,
     /// Market-data messages.
     pub messages: u64,
     /// Ticks received.
@@ -416,6 +429,8 @@ pub struct Counts {
     pub malformed: [u64; REASONS],
     /// Packets of an unknown length, skipped (not ticks).
     pub unknown_packets: u64,
+    /// Packets of a token unsubscribed a moment ago, skipped (not ticks).
+    pub after_unsubscribe: u64,
     /// Market-data messages.
     pub messages: u64,
     /// Heartbeats.

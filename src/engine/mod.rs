@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use handle::PublisherHandle;
-use net::{ConnSpec, ConnStats, Credentials, Net, NetConfig, NetStopper};
+use net::{ConnSpec, ConnStats, Credentials, Desired, Net, NetConfig, NetStopper, SubsHandoff};
 use publish::{Interval, SLOW_N, SlowAck, latency_histogram};
 use route::Router;
 
@@ -59,6 +59,7 @@ pub struct Engine {
     slow: Vec<SlowAck>,
     spool_bytes: Arc<AtomicU64>,
     stopper: NetStopper,
+    subs: Arc<SubsHandoff>,
     creds: Arc<Credentials>,
     net: Option<JoinHandle<()>>,
     panics: Arc<Mutex<Vec<String>>>,
@@ -107,10 +108,18 @@ impl Engine {
             cfg.api_key.clone(),
             cfg.access_token.clone(),
         ));
+        // Every connection slot exists from the start; the ones beyond the
+        // initial shards are idle until a live change fills them.
         let specs: Vec<ConnSpec> = shards
             .into_iter()
-            .map(|tokens| ConnSpec { tokens })
+            .map(|mut tokens| {
+                tokens.sort_unstable_by_key(|t| t.0);
+                ConnSpec { tokens }
+            })
+            .chain(std::iter::repeat_with(|| ConnSpec { tokens: Vec::new() }))
+            .take(cfg.max_connections.max(1))
             .collect();
+        let subs = Arc::new(SubsHandoff::default());
         let conns = net::new_stats(&cfg.ws_url, &specs);
         let (net, stopper) = Net::new(
             &creds,
@@ -125,9 +134,11 @@ impl Engine {
                 max_message_size: cfg.max_message_size,
                 max_text_frame_bytes: cfg.max_text_frame_bytes,
                 supervision: cfg.supervision,
+                max_per_connection: cfg.max_per_connection,
                 #[cfg(feature = "test-hooks")]
                 test_slow_resolver: cfg.test_slow_resolver,
             },
+            Arc::clone(&subs),
         )
         .map_err(|e| EngineError::Io(format!("poll: {e}")))?;
         let core = cfg.network_core;
@@ -148,6 +159,7 @@ impl Engine {
             slow: Vec::new(),
             spool_bytes,
             stopper,
+            subs,
             creds,
             net: Some(net),
             panics,
@@ -232,6 +244,32 @@ impl Engine {
     /// connect. Returns `false` when the token is unchanged.
     pub fn set_access_token(&self, token: Secret) -> bool {
         self.creds.set_token(token)
+    }
+
+    /// Hands a desired subscription state to the network thread, which
+    /// applies the difference on its next turn (README, "Live
+    /// subscriptions"); [`subscriptions_applied`](Self::subscriptions_applied)
+    /// reports `d.version` once it has.
+    pub fn set_subscriptions(&self, d: Desired) {
+        self.subs.request(d);
+        self.stopper.wake();
+    }
+
+    /// The desired-state version the network thread applied last (0 before
+    /// the first live change).
+    #[must_use]
+    pub fn subscriptions_applied(&self) -> u64 {
+        self.subs.applied()
+    }
+
+    /// Each connection slot's subscriptions as applied, `(token, mode)`
+    /// sorted by token (empty for an idle slot).
+    #[must_use]
+    pub fn connection_subscriptions(&self) -> Vec<Arc<Vec<(u32, crate::tick::Mode)>>> {
+        self.conns
+            .iter()
+            .map(|c| c.subscriptions.load_full())
+            .collect()
     }
 
     /// A reader of what is not flushed yet, for another thread to use while

@@ -18,6 +18,9 @@ pub struct Routed {
     pub dropped_full: u32,
     /// Packets of an unknown length (not ticks; skipped, counted).
     pub unknown: u32,
+    /// Packets of a token unsubscribed a moment ago (not ticks; skipped,
+    /// counted).
+    pub after_unsubscribe: u32,
     /// Bit `i` is set when ring `i` received a tick.
     pub touched: u64,
 }
@@ -65,7 +68,10 @@ impl Router {
 
     /// Decodes `msg` and pushes each tick, stamped with `conn`, `recv_ns` and
     /// the next value of `seq`, onto its instrument's ring. Never blocks,
-    /// never allocates; a full ring drops the tick and counts it.
+    /// never allocates; a full ring drops the tick and counts it. A packet
+    /// whose token is in `gone` (sorted; the connection unsubscribed it a
+    /// moment ago) is skipped and counted, and takes no `seq`; `gone` is
+    /// empty outside the moments after a live change.
     ///
     /// # Errors
     /// The message's [`DecodeError`]; nothing was pushed then.
@@ -76,6 +82,7 @@ impl Router {
         seq: &mut u64,
         recv_ns: u64,
         msg: &[u8],
+        gone: &[u32],
     ) -> Result<Routed, DecodeError> {
         let mut r = Routed::default();
         let packets = match decode(msg)? {
@@ -89,6 +96,10 @@ impl Router {
         for p in packets {
             if let Packet::Unknown { .. } = p {
                 r.unknown += 1;
+                continue;
+            }
+            if !gone.is_empty() && gone.binary_search(&p.token()).is_ok() {
+                r.after_unsubscribe += 1;
                 continue;
             }
             let i = ring_for(p.token(), n);

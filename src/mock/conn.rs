@@ -112,6 +112,7 @@ pub(super) fn serve(stream: TcpStream, id: u64, shared: &Arc<Shared>) {
             id,
             ConnEntry {
                 tokens: Vec::new(),
+                modes: std::collections::BTreeMap::new(),
                 text_tx,
             },
         );
@@ -355,6 +356,43 @@ impl Conn<'_> {
             return Ok(());
         };
         let v = &req["v"];
+        let action = match req["a"].as_str() {
+            Some("subscribe") => "subscribe",
+            Some("unsubscribe") => "unsubscribe",
+            Some("mode") => "mode",
+            _ => "",
+        };
+        let mode = match v[0].as_str() {
+            Some("ltp") => Some(Mode::Ltp),
+            Some("quote") => Some(Mode::Quote),
+            Some("full") => Some(Mode::Full),
+            _ => None,
+        };
+        if !action.is_empty() && (action != "mode" || mode.is_some()) {
+            // Numeric tokens only (the handler below counts the others).
+            let tokens = (if action == "mode" { &v[1] } else { v })
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|t| t.as_u64().and_then(|t| u32::try_from(t).ok()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut log = self
+                .shared
+                .requests
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if log.len() >= super::MAX_LOGGED_REQUESTS {
+                log.pop_front();
+            }
+            log.push_back(super::MockRequest {
+                conn: self.id,
+                action,
+                mode: mode.filter(|_| action == "mode"),
+                tokens,
+            });
+        }
         match req["a"].as_str() {
             Some("subscribe") => {
                 let limit = self.shared.cfg.max_per_connection;
@@ -408,6 +446,7 @@ impl Conn<'_> {
         }
         let mut tokens: Vec<u32> = self.subs.keys().copied().collect();
         tokens.sort_unstable();
+        let modes = self.subs.iter().map(|(t, m)| (*t, *m)).collect();
         let mut reg = self
             .shared
             .registry
@@ -415,6 +454,7 @@ impl Conn<'_> {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(e) = reg.get_mut(&self.id) {
             e.tokens = tokens;
+            e.modes = modes;
         }
         drop(reg);
         self.shared.registry_version.fetch_add(1, Ordering::SeqCst);

@@ -153,14 +153,33 @@ pub struct Faults {
 
 pub(crate) struct ConnEntry {
     tokens: Vec<u32>,
+    modes: std::collections::BTreeMap<u32, crate::tick::Mode>,
     text_tx: Sender<String>,
 }
+
+/// One client request as the mock exchange received it (tests read the
+/// server side of a live subscription change from these).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockRequest {
+    /// The connection (numbered from 1 in accept order).
+    pub conn: u64,
+    /// `subscribe`, `unsubscribe` or `mode`.
+    pub action: &'static str,
+    /// The mode of a `mode` request.
+    pub mode: Option<crate::tick::Mode>,
+    /// The numeric tokens of the request.
+    pub tokens: Vec<u32>,
+}
+
+/// Requests kept in the log; older ones are dropped (and counted).
+pub const MAX_LOGGED_REQUESTS: usize = 100_000;
 
 pub(crate) struct Shared {
     cfg: MockConfig,
     snapshot: ArcSwap<Snapshot>,
     registry: Mutex<HashMap<u64, ConnEntry>>,
     registry_version: AtomicU64,
+    requests: Mutex<std::collections::VecDeque<MockRequest>>,
     stop: AtomicBool,
     stats: MockStats,
     recorder: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
@@ -253,6 +272,7 @@ impl MockExchange {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             registry: Mutex::new(HashMap::new()),
             registry_version: AtomicU64::new(0),
+            requests: Mutex::new(std::collections::VecDeque::new()),
             stop: AtomicBool::new(false),
             stats: MockStats::default(),
             recorder,
@@ -316,6 +336,33 @@ impl MockExchange {
         let mut v: Vec<Vec<u32>> = reg.values().map(|c| c.tokens.clone()).collect();
         v.sort();
         v
+    }
+
+    /// Each open connection's subscriptions and their modes, by connection
+    /// number (the server's own state).
+    #[must_use]
+    pub fn subscription_modes(
+        &self,
+    ) -> std::collections::BTreeMap<u64, std::collections::BTreeMap<u32, crate::tick::Mode>> {
+        let reg = self
+            .shared
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        reg.iter().map(|(id, c)| (*id, c.modes.clone())).collect()
+    }
+
+    /// Every valid request received so far (the latest
+    /// [`MAX_LOGGED_REQUESTS`]), in arrival order per connection.
+    #[must_use]
+    pub fn requests(&self) -> Vec<MockRequest> {
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Sends a text frame (e.g. `{"type":"order","data":{…}}`) on every open connection.

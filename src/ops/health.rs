@@ -165,7 +165,7 @@ pub fn evaluate(i: &Input<'_>, t: &Thresholds) -> Health {
         ));
     }
     let down: Vec<usize> = (0..i.connections.len())
-        .filter(|&c| !matches!(i.connections[c].0, "open" | "auth_failed"))
+        .filter(|&c| !matches!(i.connections[c].0, "open" | "auth_failed" | "idle"))
         .collect();
     if i.running && !down.is_empty() {
         let open = i.connections.iter().filter(|c| c.0 == "open").count();

@@ -23,7 +23,7 @@
 //!   should the wake-up fail).
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -33,6 +33,9 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::Shared;
+use super::admin::{self, MAX_BODY};
+use super::response::encode;
+pub use super::response::{Response, json, route, text};
 
 /// Largest request head accepted, bytes.
 pub const MAX_REQUEST: usize = 8 * 1024;
@@ -59,6 +62,8 @@ pub struct Counters {
     pub open: AtomicU64,
     /// Connections refused because [`MAX_CONNECTIONS`] were held.
     pub refused: AtomicU64,
+    /// Control requests refused `401`/`403` (`admin.rs`).
+    pub denied: AtomicU64,
 }
 
 impl Counters {
@@ -69,6 +74,7 @@ impl Counters {
             responses: std::array::from_fn(|i| self.responses[i].load(Ordering::Relaxed)),
             open: self.open.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
+            denied: self.denied.load(Ordering::Relaxed),
         }
     }
 
@@ -91,6 +97,8 @@ pub struct Counts {
     pub open: u64,
     /// Connections refused at the bound.
     pub refused: u64,
+    /// Control requests refused `401`/`403`.
+    pub denied: u64,
 }
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -122,6 +130,7 @@ impl Server {
         let stop = Arc::new(AtomicBool::new(false));
         let mut event_loop = Loop {
             poll,
+            waker: Arc::clone(&waker),
             listener,
             slots: (0..MAX_CONNECTIONS).map(|_| None).collect(),
             shared,
@@ -160,6 +169,8 @@ impl Drop for Server {
 /// The `ops-http` thread's state.
 struct Loop {
     poll: Poll,
+    /// Handed with each control request, so its answer wakes the poll.
+    waker: Arc<Waker>,
     listener: TcpListener,
     /// Connection `i` has token `i`.
     slots: Vec<Option<Conn>>,
@@ -198,6 +209,15 @@ impl Loop {
                     Token(i) => self.advance(i),
                 }
             }
+            // Answers from the control plane (their wake-up ended the poll).
+            for i in 0..self.slots.len() {
+                if self.slots[i]
+                    .as_ref()
+                    .is_some_and(|c| matches!(c.state, State::Awaiting(_)))
+                {
+                    self.advance(i);
+                }
+            }
             let now = Instant::now();
             if self.retry_accept.is_some_and(|t| now >= t) {
                 self.accept();
@@ -215,8 +235,8 @@ impl Loop {
     fn accept(&mut self) {
         self.retry_accept = None;
         loop {
-            let mut stream = match self.listener.accept() {
-                Ok((s, _)) => s,
+            let (mut stream, peer) = match self.listener.accept() {
+                Ok((s, a)) => (s, a.ip()),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(_) => {
@@ -250,6 +270,7 @@ impl Loop {
             counters.open.fetch_add(1, Ordering::Relaxed);
             self.slots[i] = Some(Conn {
                 stream,
+                peer,
                 deadline: Instant::now() + REQUEST_DEADLINE,
                 state: State::Reading {
                     buf: vec![0; MAX_REQUEST].into_boxed_slice(),
@@ -266,20 +287,28 @@ impl Loop {
         let Some(conn) = self.slots.get_mut(i).and_then(Option::as_mut) else {
             return;
         };
-        if conn.advance(&self.shared) == Progress::Done {
+        if conn.advance(&self.shared, &self.waker) == Progress::Done {
             self.close(i);
         }
     }
 
     /// Connection `i` reached its deadline.
     fn expire(&mut self, i: usize) {
-        if let Some(conn) = self.slots[i].as_mut()
-            && matches!(conn.state, State::Reading { .. })
-        {
-            // As a read timeout did before: answered 408 and counted; the
-            // answer is written only as far as one nonblocking pass goes.
-            conn.respond(&text(408, "request timeout\n"), false, &self.shared);
-            let _ = conn.advance(&self.shared);
+        if let Some(conn) = self.slots[i].as_mut() {
+            // As a read timeout did before: answered and counted; the answer
+            // is written only as far as one nonblocking pass goes.
+            let late = match conn.state {
+                State::Reading { .. } | State::Body { .. } => Some(text(408, "request timeout\n")),
+                State::Awaiting(_) => Some(text(
+                    503,
+                    "the control plane did not answer within the request deadline; retry\n",
+                )),
+                State::Writing { .. } => None,
+            };
+            if let Some(resp) = late {
+                conn.respond(&resp, false, &self.shared);
+                let _ = conn.advance(&self.shared, &self.waker);
+            }
         }
         self.close(i);
     }
@@ -294,6 +323,7 @@ impl Loop {
 
 struct Conn {
     stream: TcpStream,
+    peer: IpAddr,
     deadline: Instant,
     state: State,
 }
@@ -301,6 +331,15 @@ struct Conn {
 enum State {
     /// Reading the request head into a fixed buffer.
     Reading { buf: Box<[u8]>, len: usize },
+    /// Reading a control request's body (at most [`MAX_BODY`] bytes).
+    Body {
+        method: &'static str,
+        path: String,
+        body: Vec<u8>,
+        need: usize,
+    },
+    /// Waiting for the control plane's answer.
+    Awaiting(std::sync::mpsc::Receiver<Response>),
     /// Writing the response.
     Writing { out: Vec<u8>, pos: usize },
 }
@@ -315,9 +354,46 @@ enum Progress {
 
 impl Conn {
     /// Reads and writes until the socket would block or the exchange is over.
-    fn advance(&mut self, shared: &Shared) -> Progress {
+    fn advance(&mut self, shared: &Shared, waker: &Arc<Waker>) -> Progress {
         loop {
             match &mut self.state {
+                State::Awaiting(rx) => match rx.try_recv() {
+                    Ok(resp) => self.respond(&resp, false, shared),
+                    Err(std::sync::mpsc::TryRecvError::Empty) => return Progress::Pending,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                        self.respond(
+                            &text(503, "the control plane is not running\n"),
+                            false,
+                            shared,
+                        );
+                    }
+                },
+                State::Body {
+                    method,
+                    path,
+                    body,
+                    need,
+                } => {
+                    if body.len() >= *need {
+                        let (method, path, body) =
+                            (*method, std::mem::take(path), std::mem::take(body));
+                        self.dispatch(method, &path, &body, shared, waker);
+                        continue;
+                    }
+                    let mut chunk = [0u8; 4096];
+                    let want = (*need - body.len()).min(chunk.len());
+                    match self.stream.read(&mut chunk[..want]) {
+                        Ok(0) => {
+                            let resp =
+                                text(400, "bad request: the body ended before Content-Length\n");
+                            self.respond(&resp, false, shared);
+                        }
+                        Ok(n) => body.extend_from_slice(&chunk[..n]),
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => return Progress::Pending,
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(_) => self.respond(&text(408, "request timeout\n"), false, shared),
+                    }
+                }
                 State::Reading { buf, len } => {
                     if *len == buf.len() {
                         self.respond(&text(431, "request head too large\n"), false, shared);
@@ -337,10 +413,21 @@ impl Conn {
                             let from = len.saturating_sub(3);
                             *len += n;
                             if let Some(end) = find_head_end(&buf[from..*len]) {
-                                let head = &buf[..from + end];
-                                let resp = route(head, shared);
-                                let head_only = head.starts_with(b"HEAD ");
-                                self.respond(&resp, head_only, shared);
+                                let end = from + end;
+                                let sep = if buf[end..].starts_with(b"\r\n\r\n") {
+                                    4
+                                } else {
+                                    2
+                                };
+                                let (head, rest) = (&buf[..end], &buf[end + sep..*len]);
+                                match begin(self.peer, head, rest, shared) {
+                                    Some(next) => self.state = next,
+                                    None => {
+                                        let resp = route(head, shared);
+                                        let head_only = head.starts_with(b"HEAD ");
+                                        self.respond(&resp, head_only, shared);
+                                    }
+                                }
                             }
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => return Progress::Pending,
@@ -364,6 +451,39 @@ impl Conn {
         }
     }
 
+    /// Hands a whole control request to the `run` loop.
+    fn dispatch(
+        &mut self,
+        method: &'static str,
+        path: &str,
+        body: &[u8],
+        shared: &Shared,
+        waker: &Arc<Waker>,
+    ) {
+        let head = admin::Head {
+            method,
+            path,
+            content_length: Some(body.len()),
+            chunked: false,
+            authorization: None,
+        };
+        let sent = match admin::call_of(&head, body) {
+            Ok(Some(call)) => match shared.admin.get() {
+                Some(tx) => tx.send(call, waker),
+                None => Err(text(503, "the control plane is not running\n")),
+            },
+            Ok(None) => Err(text(
+                405,
+                format!("method {method} not allowed on {path}\n"),
+            )),
+            Err(resp) => Err(resp),
+        };
+        match sent {
+            Ok(rx) => self.state = State::Awaiting(rx),
+            Err(resp) => self.respond(&resp, false, shared),
+        }
+    }
+
     /// Counts `resp` and switches to writing it.
     fn respond(&mut self, resp: &Response, head_only: bool, shared: &Shared) {
         shared.http.count_response(resp.status);
@@ -374,136 +494,55 @@ impl Conn {
     }
 }
 
-/// The response bytes: status line, headers and (unless `head_only`) body.
-fn encode(resp: &Response, head_only: bool) -> Vec<u8> {
-    let mut out = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        resp.status,
-        reason(resp.status),
-        resp.content_type,
-        resp.body.len()
-    )
-    .into_bytes();
-    if !head_only {
-        out.extend_from_slice(resp.body.as_bytes());
-    }
-    out
-}
-
-/// A response.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Response {
-    /// Status code.
-    pub status: u16,
-    /// Content type.
-    pub content_type: &'static str,
-    /// Body.
-    pub body: String,
-}
-
-fn text(status: u16, body: impl Into<String>) -> Response {
-    Response {
-        status,
-        content_type: "text/plain; charset=utf-8",
-        body: body.into(),
-    }
-}
-
-fn json(status: u16, v: &impl serde::Serialize) -> Response {
-    match serde_json::to_string_pretty(v) {
-        Ok(mut body) => {
-            body.push('\n');
-            Response {
-                status,
-                content_type: "application/json",
-                body,
-            }
-        }
-        Err(e) => text(500, format!("cannot encode the response: {e}\n")),
-    }
-}
-
-const INDEX: &str = "panda-feed ops endpoints:\n  GET /metrics            Prometheus text format 0.0.4\n  GET /health             status and issues (200 healthy or degraded, 503 unhealthy)\n  GET /stats/connections  connection states and their last health samples\n  GET /ops/slow           slowest Kafka deliveries and Redis writes of the window\n";
-
-/// Routes one request head (everything before the blank line).
-#[must_use]
-pub fn route(head: &[u8], shared: &Shared) -> Response {
-    let Ok(head) = std::str::from_utf8(head) else {
-        return text(400, "bad request: the request head is not UTF-8\n");
+/// A control request's next state, or `None` for a plain `GET`/`HEAD`
+/// ([`route`]). `rest` is what arrived after the head.
+fn begin(peer: IpAddr, head: &[u8], rest: &[u8], shared: &Shared) -> Option<State> {
+    let h = match admin::parse_head(head) {
+        Ok(h) => h,
+        Err(resp) => return Some(answer(&resp, shared)),
     };
-    let line = head.lines().next().unwrap_or("");
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return text(400, "bad request: expected `METHOD /path HTTP/1.1`\n");
+    let method = match h.method {
+        "POST" => "POST",
+        "GET" if matches!(h.path, "/ops/subscriptions" | "/stats/universe") => "GET",
+        _ => return None,
     };
-    if !version.starts_with("HTTP/1.") || !target.starts_with('/') {
-        return text(400, "bad request: expected `METHOD /path HTTP/1.1`\n");
-    }
-    if method != "GET" && method != "HEAD" {
-        return text(405, format!("method {method} not allowed: use GET\n"));
-    }
-    let path = target.split(['?', '#']).next().unwrap_or(target);
-    let view = shared.view.load();
-    match path {
-        "/" => text(200, INDEX),
-        "/metrics" => Response {
-            status: 200,
-            content_type: "text/plain; version=0.0.4; charset=utf-8",
-            body: super::metrics::render(&view, &shared.http.load()),
-        },
-        "/health" => {
-            let h = &view.health;
-            let status = if h.status == super::health::Status::Unhealthy {
-                503
-            } else {
-                200
-            };
-            json(
-                status,
-                &serde_json::json!({
-                    "status": h.status,
-                    "issues": h.issues,
-                    "at": crate::clock::rfc3339_ms(view.at_ns),
-                    "received": view.counts.received,
-                    "published": view.counts.published,
-                    "parked": view.counts.parked,
-                    "dropped": view.counts.dropped,
-                    "in_flight": view.counts.in_flight,
-                }),
-            )
+    if method == "POST" {
+        if let Err(resp) = admin::authorize(Some(peer), h.authorization, &shared.admin_auth.load())
+        {
+            shared.http.denied.fetch_add(1, Ordering::Relaxed);
+            return Some(answer(&resp, shared));
         }
-        "/stats/connections" => json(
-            200,
-            &serde_json::json!({
-                "at": crate::clock::rfc3339_ms(view.at_ns),
-                "connections": view.connections,
-            }),
-        ),
-        "/ops/slow" => json(
-            200,
-            &serde_json::json!({
-                "at": crate::clock::rfc3339_ms(view.at_ns),
-                "window_s": view.window_s,
-                "kafka": view.slow_kafka,
-                "redis": view.slow_redis,
-            }),
-        ),
-        _ => text(404, format!("not found: {path}\n\n{INDEX}")),
+        if h.chunked {
+            return Some(answer(
+                &text(411, "length required: send Content-Length, not chunks\n"),
+                shared,
+            ));
+        }
     }
+    let need = h.content_length.unwrap_or(0);
+    if need > MAX_BODY {
+        let resp = text(
+            413,
+            format!("body of {need} bytes is over the {MAX_BODY}-byte limit\n"),
+        );
+        return Some(answer(&resp, shared));
+    }
+    let mut body = Vec::with_capacity(need);
+    body.extend_from_slice(&rest[..rest.len().min(need)]);
+    Some(State::Body {
+        method,
+        path: h.path.to_owned(),
+        body,
+        need,
+    })
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        431 => "Request Header Fields Too Large",
-        503 => "Service Unavailable",
-        _ => "Internal Server Error",
+/// `resp`, counted, as the next state.
+fn answer(resp: &Response, shared: &Shared) -> State {
+    shared.http.count_response(resp.status);
+    State::Writing {
+        out: encode(resp, false),
+        pos: 0,
     }
 }
 

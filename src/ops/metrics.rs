@@ -111,6 +111,22 @@ families! {
         "Ops HTTP responses, by status class.";
     OPS_HTTP_CONNECTIONS_REFUSED = Counter "panda_feed_ops_http_connections_refused_total" []
         "Ops HTTP connections refused (503) because the server held its maximum.";
+    OPS_HTTP_DENIED = Counter "panda_feed_ops_http_denied_total" []
+        "Control requests refused 401/403 (no or a wrong admin token, or a non-loopback peer).";
+    RELOADS = Counter "panda_feed_reloads_total" ["result"]
+        "Config reloads (SIGHUP, POST /ops/reload), by result: applied or rejected.";
+    SUBSCRIPTION_REQUESTS = Counter "panda_feed_subscription_requests_total" ["result"]
+        "POST /ops/subscriptions requests, by result: accepted, queue_full, invalid.";
+    SUBSCRIPTION_APPLICATIONS = Counter "panda_feed_subscription_applications_total" []
+        "Desired subscription states handed to the network thread.";
+    PACKETS_AFTER_UNSUBSCRIBE = Counter "panda_feed_packets_after_unsubscribe_total" []
+        "Packets of an instrument received just after its unsubscribe: skipped, not ticks.";
+    POLICY_INFO = Gauge "panda_feed_policy_info" ["policy_version"]
+        "1, labelled with the settings version (bumped by every applied reload; 0 = as started).";
+    UNIVERSE_INFO = Gauge "panda_feed_universe_info" ["version", "source"]
+        "1, labelled with the instrument universe's version (SHA-256 of the normalised list) and source.";
+    UNIVERSE_INSTRUMENTS = Gauge "panda_feed_universe_instruments" []
+        "Instruments in the current universe.";
     RUNNING = Gauge "panda_feed_running" []
         "1 while the engine runs and is not stopping.";
     HEALTH_STATUS = Gauge "panda_feed_health_status" []
@@ -349,6 +365,32 @@ pub fn render(view: &View, http: &HttpCounts) -> String {
         o.sample(&OPS_HTTP_REQUESTS, &[k], v);
     }
     o.one(&OPS_HTTP_CONNECTIONS_REFUSED, http.refused);
+    o.one(&OPS_HTTP_DENIED, http.denied);
+    let ctl = &view.control;
+    o.header(&RELOADS);
+    o.sample(&RELOADS, &["applied"], ctl.reloads_applied);
+    o.sample(&RELOADS, &["rejected"], ctl.reloads_rejected);
+    let s = &ctl.subscriptions;
+    o.header(&SUBSCRIPTION_REQUESTS);
+    o.sample(&SUBSCRIPTION_REQUESTS, &["accepted"], s.requests);
+    o.sample(
+        &SUBSCRIPTION_REQUESTS,
+        &["queue_full"],
+        s.rejected_queue_full,
+    );
+    o.sample(&SUBSCRIPTION_REQUESTS, &["invalid"], s.rejected_invalid);
+    o.one(&SUBSCRIPTION_APPLICATIONS, s.applications);
+    o.one(&PACKETS_AFTER_UNSUBSCRIBE, c.after_unsubscribe);
+    o.header(&POLICY_INFO);
+    o.sample(&POLICY_INFO, &[&ctl.policy_version.to_string()], 1);
+    o.header(&UNIVERSE_INFO);
+    if let Some(u) = &ctl.universe {
+        o.sample(&UNIVERSE_INFO, &[&u.version, &u.source], 1);
+    }
+    o.one(
+        &UNIVERSE_INSTRUMENTS,
+        ctl.universe.as_ref().map_or(0, |u| u.rows),
+    );
 
     // Gauges.
     o.one(&RUNNING, u8::from(view.running));
@@ -438,6 +480,12 @@ mod tests {
             h.record(n).unwrap();
         }
         v.produce_latency = Buckets::of(&h);
+        v.control.policy_version = 3;
+        v.control.universe = Some(
+            crate::control::Universe::new(&[(1, crate::tick::Mode::Full)], "file:/x \"y\"", 0, 1)
+                .current()
+                .clone(),
+        );
         v
     }
 
@@ -468,6 +516,7 @@ mod tests {
             responses: [5, 1, 0],
             open: 1,
             refused: 2,
+            denied: 0,
         };
         let out = render(&populated(), &counts);
         let mut rendered = Vec::new();

@@ -9,14 +9,18 @@
 //! come over the publishers' SPSC exchange. A slow or dead Redis, or a slow
 //! HTTP client, delays only the ops side's own work, never a tick.
 
+pub mod admin;
 pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod redis_sink;
+mod response;
 mod view;
 
 pub use crate::config::{OpsConfig, RedisConfig};
-pub use view::{BUCKETS_S, Buckets, ConnSample, ConnView, Shared, SlowKafka, SlowRedis, View};
+pub use view::{
+    BUCKETS_S, Buckets, ConnSample, ConnView, ControlView, Shared, SlowKafka, SlowRedis, View,
+};
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -60,6 +64,7 @@ pub struct Ops {
     last_published: u64,
     topic: String,
     notes: Vec<String>,
+    control: ControlView,
 }
 
 impl Ops {
@@ -77,6 +82,8 @@ impl Ops {
         let shared = Arc::new(Shared {
             view: ArcSwap::from_pointee(View::starting(&cfg)),
             http: http::Counters::default(),
+            admin_auth: ArcSwap::from_pointee(admin::AdminAuth::default()),
+            admin: std::sync::OnceLock::new(),
         });
         let server = if cfg.listen.is_empty() {
             None
@@ -111,6 +118,7 @@ impl Ops {
             last_published: 0,
             topic: topic.to_owned(),
             notes: Vec::new(),
+            control: ControlView::default(),
         })
     }
 
@@ -119,6 +127,48 @@ impl Ops {
     /// group/other).
     pub fn set_notes(&mut self, notes: Vec<String>) {
         self.notes = notes;
+    }
+
+    /// Opens the control endpoints (`admin.rs`): returns the queue their
+    /// requests arrive on, for the `run` loop to answer; `None` when called
+    /// twice.
+    pub fn control_queue(&self) -> Option<admin::AdminQueue> {
+        let (tx, rx) = admin::channel();
+        self.shared.admin.set(tx).ok().map(|()| rx)
+    }
+
+    /// The control plane's state, shown from the next sample on (and at
+    /// once in the current view).
+    pub fn set_control(&mut self, c: ControlView) {
+        let mut v = (*self.view()).clone();
+        v.control = c.clone();
+        self.control = c;
+        self.shared.view.store(Arc::new(v));
+    }
+
+    /// Takes the live `[ops]` thresholds of a reload (the address, the
+    /// sampling and the window need a restart).
+    pub fn set_thresholds(&mut self, cfg: &OpsConfig) {
+        self.cfg.stale_after_ms = cfg.stale_after_ms;
+        self.cfg.ring_high_pct = cfg.ring_high_pct;
+        self.cfg.drop_rate_pct = cfg.drop_rate_pct;
+        self.cfg.send_failure_pct = cfg.send_failure_pct;
+        self.cfg.slow_n = cfg.slow_n;
+        self.cfg.expected_tick_interval_ms = cfg.expected_tick_interval_ms;
+        self.thresholds = thresholds(&self.cfg);
+    }
+
+    /// Replaces the Redis sink (a reload changed `[redis]`): the new one
+    /// connects on its first write; an empty URL turns Redis off.
+    pub fn set_redis(&mut self, redis: RedisConfig) {
+        self.redis_interval = std::time::Duration::from_millis(redis.interval_ms);
+        self.next_redis = Instant::now();
+        self.redis = (!redis.url.is_empty()).then(|| RedisSink::new(redis));
+    }
+
+    /// Who may call the control endpoints from now on.
+    pub fn set_admin_auth(&self, auth: admin::AdminAuth) {
+        self.shared.admin_auth.store(Arc::new(auth));
     }
 
     /// The bound HTTP address, when the server runs.
@@ -298,6 +348,7 @@ impl Ops {
                     .iter()
                     .map(|c| c.reconnects.values().sum::<u64>())
                     .sum(),
+                universe_version: self.control.universe.as_ref().map(|u| u.version.clone()),
             };
             if let Some(w) = sink.write(&v) {
                 record_redis(&mut self.slow_redis, w);
@@ -370,6 +421,7 @@ impl Ops {
             #[allow(clippy::cast_precision_loss)]
             expected_tick_interval_s: self.cfg.expected_tick_interval_ms as f64 / 1000.0,
             window_s: self.cfg.window_s,
+            control: self.control.clone(),
             counts,
         });
         self.shared.view.store(Arc::clone(&view));

@@ -122,7 +122,7 @@ impl Breaker {
 }
 
 /// The values of one interval's pipeline.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Interval {
     /// Ticks published since the previous successful write.
     pub published: u64,
@@ -134,6 +134,8 @@ pub struct Interval {
     pub send_failures: u64,
     /// Reconnections since start.
     pub reconnections: u64,
+    /// The instrument universe's version (README, "Live subscriptions").
+    pub universe_version: Option<String>,
 }
 
 /// One Redis write, for `/ops/slow`.
@@ -181,6 +183,8 @@ pub struct RedisSink {
     pending: u64,
     status: SinkStatus,
     keys: [String; 5],
+    /// `key_prefix:universe_version`.
+    universe_key: String,
 }
 
 impl std::fmt::Debug for RedisSink {
@@ -217,12 +221,14 @@ impl RedisSink {
             ..SinkStatus::default()
         };
         let keys = KEY_SUFFIXES.map(|s| format!("{}:{s}", cfg.key_prefix));
+        let universe_key = format!("{}:universe_version", cfg.key_prefix);
         Self {
             breaker: Breaker::new(
                 cfg.breaker_failures,
                 Duration::from_millis(cfg.breaker_cooldown_ms),
                 cfg.half_open_probes,
             ),
+            universe_key,
             cfg,
             client,
             conn: None,
@@ -347,6 +353,15 @@ impl RedisSink {
             .arg(ttl)
             .ignore();
         commands += 2;
+        if let Some(u) = &v.universe_version {
+            p.cmd("SET")
+                .arg(&self.universe_key)
+                .arg(u)
+                .arg("EX")
+                .arg(ttl)
+                .ignore();
+            commands += 1;
+        }
         let Some(conn) = self.conn.as_mut() else {
             return (commands, Ok(()));
         };

@@ -162,6 +162,24 @@ pub struct View {
     pub expected_tick_interval_s: f64,
     /// Window of rates and slow lists, s.
     pub window_s: u64,
+    /// The control plane's state (settings version, universe, reloader).
+    pub control: ControlView,
+}
+
+/// The control plane's state, as the `run` loop reports it (README,
+/// "Control plane").
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ControlView {
+    /// Bumped by every applied reload (0 = as started).
+    pub policy_version: u64,
+    /// Reloads applied.
+    pub reloads_applied: u64,
+    /// Reloads rejected (invalid config; nothing applied).
+    pub reloads_rejected: u64,
+    /// The current instrument universe.
+    pub universe: Option<crate::control::UniverseVersion>,
+    /// The subscription reloader's counters.
+    pub subscriptions: crate::control::ReloaderCounts,
 }
 
 impl View {
@@ -187,6 +205,7 @@ impl View {
             #[allow(clippy::cast_precision_loss)]
             expected_tick_interval_s: cfg.expected_tick_interval_ms as f64 / 1000.0,
             window_s: cfg.window_s,
+            control: ControlView::default(),
         }
     }
 }
@@ -199,4 +218,8 @@ pub struct Shared {
     /// The HTTP server's counters: responses by status class, connections
     /// held and refused.
     pub http: http::Counters,
+    /// Who may call the control endpoints (replaced by a reload).
+    pub admin_auth: ArcSwap<super::admin::AdminAuth>,
+    /// The way to the `run` loop's control plane, when it has one.
+    pub admin: std::sync::OnceLock<super::admin::AdminSender>,
 }

@@ -131,6 +131,28 @@ impl Running {
         }
     }
 
+    /// The ops server's address, from its start-up line.
+    pub(crate) fn ops_addr(&mut self) -> String {
+        let serving = self.expect_line(Duration::from_secs(60), |l| {
+            l.contains("ops: serving http://")
+        });
+        serving
+            .split_once("ops: serving http://")
+            .and_then(|(_, rest)| rest.split('/').next())
+            .unwrap_or_else(|| panic!("no ops address in {serving:?}"))
+            .to_owned()
+    }
+
+    /// Sends `signal` (`HUP`, `TERM`, ...), as an operator's `kill` would.
+    pub(crate) fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {} failed", self.id());
+    }
+
     /// Sends SIGTERM, as an operator's `kill` would.
     pub(crate) fn terminate(&self) {
         let status = Command::new("kill")

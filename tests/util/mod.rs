@@ -6,6 +6,7 @@
 //!   parsed as JSON on demand).
 //! - [`cli`]: the `panda-feed` binary, run to the end or read line by line.
 //! - [`temp`]: the one temp dir type, removed on drop.
+//! - [`http`]: a one-request HTTP client for the ops endpoints.
 //! - [`framed`]: framed record files and the reference vectors.
 //! - [`oracle`]: decoding as `decode --framed` prints it, and the comparison
 //!   with the official parser.
@@ -16,6 +17,7 @@
 
 pub(crate) mod cli;
 pub(crate) mod framed;
+pub(crate) mod http;
 pub(crate) mod kafka;
 pub(crate) mod oracle;
 pub(crate) mod stack;

@@ -26,8 +26,8 @@ use tungstenite::Message;
 use tungstenite::handshake::HandshakeError;
 
 use super::backoff::Backoff;
-use super::budget::ReadBudget;
 use super::creds::Credentials;
+use super::read::{Ctx, read_all};
 use super::resolve::Resolver;
 use super::stats::{ConnState, ConnStats, DownReason, Tally, lock};
 use super::ws::{self, HandshakeStep, Mid, Ws};
@@ -35,9 +35,8 @@ use super::{ConnSpec, NetConfig};
 use crate::clock::now_ns;
 use crate::config::Supervision;
 use crate::engine::route::Router;
-use crate::engine::wake::{Wake, wake_touched};
+use crate::engine::wake::Wake;
 use crate::logging::{MAX_STORED_TEXT, truncate};
-use crate::wire::text::{ServerText, parse_server_text};
 
 /// Where a connection is. The one state of a connection: its published
 /// label is [`State::label`].
@@ -59,6 +58,9 @@ enum State {
     AuthFailed(u64),
     /// Closed at shutdown.
     Closed,
+    /// No instruments assigned: not connected (README, "Live
+    /// subscriptions").
+    Idle,
 }
 
 impl State {
@@ -72,6 +74,7 @@ impl State {
             Self::Waiting(_) => ConnState::Backoff,
             Self::AuthFailed(_) => ConnState::AuthFailed,
             Self::Closed => ConnState::Closed,
+            Self::Idle => ConnState::Idle,
         }
     }
 }
@@ -103,6 +106,10 @@ pub(super) struct Conn {
     /// The loop turn this connection was last driven in (one budget per
     /// turn).
     driven_turn: u64,
+    /// Tokens unsubscribed a moment ago (sorted): their packets still in
+    /// flight from the server are skipped and counted until `gone_until`.
+    gone: Vec<u32>,
+    gone_until: Option<Instant>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -115,7 +122,11 @@ impl std::fmt::Debug for Conn {
 }
 
 /// Why a read loop stopped the connection, and the words for it.
-type Down = (DownReason, String);
+pub(super) type Down = (DownReason, String);
+
+/// How long after an unsubscribe the server's packets for the removed
+/// tokens are skipped (and counted) rather than routed.
+const GONE_GRACE: Duration = Duration::from_secs(10);
 
 impl Conn {
     pub(super) fn new(
@@ -129,10 +140,15 @@ impl Conn {
     ) -> Self {
         let now = Instant::now();
         let generation = creds.generation();
+        let state = if spec.tokens.is_empty() {
+            State::Idle
+        } else {
+            State::Start
+        };
         Self {
             index,
             spec,
-            state: State::Start,
+            state,
             seq: 0,
             stats,
             creds,
@@ -146,6 +162,76 @@ impl Conn {
             resolver,
             more: false,
             driven_turn: u64::MAX,
+            gone: Vec::new(),
+            gone_until: None,
+        }
+    }
+
+    /// The instruments this connection holds now.
+    pub(super) fn tokens(&self) -> &[(u32, crate::tick::Mode)] {
+        &self.spec.tokens
+    }
+
+    /// Applies a live change (control plane, on the network thread;
+    /// allocates): an open connection sends the chunked requests at once;
+    /// any other takes the new list on its next connect; one left with no
+    /// instruments closes politely and goes idle, and an idle one given
+    /// instruments connects on the next turn. An untouched connection is
+    /// not called.
+    pub(super) fn apply(&mut self, d: super::subs::ConnDelta, cfg: &NetConfig, now: Instant) {
+        self.spec.tokens = d.after;
+        self.stats.instruments.store(
+            self.spec.tokens.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        self.stats
+            .subscriptions
+            .store(Arc::new(self.spec.tokens.clone()));
+        self.stats
+            .changes_applied
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.spec.tokens.is_empty() {
+            self.close();
+            self.gone.clear();
+            self.gone_until = None;
+            self.down_since = None;
+            self.enter(State::Idle);
+            return;
+        }
+        if matches!(self.state, State::Idle | State::Closed) {
+            self.backoff = Backoff::of(&self.sup, now_ns() ^ u64::from(self.index));
+            self.enter(State::Start);
+            return;
+        }
+        let State::Open(ws) = &mut self.state else {
+            return;
+        };
+        // The frame limit follows the connection's instruments.
+        let limit = ws::frame_limit(cfg, self.spec.tokens.len());
+        ws.set_config(|c| {
+            c.max_message_size = Some(limit);
+            c.max_frame_size = Some(limit);
+        });
+        let r = ws::apply_delta(
+            ws,
+            &d.unsubscribe,
+            &d.subscribe,
+            &d.remode,
+            cfg.subscribe_chunk,
+        );
+        // Packets of the removed tokens already sent by the server are
+        // skipped (and counted) for a grace period; a token subscribed again
+        // is live again at once.
+        self.gone.extend_from_slice(&d.unsubscribe);
+        self.gone.sort_unstable();
+        self.gone.dedup();
+        let kept = &self.spec.tokens;
+        self.gone
+            .retain(|t| kept.binary_search_by_key(t, |x| x.0).is_err());
+        self.gone_until = Some(now + GONE_GRACE);
+        if let Err(e) = r {
+            let why = format!("cannot change subscriptions on {}: {e}", self.stats.url);
+            self.down(DownReason::ReadError, why, now);
         }
     }
 
@@ -241,13 +327,16 @@ impl Conn {
                 State::Open(ws) => {
                     let r = read_all(
                         ws,
-                        self.index,
+                        Ctx {
+                            index: self.index,
+                            stats: &self.stats,
+                            wakes,
+                            max_text: cfg.max_text_frame_bytes,
+                            gone: &self.gone,
+                        },
                         &mut self.seq,
                         &mut self.tally,
-                        &self.stats,
                         router,
-                        wakes,
-                        cfg.max_text_frame_bytes,
                     );
                     match r {
                         Ok(more) => self.more = more,
@@ -269,7 +358,8 @@ impl Conn {
                 | State::Waiting(_)
                 | State::Resolving
                 | State::AuthFailed(_)
-                | State::Closed => return,
+                | State::Closed
+                | State::Idle => return,
             }
             // Connected or upgrading: the next step consumes the socket.
             let step = match self.take() {
@@ -279,6 +369,7 @@ impl Conn {
                     let _ = stream.set_nodelay(true);
                     let (url, generation) = self.creds.url(&self.stats.url);
                     self.attempt_generation = generation;
+                    // Follows live changes (`apply`).
                     let max_frame = ws::frame_limit(cfg, self.spec.tokens.len());
                     match ws::start_handshake(stream, &url, &self.stats.url, cfg, max_frame) {
                         Ok(step) => step,
@@ -354,6 +445,11 @@ impl Conn {
         wakes: &[(Arc<Wake>, Thread)],
     ) {
         let sup = self.sup;
+        if self.gone_until.is_some_and(|t| now >= t) {
+            // Keeps its capacity: no allocation on the next change.
+            self.gone.clear();
+            self.gone_until = None;
+        }
         match &mut self.state {
             State::Start => self.connect(now),
             State::Waiting(at) if now >= *at => self.connect(now),
@@ -418,7 +514,7 @@ impl Conn {
             let _ = ws.close(None);
             let _ = ws.flush();
         }
-        if !matches!(self.state, State::AuthFailed(_)) {
+        if !matches!(self.state, State::AuthFailed(_) | State::Idle) {
             self.enter(State::Closed);
         }
     }
@@ -435,7 +531,7 @@ impl Conn {
 
 /// Foreign text as stored for the summary, HTTP and logs: cut to
 /// [`MAX_STORED_TEXT`] and escaped (no line can be forged with it).
-fn escaped(s: String) -> String {
+pub(super) fn escaped(s: String) -> String {
     match truncate(&s, MAX_STORED_TEXT) {
         std::borrow::Cow::Borrowed(_) => s,
         std::borrow::Cow::Owned(t) => t,
@@ -456,122 +552,4 @@ fn connected(stream: &TcpStream) -> std::io::Result<bool> {
         Err(e) if e.kind() == ErrorKind::NotConnected => Ok(false),
         Err(e) => Err(e),
     }
-}
-
-/// Reads until `WouldBlock`, routing every binary message onto the rings
-/// and waking the publishers it touched.
-///
-/// Allocation-free for binary messages, heartbeats, pings and pongs over
-/// `ws://`: tungstenite (0.30) hands each message out as a shared slice of
-/// its `BytesMut` read buffer, and once the message is dropped (here, before
-/// the next read) the buffer is unique again and `reserve` reclaims its
-/// space in place. Two bounded exceptions, both outside the steady state:
-/// the first message after the upgrade turns the buffer into a shared one
-/// (one allocation), and a backlog that fills the buffer in one read (about
-/// `read_buffer_size`) or a message larger than it makes the buffer grow:
-/// geometrically, and only until it holds about two reads plus the largest
-/// message, since a read never takes more than `read_buffer_size`.
-/// Over `wss://`, rustls's buffered reader copies each TLS record into a
-/// new `Vec` (one allocation per record); avoiding that needs rustls's
-/// unbuffered API under tungstenite.
-///
-/// # Errors
-/// Why the connection is down, when it is.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the connection's fields, split so the socket and the tally borrow apart"
-)]
-fn read_all(
-    ws: &mut Ws,
-    index: u8,
-    seq: &mut u64,
-    tally: &mut Tally,
-    stats: &ConnStats,
-    router: &mut Router,
-    wakes: &[(Arc<Wake>, Thread)],
-    max_text: usize,
-) -> Result<bool, Down> {
-    let mut budget = ReadBudget::default();
-    let more = loop {
-        if budget.spent() {
-            // Data may be left: the caller reads again next turn.
-            break true;
-        }
-        let msg = ws.read();
-        if let Ok(m) = &msg {
-            budget.charge(m.len());
-        }
-        match msg {
-            Ok(Message::Binary(bytes)) => {
-                let now = now_ns();
-                tally.last_frame_ns = now;
-                match router.route(index, seq, now, &bytes) {
-                    Ok(r) if r.heartbeat => tally.heartbeats += 1,
-                    Ok(r) => {
-                        tally.messages += 1;
-                        if r.pushed + r.dropped_full > 0 {
-                            tally.last_tick_ns = now;
-                        }
-                        tally.ticks += u64::from(r.pushed + r.dropped_full);
-                        tally.dropped_full += u64::from(r.dropped_full);
-                        tally.unknown += u64::from(r.unknown);
-                        wake_touched(wakes, r.touched);
-                    }
-                    Err(e) => tally.malformed[e.reason_index()] += 1,
-                }
-            }
-            Ok(Message::Text(t)) => {
-                tally.last_frame_ns = now_ns();
-                tally.text_frames += 1;
-                // Larger than any server message: counted, never parsed
-                // (parsing and keeping it would cost its size again, per
-                // frame). tungstenite has read it whole into its buffer,
-                // bounded by `max_message_size` (README, "Fault drills").
-                if t.len() > max_text {
-                    tally.oversized_text_frames += 1;
-                } else if let Ok(ServerText::Error(msg)) = parse_server_text(t.as_str()) {
-                    tally.server_errors += 1;
-                    *lock(&stats.last_server_error) = Some(escaped(msg));
-                }
-            }
-            Ok(Message::Close(frame)) => {
-                let why = frame.map_or_else(
-                    || "closed by the server".to_owned(),
-                    |f| format!("closed by the server: {} {}", f.code, f.reason),
-                );
-                *lock(&stats.error) = Some(escaped(why));
-            }
-            Ok(_) => tally.last_frame_ns = now_ns(),
-            Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => break false,
-            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
-                let why = stats
-                    .error()
-                    .unwrap_or_else(|| "closed by the server".to_owned());
-                return Err((DownReason::ClosedByServer, why));
-            }
-            Err(tungstenite::Error::Capacity(
-                tungstenite::error::CapacityError::MessageTooLong { size, max_size },
-            )) => {
-                // Refused from its header: none of it was buffered.
-                tally.oversized_frames += 1;
-                let why = format!(
-                    "{} sent a frame of {size} bytes, over the {max_size}-byte limit (twice \
-                     the largest market-data message of this connection, at least 1 MiB); \
-                     reconnecting",
-                    stats.url
-                );
-                return Err((DownReason::ReadError, why));
-            }
-            Err(e) => {
-                let why = format!("connection to {} failed: {e}", stats.url);
-                return Err((DownReason::ReadError, why));
-            }
-        }
-    };
-    // Pongs to the server's pings are queued by `read`; send them now.
-    ws::queued(ws.flush()).map_err(|e| {
-        let why = format!("connection to {} failed: {e}", stats.url);
-        (DownReason::ReadError, why)
-    })?;
-    Ok(more)
 }

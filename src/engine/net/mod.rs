@@ -28,7 +28,7 @@
 //! per-connection `seq` goes on.
 //!
 //! Files: `mod.rs` the loop; `conn.rs` one connection's state machine;
-//! `ws.rs` tungstenite/mio set-up; `resolve.rs` name resolution off the
+//! `read.rs` the read loop; `ws.rs` tungstenite/mio set-up; `resolve.rs` name resolution off the
 //! network thread; `budget.rs` the per-turn read budget; `backoff.rs` the
 //! reconnect policy;
 //! `stats.rs` the published state, reasons and counters; `creds.rs` the
@@ -38,12 +38,15 @@ mod backoff;
 mod budget;
 mod conn;
 mod creds;
+mod read;
 mod resolve;
 mod stats;
+pub mod subs;
 mod ws;
 
 pub use creds::Credentials;
 pub use stats::{ConnState, ConnStats, DownReason};
+pub use subs::{Desired, SubsHandoff};
 
 use std::io::ErrorKind;
 use std::sync::Arc;
@@ -83,6 +86,8 @@ pub struct NetConfig {
     pub max_text_frame_bytes: usize,
     /// Liveness, pings, backoff and timeouts.
     pub supervision: Supervision,
+    /// Most instruments one connection holds (live changes included).
+    pub max_per_connection: usize,
     /// Test hook (feature `test-hooks`): every lookup of connection `.0`
     /// sleeps `.1`, then fails.
     #[cfg(feature = "test-hooks")]
@@ -100,6 +105,7 @@ impl Default for NetConfig {
             max_message_size: defaults::MAX_MESSAGE_BYTES,
             max_text_frame_bytes: defaults::MAX_TEXT_FRAME_BYTES,
             supervision: Supervision::default(),
+            max_per_connection: defaults::MAX_PER_CONNECTION,
             #[cfg(feature = "test-hooks")]
             test_slow_resolver: None,
         }
@@ -123,6 +129,10 @@ pub struct Net {
     cfg: NetConfig,
     /// Loop turns so far (each connection gets one read budget per turn).
     turn: u64,
+    /// Live subscription changes from the control plane.
+    subs: Arc<SubsHandoff>,
+    /// The desired-state version applied last.
+    subs_applied: u64,
 }
 
 impl std::fmt::Debug for Net {
@@ -141,6 +151,12 @@ pub struct NetStopper {
 }
 
 impl NetStopper {
+    /// Wakes the loop (e.g. a live subscription change is waiting).
+    pub fn wake(&self) {
+        // A failed wake only delays the change to the next poll timeout.
+        let _ = self.waker.wake();
+    }
+
     /// Asks the loop to stop and wakes it.
     pub fn stop(&self) {
         // SeqCst (Relaxed would do): the flag carries no other data.
@@ -154,7 +170,9 @@ impl Net {
     /// Sets up the poll and the connections (the first attempts start on
     /// the first turn, on the network thread) and returns the thread state
     /// with its stopper. `stats[i]` belongs to `specs[i]`; bit `i` of a
-    /// routed message's `touched` set wakes `wakes[i]`.
+    /// routed message's `touched` set wakes `wakes[i]`. A spec with no
+    /// instruments is a spare slot (idle) that a live change can fill;
+    /// changes arrive through `subs`.
     ///
     /// # Errors
     /// The poll or its waker cannot be created, or a resolver thread cannot
@@ -169,6 +187,7 @@ impl Net {
         router: Router,
         wakes: Vec<(Arc<Wake>, Thread)>,
         cfg: NetConfig,
+        subs: Arc<SubsHandoff>,
     ) -> std::io::Result<(Self, NetStopper)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
@@ -205,6 +224,8 @@ impl Net {
             stop,
             cfg,
             turn: 0,
+            subs,
+            subs_applied: 0,
         };
         Ok((net, stopper))
     }
@@ -260,6 +281,9 @@ impl Net {
             }
         }
         let now = Instant::now();
+        if let Some(d) = self.subs.pending(self.subs_applied) {
+            self.apply(&d, now);
+        }
         for c in &mut self.conns {
             c.timers(
                 now,
@@ -272,6 +296,29 @@ impl Net {
             c.store_stats(now);
         }
         Ok(())
+    }
+
+    /// Applies a desired subscription state: plans the per-connection
+    /// deltas (`subs.rs`) and has each touched connection apply its own;
+    /// untouched connections are not called. A state that does not fit is
+    /// refused whole (the control plane checks first, so this is a
+    /// backstop) and logged; the version is acknowledged either way, so the
+    /// control plane is never stuck waiting.
+    fn apply(&mut self, d: &Desired, now: Instant) {
+        let current: Vec<&[(u32, crate::tick::Mode)]> =
+            self.conns.iter().map(Conn::tokens).collect();
+        match subs::plan(&current, &d.tokens, self.cfg.max_per_connection) {
+            Ok(plan) => {
+                for (c, delta) in self.conns.iter_mut().zip(plan) {
+                    if !delta.is_empty() {
+                        c.apply(delta, &self.cfg, now);
+                    }
+                }
+            }
+            Err(e) => tracing::error!("subscriptions version {}: {e}; not applied", d.version),
+        }
+        self.subs_applied = d.version;
+        self.subs.set_applied(d.version);
     }
 
     /// Closes every connection politely (a close frame each) and publishes
@@ -290,7 +337,7 @@ impl Net {
 pub fn new_stats(url: &str, specs: &[ConnSpec]) -> Vec<Arc<ConnStats>> {
     specs
         .iter()
-        .map(|s| Arc::new(ConnStats::new(url.to_owned(), s.tokens.len())))
+        .map(|s| Arc::new(ConnStats::new(url.to_owned(), s.tokens.clone())))
         .collect()
 }
 
@@ -322,8 +369,16 @@ mod tests {
         let stats = new_stats(url, &specs);
         let creds = Arc::new(Credentials::new(Secret::new("k"), Secret::new("t")));
         let (tx, _rx, _) = crate::ring::tick_ring(16);
-        let (net, stopper) =
-            Net::new(&creds, specs, &stats, Router::new(vec![tx]), vec![], cfg()).unwrap();
+        let (net, stopper) = Net::new(
+            &creds,
+            specs,
+            &stats,
+            Router::new(vec![tx]),
+            vec![],
+            cfg(),
+            Arc::default(),
+        )
+        .unwrap();
         (net, stopper, stats)
     }
 

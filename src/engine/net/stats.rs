@@ -10,6 +10,9 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
+use arc_swap::ArcSwap;
+
+use crate::tick::Mode;
 use crate::wire::DecodeError;
 
 const REASONS: usize = DecodeError::REASONS;
@@ -35,6 +38,9 @@ pub enum ConnState {
     AuthFailed = 5,
     /// Waiting for the host's address (looked up off the network thread).
     Resolving = 6,
+    /// No instruments assigned (a spare connection slot, or one emptied by
+    /// a live unsubscribe): not connected, not an error.
+    Idle = 7,
 }
 
 impl ConnState {
@@ -49,6 +55,7 @@ impl ConnState {
             Self::Closed => "closed",
             Self::AuthFailed => "auth_failed",
             Self::Resolving => "resolving",
+            Self::Idle => "idle",
         }
     }
 
@@ -60,6 +67,7 @@ impl ConnState {
             3 => Self::Backoff,
             5 => Self::AuthFailed,
             6 => Self::Resolving,
+            7 => Self::Idle,
             _ => Self::Closed,
         }
     }
@@ -121,8 +129,19 @@ impl DownReason {
 pub struct ConnStats {
     /// `ws_url` without credentials.
     pub url: String,
-    /// Instruments assigned to this connection.
-    pub instruments: usize,
+    /// Instruments assigned to this connection now.
+    pub instruments: AtomicU64,
+    /// The subscriptions assigned to this connection (token, mode), sorted
+    /// by token: what it subscribes on every (re)connect, and what a live
+    /// change has been applied to. Replaced on a change (control plane),
+    /// never on the hot path.
+    pub subscriptions: ArcSwap<Vec<(u32, Mode)>>,
+    /// Packets for an instrument that this connection unsubscribed from a
+    /// moment ago (the server had sent them already): skipped and counted,
+    /// neither ticks nor errors.
+    pub after_unsubscribe: AtomicU64,
+    /// Live subscription changes applied to this connection.
+    pub changes_applied: AtomicU64,
     state: AtomicU8,
     /// Binary messages with market data.
     pub messages: AtomicU64,
@@ -164,11 +183,19 @@ pub struct ConnStats {
 }
 
 impl ConnStats {
-    pub(super) fn new(url: String, instruments: usize) -> Self {
+    pub(super) fn new(url: String, subscriptions: Vec<(u32, Mode)>) -> Self {
+        let state = if subscriptions.is_empty() {
+            ConnState::Idle
+        } else {
+            ConnState::Connecting
+        };
         Self {
             url,
-            instruments,
-            state: AtomicU8::new(ConnState::Connecting as u8),
+            instruments: AtomicU64::new(subscriptions.len() as u64),
+            subscriptions: ArcSwap::from_pointee(subscriptions),
+            after_unsubscribe: AtomicU64::new(0),
+            changes_applied: AtomicU64::new(0),
+            state: AtomicU8::new(state as u8),
             messages: AtomicU64::new(0),
             ticks: AtomicU64::new(0),
             dropped_full: AtomicU64::new(0),
@@ -242,6 +269,7 @@ pub(super) struct Tally {
     pub(super) dropped_full: u64,
     pub(super) heartbeats: u64,
     pub(super) unknown: u64,
+    pub(super) after_unsubscribe: u64,
     pub(super) malformed: [u64; REASONS],
     pub(super) text_frames: u64,
     pub(super) server_errors: u64,
@@ -266,6 +294,8 @@ impl Tally {
         s.dropped_full.store(self.dropped_full, Ordering::Relaxed);
         s.heartbeats.store(self.heartbeats, Ordering::Relaxed);
         s.unknown_packets.store(self.unknown, Ordering::Relaxed);
+        s.after_unsubscribe
+            .store(self.after_unsubscribe, Ordering::Relaxed);
         for (a, v) in s.malformed.iter().zip(self.malformed) {
             a.store(v, Ordering::Relaxed);
         }
@@ -315,7 +345,7 @@ mod tests {
 
     #[test]
     fn reconnect_counts_follow_the_tally() {
-        let s = ConnStats::new("ws://x/".into(), 1);
+        let s = ConnStats::new("ws://x/".into(), vec![(1, Mode::Full)]);
         let mut t = Tally::default();
         t.reconnects[DownReason::Stale as usize] = 3;
         t.reconnects[DownReason::Http429 as usize] = 1;
@@ -329,7 +359,7 @@ mod tests {
 
     #[test]
     fn state_labels_round_trip_through_the_atomic() {
-        let s = ConnStats::new("ws://x/".into(), 1);
+        let s = ConnStats::new("ws://x/".into(), vec![(1, Mode::Full)]);
         assert_eq!(s.state().label(), "connecting");
         for st in [
             ConnState::Connecting,
@@ -339,6 +369,7 @@ mod tests {
             ConnState::Closed,
             ConnState::AuthFailed,
             ConnState::Resolving,
+            ConnState::Idle,
         ] {
             s.set_state(st);
             assert_eq!(s.state(), st);

@@ -124,15 +124,41 @@ pub(super) fn subscribe(
     tokens: &[(u32, Mode)],
     chunk: usize,
 ) -> Result<(), tungstenite::Error> {
+    apply_delta(ws, &[], tokens, &[], chunk)
+}
+
+/// Sends a live change in chunks of at most `chunk` tokens: `unsubscribe`
+/// the removed tokens, `subscribe` the added ones, then one `mode` request
+/// per mode for the added and the re-moded ones (Kite subscribes in
+/// `quote`; docs/KITE_PROTOCOL.md). Allocates (control plane).
+///
+/// # Errors
+/// Writing to the socket failed (queued frames are not errors).
+pub(super) fn apply_delta(
+    ws: &mut Ws,
+    unsubscribe: &[u32],
+    subscribe: &[(u32, Mode)],
+    remode: &[(u32, Mode)],
+    chunk: usize,
+) -> Result<(), tungstenite::Error> {
     let chunk = chunk.max(1);
-    let all: Vec<u32> = tokens.iter().map(|t| t.0).collect();
     let mut text = String::new();
-    for c in all.chunks(chunk) {
+    for c in unsubscribe.chunks(chunk) {
+        encode_request(KiteRequest::Unsubscribe(c), &mut text);
+        queued(ws.write(Message::text(text.clone())))?;
+    }
+    let added: Vec<u32> = subscribe.iter().map(|t| t.0).collect();
+    for c in added.chunks(chunk) {
         encode_request(KiteRequest::Subscribe(c), &mut text);
         queued(ws.write(Message::text(text.clone())))?;
     }
     for mode in [Mode::Ltp, Mode::Quote, Mode::Full] {
-        let of_mode: Vec<u32> = tokens.iter().filter(|t| t.1 == mode).map(|t| t.0).collect();
+        let of_mode: Vec<u32> = subscribe
+            .iter()
+            .chain(remode)
+            .filter(|t| t.1 == mode)
+            .map(|t| t.0)
+            .collect();
         for c in of_mode.chunks(chunk) {
             encode_request(KiteRequest::Mode(mode, c), &mut text);
             queued(ws.write(Message::text(text.clone())))?;

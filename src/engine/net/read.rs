@@ -1,0 +1,148 @@
+//! One connection's read loop: every message until `WouldBlock` (or the
+//! turn's read budget), binary ones routed onto the publisher rings, text
+//! ones counted and parsed, control frames answered (`conn.rs` calls it
+//! for an open connection). Runs on the network thread; the hot path.
+
+use std::io::ErrorKind;
+use std::sync::Arc;
+use std::thread::Thread;
+
+use tungstenite::Message;
+
+use super::budget::ReadBudget;
+use super::conn::{Down, escaped};
+use super::stats::{ConnStats, DownReason, Tally, lock};
+use super::ws::{self, Ws};
+use crate::clock::now_ns;
+use crate::engine::route::Router;
+use crate::engine::wake::{Wake, wake_touched};
+use crate::wire::text::{ServerText, parse_server_text};
+
+/// What [`read_all`] reads alongside the socket (borrowed apart from the
+/// connection's mutable parts).
+pub(super) struct Ctx<'a> {
+    pub(super) index: u8,
+    pub(super) stats: &'a ConnStats,
+    pub(super) wakes: &'a [(Arc<Wake>, Thread)],
+    pub(super) max_text: usize,
+    pub(super) gone: &'a [u32],
+}
+
+/// Reads until `WouldBlock`, routing every binary message onto the rings
+/// and waking the publishers it touched.
+///
+/// Allocation-free for binary messages, heartbeats, pings and pongs over
+/// `ws://`: tungstenite (0.30) hands each message out as a shared slice of
+/// its `BytesMut` read buffer, and once the message is dropped (here, before
+/// the next read) the buffer is unique again and `reserve` reclaims its
+/// space in place. Two bounded exceptions, both outside the steady state:
+/// the first message after the upgrade turns the buffer into a shared one
+/// (one allocation), and a backlog that fills the buffer in one read (about
+/// `read_buffer_size`) or a message larger than it makes the buffer grow:
+/// geometrically, and only until it holds about two reads plus the largest
+/// message, since a read never takes more than `read_buffer_size`.
+/// Over `wss://`, rustls's buffered reader copies each TLS record into a
+/// new `Vec` (one allocation per record); avoiding that needs rustls's
+/// unbuffered API under tungstenite.
+///
+/// # Errors
+/// Why the connection is down, when it is.
+pub(super) fn read_all(
+    ws: &mut Ws,
+    cx: Ctx<'_>,
+    seq: &mut u64,
+    tally: &mut Tally,
+    router: &mut Router,
+) -> Result<bool, Down> {
+    let Ctx {
+        index,
+        stats,
+        wakes,
+        max_text,
+        gone,
+    } = cx;
+    let mut budget = ReadBudget::default();
+    let more = loop {
+        if budget.spent() {
+            // Data may be left: the caller reads again next turn.
+            break true;
+        }
+        let msg = ws.read();
+        if let Ok(m) = &msg {
+            budget.charge(m.len());
+        }
+        match msg {
+            Ok(Message::Binary(bytes)) => {
+                let now = now_ns();
+                tally.last_frame_ns = now;
+                match router.route(index, seq, now, &bytes, gone) {
+                    Ok(r) if r.heartbeat => tally.heartbeats += 1,
+                    Ok(r) => {
+                        tally.messages += 1;
+                        tally.after_unsubscribe += u64::from(r.after_unsubscribe);
+                        if r.pushed + r.dropped_full > 0 {
+                            tally.last_tick_ns = now;
+                        }
+                        tally.ticks += u64::from(r.pushed + r.dropped_full);
+                        tally.dropped_full += u64::from(r.dropped_full);
+                        tally.unknown += u64::from(r.unknown);
+                        wake_touched(wakes, r.touched);
+                    }
+                    Err(e) => tally.malformed[e.reason_index()] += 1,
+                }
+            }
+            Ok(Message::Text(t)) => {
+                tally.last_frame_ns = now_ns();
+                tally.text_frames += 1;
+                // Larger than any server message: counted, never parsed
+                // (parsing and keeping it would cost its size again, per
+                // frame). tungstenite has read it whole into its buffer,
+                // bounded by `max_message_size` (README, "Fault drills").
+                if t.len() > max_text {
+                    tally.oversized_text_frames += 1;
+                } else if let Ok(ServerText::Error(msg)) = parse_server_text(t.as_str()) {
+                    tally.server_errors += 1;
+                    *lock(&stats.last_server_error) = Some(escaped(msg));
+                }
+            }
+            Ok(Message::Close(frame)) => {
+                let why = frame.map_or_else(
+                    || "closed by the server".to_owned(),
+                    |f| format!("closed by the server: {} {}", f.code, f.reason),
+                );
+                *lock(&stats.error) = Some(escaped(why));
+            }
+            Ok(_) => tally.last_frame_ns = now_ns(),
+            Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => break false,
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                let why = stats
+                    .error()
+                    .unwrap_or_else(|| "closed by the server".to_owned());
+                return Err((DownReason::ClosedByServer, why));
+            }
+            Err(tungstenite::Error::Capacity(
+                tungstenite::error::CapacityError::MessageTooLong { size, max_size },
+            )) => {
+                // Refused from its header: none of it was buffered.
+                tally.oversized_frames += 1;
+                let why = format!(
+                    "{} sent a frame of {size} bytes, over the {max_size}-byte limit (twice \
+                     the largest market-data message of this connection, at least 1 MiB); \
+                     reconnecting",
+                    stats.url
+                );
+                return Err((DownReason::ReadError, why));
+            }
+            Err(e) => {
+                let why = format!("connection to {} failed: {e}", stats.url);
+                return Err((DownReason::ReadError, why));
+            }
+        }
+    };
+    // Pongs to the server's pings are queued by `read`; send them now.
+    ws::queued(ws.flush()).map_err(|e| {
+        let why = format!("connection to {} failed: {e}", stats.url);
+        (DownReason::ReadError, why)
+    })?;
+    Ok(more)
+}
