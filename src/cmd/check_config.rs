@@ -188,7 +188,7 @@ fn effective(
                 (p, Value::String(s)) if SECRET_KEYS.contains(&p) && !s.is_empty() => {
                     json!("<redacted>")
                 }
-                ("redis.url", Value::String(s)) => json!(redact_url(&s)),
+                ("redis.url" | "zerodha.api_root", Value::String(s)) => json!(redact_url(&s)),
                 ("kafka.extra", Value::Object(m)) => Value::Object(
                     m.into_iter()
                         .map(|(k, _)| (k, json!("<redacted>")))
