@@ -417,7 +417,17 @@ fn a_command_printing_a_new_token_recovers_a_refused_connection() {
         .start_exchange();
     let current = x.dir.file("current", format!("{STALE_TOKEN}\n"));
     let dir_cfg = TempDir::new("auth-cmd-recover-cfg");
-    let config = command_config(&dir_cfg, &format!("cat {current:?}\n"), 5_000);
+    let runs = x.dir.join("runs");
+    let config = command_config(
+        &dir_cfg,
+        &format!("echo run >> {runs:?}\ncat {current:?}\n"),
+        5_000,
+    );
+    let count_runs = || {
+        std::fs::read_to_string(&runs)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
     let mut run = Running::spawn(&mut feed(&x, &["--config".as_ref(), config.as_os_str()]));
     refused(&mut run);
     // The command now prints the right token; the feed re-runs it (at most
@@ -433,6 +443,17 @@ fn a_command_printing_a_new_token_recovers_a_refused_connection() {
     );
     run.expect_line(Duration::from_secs(10), |l| {
         l.contains("printed a new token")
+    });
+    // SIGHUP re-runs the command at once, whatever the retry interval.
+    let before = count_runs();
+    let hup = Command::new("kill")
+        .args(["-HUP", &run.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    assert!(wait_until(Duration::from_secs(10), || count_runs() > before));
+    run.expect_line(Duration::from_secs(10), |l| {
+        l.contains("the token is unchanged")
     });
     run.terminate();
     let seen = run.seen.clone();

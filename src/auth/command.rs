@@ -139,9 +139,13 @@ pub fn run_command(cmd: &TokenCommand) -> Result<Secret, CommandError> {
                 return Err(timed_out());
             }
             Ok(None) => std::thread::sleep(POLL),
-            Err(_) => {
+            Err(e) => {
                 kill_group(&mut child);
-                return Err(timed_out());
+                return Err(CommandError::Failed {
+                    name,
+                    status: format!("waiting for it failed: {e}"),
+                    stderr_bytes: 0,
+                });
             }
         }
     };
@@ -189,7 +193,9 @@ pub fn run_command(cmd: &TokenCommand) -> Result<Secret, CommandError> {
 fn read_on_thread<R: Read + Send + 'static>(pipe: Option<R>, max: usize) -> Receiver<Vec<u8>> {
     let (tx, rx) = mpsc::sync_channel(1);
     if let Some(pipe) = pipe {
-        let spawned = std::thread::Builder::new()
+        // Without a thread the sender is dropped: the receiver sees no
+        // output ever, and the run ends as a timeout (the group killed).
+        let _ = std::thread::Builder::new()
             .name("token-command-io".into())
             .spawn(move || {
                 let mut buf = Vec::new();
@@ -198,9 +204,6 @@ fn read_on_thread<R: Read + Send + 'static>(pipe: Option<R>, max: usize) -> Rece
                 let _ = pipe.take(max as u64 + 1).read_to_end(&mut buf);
                 let _ = tx.send(buf);
             });
-        if spawned.is_err() {
-            // No thread: treated as output that never ends (a timeout).
-        }
     } else {
         let _ = tx.send(Vec::new());
     }
@@ -215,12 +218,19 @@ fn recv_until(rx: &Receiver<Vec<u8>>, wait: Duration) -> Option<Vec<u8>> {
 /// no `unsafe` outside `sys/`, and this is the cold path), then to the child
 /// itself, then reaps it.
 fn kill_group(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{}", child.id())])
+    let group = format!("-{}", child.id());
+    let killed = Command::new("kill")
+        .args(["-KILL", "--", &group])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+    if let Err(e) = killed {
+        tracing::warn!(
+            "cannot run `kill -KILL -- {group}` ({e}): only the token command itself is \
+             killed; processes it started may live on"
+        );
+    }
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -396,5 +406,17 @@ mod tests {
                 timed_out: 0
             }
         );
+        let mut r = CommandRunner::new(sh("sleep 30", 100));
+        assert!(r.start());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let res = loop {
+            if let Some(res) = r.try_result() {
+                break res;
+            }
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert!(res.unwrap_err().is_timeout());
+        assert_eq!(r.counts.timed_out, 1);
     }
 }

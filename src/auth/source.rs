@@ -70,6 +70,25 @@ impl TokenSource {
         }
     }
 
+    /// The token keys that are set but not used because this source wins
+    /// (for a warning): `run` and `auth status` name them.
+    #[must_use]
+    pub fn overridden(&self, z: &ZerodhaConfig) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if matches!(self, Self::FlagFile(_) | Self::Inline { .. }) {
+            if !z.access_token_command.is_empty() {
+                out.push("zerodha.access_token_command");
+            }
+            if z.access_token_file.is_some() && matches!(self, Self::Inline { .. }) {
+                out.push("zerodha.access_token_file");
+            }
+        }
+        if matches!(self, Self::FlagFile(_)) && !z.access_token.trim().is_empty() {
+            out.push("zerodha.access_token");
+        }
+        out
+    }
+
     /// The watched file, for the file sources.
     #[must_use]
     pub fn file(&self) -> Option<&Path> {
@@ -152,10 +171,9 @@ mod tests {
             TokenSource::Command(c) if c.name() == "get-token"
         ));
         z.access_token = "t".into();
-        assert!(matches!(
-            TokenSource::plan(None, &z).unwrap(),
-            TokenSource::Inline { .. }
-        ));
+        let inline = TokenSource::plan(None, &z).unwrap();
+        assert!(matches!(inline, TokenSource::Inline { .. }));
+        assert_eq!(inline.overridden(&z), ["zerodha.access_token_command"]);
         assert_eq!(
             TokenSource::plan(None, &ZerodhaConfig::default()).unwrap(),
             TokenSource::None

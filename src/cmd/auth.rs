@@ -112,6 +112,9 @@ fn login(
 fn status(args: &AuthArgs, cfg: &Config) -> anyhow::Result<bool> {
     let source = TokenSource::plan(args.access_token_file.as_deref(), &cfg.zerodha)?;
     println!("source: {}", source.describe());
+    for key in source.overridden(&cfg.zerodha) {
+        println!("note: {key} is set but not used (this source wins)");
+    }
     let available = match &source {
         TokenSource::FlagFile(p) | TokenSource::File(p) => file_status(p),
         TokenSource::Inline { .. } => {
@@ -204,4 +207,18 @@ fn written_before_last_expiry(mtime: SystemTime) -> bool {
     let now = secs(SystemTime::now());
     let last = (now.saturating_sub(EXPIRY_UTC) / DAY) * DAY + EXPIRY_UTC;
     secs(mtime) < last
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_from_before_the_last_0600_ist_is_stale() {
+        let now = SystemTime::now();
+        assert!(!written_before_last_expiry(now));
+        assert!(written_before_last_expiry(
+            now - Duration::from_secs(86_400 + 60)
+        ));
+    }
 }

@@ -98,6 +98,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     // `/health` for as long as the feed runs.
     let mut secret_file_notes = Vec::new();
     let token_source = TokenSource::plan(args.access_token_file.as_deref(), &cfg.zerodha)?;
+    for key in token_source.overridden(&cfg.zerodha) {
+        info!(
+            "{key} is set but not used: the token comes from {}",
+            token_source.describe()
+        );
+    }
     let token_file = token_source.file().map(Path::to_path_buf);
     let (access_token, mut command_watch) = match &token_source {
         TokenSource::FlagFile(p) | TokenSource::File(p) => {
