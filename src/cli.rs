@@ -57,7 +57,9 @@ pub enum Command {
     /// stops reading, drains the rings, flushes the producer.
     ///
     /// Connections reconnect with backoff; one refused with HTTP 403 waits
-    /// for the token file to change (checked every second, or on SIGHUP).
+    /// for the token file to change (checked every second, or on SIGHUP),
+    /// or for zerodha.access_token_command to print a new token (re-run
+    /// while refused, and on SIGHUP).
     ///
     /// Exit status: 0 clean; 1 bad settings or the accounting identity did
     /// not hold; 3 a connection was still refused with HTTP 403 at exit; 4 an

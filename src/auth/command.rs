@@ -18,6 +18,8 @@
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
@@ -110,9 +112,14 @@ impl CommandError {
 /// The command cannot start, times out (it and its process group are
 /// killed and reaped), fails, or prints no single token.
 pub fn run_command(cmd: &TokenCommand) -> Result<Secret, CommandError> {
+    run_tracked(cmd, &AtomicU32::new(0))
+}
+
+/// [`run_command`], with the child's pid in `pid` while it runs (0 before
+/// and after), so [`CommandRunner`] can kill it when the feed stops.
+fn run_tracked(cmd: &TokenCommand, pid: &AtomicU32) -> Result<Secret, CommandError> {
     let name = cmd.name().to_owned();
     let (program, args) = cmd.argv.split_first().ok_or(CommandError::NoProgram)?;
-    let deadline = Instant::now() + cmd.timeout;
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -125,6 +132,18 @@ pub fn run_command(cmd: &TokenCommand) -> Result<Secret, CommandError> {
             name: name.clone(),
             source,
         })?;
+    // Relaxed: the value is read by the owner's drop to kill the group;
+    // no other memory is published through it.
+    pid.store(child.id(), Ordering::Relaxed);
+    let result = wait_for(cmd, &name, &mut child);
+    pid.store(0, Ordering::Relaxed);
+    result
+}
+
+/// The rest of [`run_tracked`]: the exit, the output, the verdict.
+fn wait_for(cmd: &TokenCommand, name: &str, child: &mut Child) -> Result<Secret, CommandError> {
+    let name = name.to_owned();
+    let deadline = Instant::now() + cmd.timeout;
     let stdout = read_on_thread(child.stdout.take(), MAX_STDOUT_BYTES);
     let stderr = read_on_thread(child.stderr.take(), MAX_STDERR_BYTES);
     let timed_out = || CommandError::TimedOut {
@@ -135,12 +154,12 @@ pub fn run_command(cmd: &TokenCommand) -> Result<Secret, CommandError> {
         match child.try_wait() {
             Ok(Some(s)) => break s,
             Ok(None) if Instant::now() >= deadline => {
-                kill_group(&mut child);
+                kill_group(child);
                 return Err(timed_out());
             }
             Ok(None) => std::thread::sleep(POLL),
             Err(e) => {
-                kill_group(&mut child);
+                kill_group(child);
                 return Err(CommandError::Failed {
                     name,
                     status: format!("waiting for it failed: {e}"),
@@ -156,7 +175,7 @@ pub fn run_command(cmd: &TokenCommand) -> Result<Secret, CommandError> {
         recv_until(&stdout, left(deadline)),
         recv_until(&stderr, left(deadline)),
     ) else {
-        kill_group(&mut child);
+        kill_group(child);
         return Err(timed_out());
     };
     let bad = |why| CommandError::BadOutput {
@@ -218,7 +237,14 @@ fn recv_until(rx: &Receiver<Vec<u8>>, wait: Duration) -> Option<Vec<u8>> {
 /// no `unsafe` outside `sys/`, and this is the cold path), then to the child
 /// itself, then reaps it.
 fn kill_group(child: &mut Child) {
-    let group = format!("-{}", child.id());
+    signal_group(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `kill -KILL -- -pgid`.
+fn signal_group(pgid: u32) {
+    let group = format!("-{pgid}");
     let killed = Command::new("kill")
         .args(["-KILL", "--", &group])
         .stdin(Stdio::null())
@@ -231,8 +257,6 @@ fn kill_group(child: &mut Child) {
              killed; processes it started may live on"
         );
     }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// What one run of the command ended as (the counters of [`CommandRunner`]).
@@ -263,6 +287,8 @@ impl CommandCounts {
 pub struct CommandRunner {
     cmd: TokenCommand,
     running: Option<Receiver<Result<Secret, CommandError>>>,
+    /// The pid (and process group) of the running child, 0 when none.
+    pid: Arc<AtomicU32>,
     /// When the last run started.
     pub last_start: Option<Instant>,
     /// The runs so far.
@@ -276,6 +302,7 @@ impl CommandRunner {
         Self {
             cmd,
             running: None,
+            pid: Arc::new(AtomicU32::new(0)),
             last_start: None,
             counts: CommandCounts::default(),
         }
@@ -301,11 +328,12 @@ impl CommandRunner {
         }
         let (tx, rx) = mpsc::sync_channel(1);
         let cmd = self.cmd.clone();
+        let pid = Arc::clone(&self.pid);
         let spawned = std::thread::Builder::new()
             .name("token-command".into())
             .spawn(move || {
                 // The receiver may be gone (the feed is stopping).
-                let _ = tx.send(run_command(&cmd));
+                let _ = tx.send(run_tracked(&cmd, &pid));
             });
         if spawned.is_err() {
             return false;
@@ -331,6 +359,18 @@ impl CommandRunner {
         self.running = None;
         self.counts.count(&r);
         Some(r)
+    }
+}
+
+impl Drop for CommandRunner {
+    /// A run still under way when the feed stops is killed with its process
+    /// group (it has a group of its own, so no terminal signal reaches it);
+    /// the helper thread then reaps it.
+    fn drop(&mut self) {
+        let pid = self.pid.load(Ordering::Relaxed);
+        if self.running.is_some() && pid != 0 {
+            signal_group(pid);
+        }
     }
 }
 
@@ -418,5 +458,21 @@ mod tests {
         };
         assert!(res.unwrap_err().is_timeout());
         assert_eq!(r.counts.timed_out, 1);
+        // Dropped while its command runs: the command's group is killed.
+        let mut r = CommandRunner::new(sh("sleep 30", 60_000));
+        assert!(r.start());
+        let pid = Arc::clone(&r.pid);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pid.load(Ordering::Relaxed) == 0 {
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let child = pid.load(Ordering::Relaxed);
+        drop(r);
+        // The helper thread reaps it: the pid slot goes back to 0.
+        while pid.load(Ordering::Relaxed) != 0 {
+            assert!(Instant::now() < deadline, "{child} still runs");
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
