@@ -466,3 +466,72 @@ fn a_command_printing_a_new_token_recovers_a_refused_connection() {
         "{all}"
     );
 }
+
+#[test]
+fn a_command_and_a_token_file_together_are_refused_naming_both_keys() {
+    let dir = TempDir::new("auth-ambiguous");
+    let config = dir.file(
+        "feed.toml",
+        "[zerodha]\naccess_token_command = [\"echo\", \"t\"]\naccess_token_file = \"t\"\n",
+    );
+    for args in [
+        vec![
+            "run",
+            "--mock",
+            "--ops-listen",
+            "127.0.0.1:0",
+            "--duration",
+            "30",
+        ],
+        vec!["check-config", "--mock"],
+        vec!["auth", "status"],
+    ] {
+        let out = output(panda_feed(&args).arg("--config").arg(&config));
+        let text = all_output(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {text}");
+        assert!(
+            text.contains("zerodha.access_token_command")
+                && text.contains("zerodha.access_token_file"),
+            "{args:?}: {text}"
+        );
+    }
+}
+
+#[test]
+fn refresh_re_runs_the_command_while_all_is_well() {
+    let x = Stack::builder()
+        .tag("auth-cmd-refresh")
+        .partitions(1)
+        .start_exchange();
+    let runs = x.dir.join("runs");
+    let script = x.dir.file(
+        "token-cmd.sh",
+        format!("echo run >> {runs:?}\necho {NEW_TOKEN}\n"),
+    );
+    let config = x.dir.file(
+        "feed.toml",
+        format!(
+            "[zerodha]\naccess_token_command = [\"sh\", {:?}]\n\
+             access_token_command_refresh_ms = 200\n",
+            script.display().to_string()
+        ),
+    );
+    let mut run = Running::spawn(&mut feed(&x, &["--config".as_ref(), config.as_os_str()]));
+    assert!(wait_until(Duration::from_secs(20), || {
+        x.mock.stats().connections.load(SeqCst) == 1
+    }));
+    assert!(wait_until(Duration::from_secs(20), || {
+        std::fs::read_to_string(&runs).is_ok_and(|t| t.lines().count() >= 4)
+    }));
+    run.expect_line(Duration::from_secs(10), |l| {
+        l.contains("the token is unchanged")
+    });
+    run.terminate();
+    let seen = run.seen.clone();
+    let (status, rest) = run.wait(Duration::from_secs(60));
+    let all = [seen, rest].concat().join("\n");
+    assert!(status.success(), "{status:?}\n{all}");
+    // One connection: an unchanged token disturbs nothing.
+    assert_eq!(x.mock.stats().connections.load(SeqCst), 1);
+    assert!(!all.contains(NEW_TOKEN), "{all}");
+}
