@@ -52,7 +52,7 @@ pub enum LoginError {
     #[error("{0}")]
     ApiRoot(String),
     /// No answer (DNS, connect, TLS, timeout).
-    #[error("no answer from {url}: {detail}; check zerodha.api_root and the network")]
+    #[error("the request to {url} failed: {detail}; check zerodha.api_root and the network")]
     Transport {
         /// The endpoint (no secret in it).
         url: String,
