@@ -57,7 +57,9 @@ pub enum Command {
     /// stops reading, drains the rings, flushes the producer.
     ///
     /// Connections reconnect with backoff; one refused with HTTP 403 waits
-    /// for the token file to change (checked every second, or on SIGHUP).
+    /// for the token file to change (checked every second, or on SIGHUP),
+    /// or for zerodha.access_token_command to print a new token (re-run
+    /// while refused, and on SIGHUP).
     ///
     /// Exit status: 0 clean; 1 bad settings or the accounting identity did
     /// not hold; 3 a connection was still refused with HTTP 403 at exit; 4 an
@@ -79,6 +81,56 @@ pub enum Command {
     /// Exit status: 0 ok; 1 error, or records left after requeue; 2 corrupt
     /// records were found (reported and skipped).
     Dlq(DlqArgs),
+    /// The access token: Kite's session exchange, and where the feed's
+    /// token comes from.
+    ///
+    /// `auth login --request-token T` exchanges the request token of a Kite
+    /// login redirect for the day's access token (POST /session/token; the
+    /// API secret from ZERODHA__API_SECRET or zerodha.api_secret_file) and
+    /// writes it atomically, mode 0600, to zerodha.access_token_file, where
+    /// a running feed picks it up. `auth status` shows the token's source
+    /// and age, never the token.
+    ///
+    /// Exit status: 0 ok (login: token written; status: a token is
+    /// available); 1 otherwise, with the reason and the fix.
+    Auth(AuthArgs),
+}
+
+/// Arguments of `panda-feed auth`.
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    /// TOML config file (the `[zerodha]` keys).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// The access token file (`zerodha.access_token_file`): where `login`
+    /// writes, what `status` inspects.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub access_token_file: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: AuthCommand,
+}
+
+/// `auth` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Exchange a request token for the day's access token and write it
+    /// (mode 0600) where the feed reads it.
+    Login {
+        /// The `request_token` of the login redirect URL (works once, for a
+        /// few minutes).
+        #[arg(long, value_name = "TOKEN", value_parser = secret)]
+        request_token: crate::secret::Secret,
+        /// Kite's REST root (`zerodha.api_root`); http:// only to loopback.
+        #[arg(long, value_name = "URL")]
+        api_root: Option<String>,
+        /// File holding the Kite API key (`zerodha.api_key_file`).
+        #[arg(long, value_name = "FILE")]
+        api_key_file: Option<PathBuf>,
+    },
+    /// Show where the access token comes from and how old it is (never the
+    /// token); a command source is run once.
+    Status,
 }
 
 /// Arguments of `panda-feed dlq`.

@@ -20,6 +20,8 @@
 //! - [`config`]: the `run` configuration;
 //! - [`mock`]: the mock exchange (its own threads; not the engine);
 //! - [`instruments`]: the instruments CSV;
+//! - [`auth`]: the access token's sources, the token command and Kite's
+//!   session exchange (main thread, `token-command` helper thread);
 //! - [`cmd`]: the binary's subcommands (main thread);
 //! - [`clock`]: the time source and date formatting (a leaf);
 //! - [`secret`]: the secret type whose `Debug` never shows it (a leaf);
@@ -27,6 +29,7 @@
 //! - [`logging`]: `tracing` set-up, rate limiting and truncation of log text;
 //! - [`cli`]: argument parsing, the only place argv is read.
 
+pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod cmd;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use serde_json::{Map, Value, json};
 
 use super::credentials;
+use crate::auth::source::TokenSource;
 use crate::cli::{CheckConfigArgs, RunArgs};
 use crate::config::Config;
 use crate::config::env::{Layered, SECRET_KEYS};
@@ -98,24 +99,34 @@ pub(crate) fn problems(a: &RunArgs, cfg: &Config) -> Vec<String> {
             Secret::new("?")
         }
     };
-    // As `run`: --access-token-file, then the token itself, then the file key.
-    let env_token = cfg.zerodha.access_token.trim();
-    let file = a.access_token_file.as_ref().or_else(|| {
-        cfg.zerodha
-            .access_token_file
-            .as_ref()
-            .filter(|_| env_token.is_empty())
-    });
-    let token = match (file, env_token) {
-        (Some(f), _) => match super::run::read_token_file(f) {
-            Ok(t) => t,
-            Err(e) => {
-                p.push(format!("{e:#}"));
-                Secret::new("?")
+    // As `run` (crate::auth::source); a command is not run here, only
+    // looked up.
+    let token = match TokenSource::plan(a.access_token_file.as_deref(), &cfg.zerodha) {
+        Ok(TokenSource::FlagFile(f) | TokenSource::File(f)) => {
+            match super::run::read_token_file(&f) {
+                Ok(t) => t,
+                Err(e) => {
+                    p.push(format!("{e:#}"));
+                    Secret::new("?")
+                }
             }
-        },
-        (None, "") if a.mock => Secret::new(mock.access_token),
-        (None, t) => Secret::new(t),
+        }
+        Ok(TokenSource::Inline { .. }) => Secret::new(cfg.zerodha.access_token.trim()),
+        Ok(TokenSource::Command(c)) => {
+            if !program_exists(c.name()) {
+                p.push(format!(
+                    "zerodha.access_token_command: program {:?} not found (or not executable)",
+                    c.name()
+                ));
+            }
+            Secret::new("?")
+        }
+        Ok(TokenSource::None) if a.mock => Secret::new(mock.access_token),
+        Ok(TokenSource::None) => Secret::default(),
+        Err(e) => {
+            p.push(format!("{e:#}"));
+            Secret::new("?")
+        }
     };
     if let Err(e) = credentials::redis_url(a, cfg) {
         p.push(format!("{e:#}"));
@@ -155,6 +166,19 @@ pub(crate) fn problems(a: &RunArgs, cfg: &Config) -> Vec<String> {
     p
 }
 
+/// `true` when `name` is an executable file, as a path or in `PATH`.
+fn program_exists(name: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let exec = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if name.contains('/') {
+        return exec(std::path::Path::new(name));
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| exec(&d.join(name))))
+}
+
 /// `section.key` → (shown value, source), secrets redacted.
 fn effective(
     cfg: &Config,
@@ -173,7 +197,7 @@ fn effective(
                 (p, Value::String(s)) if SECRET_KEYS.contains(&p) && !s.is_empty() => {
                     json!("<redacted>")
                 }
-                ("redis.url", Value::String(s)) => json!(redact_url(&s)),
+                ("redis.url" | "zerodha.api_root", Value::String(s)) => json!(redact_url(&s)),
                 ("kafka.extra", Value::Object(m)) => Value::Object(
                     m.into_iter()
                         .map(|(k, _)| (k, json!("<redacted>")))

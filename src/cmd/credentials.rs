@@ -62,10 +62,32 @@ pub(crate) fn warn_if_readable_by_others(path: &Path, what: &str) -> Option<Stri
 /// # Errors
 /// Both a flag and a file flag, both config keys, or an unreadable file.
 pub(crate) fn api_key(args: &RunArgs, cfg: &Config) -> anyhow::Result<Option<Secret>> {
-    if let Some(path) = &args.config {
+    api_key_from(
+        args.api_key.as_ref(),
+        args.api_key_file.as_deref(),
+        args.config.as_deref(),
+        cfg,
+    )
+}
+
+/// [`api_key`] from its parts: the `--api-key` and `--api-key-file` flags
+/// and the `--config` path (for `auth login` as for `run`).
+///
+/// # Errors
+/// As [`api_key`].
+pub(crate) fn api_key_from(
+    flag: Option<&Secret>,
+    flag_file: Option<&Path>,
+    config: Option<&Path>,
+    cfg: &Config,
+) -> anyhow::Result<Option<Secret>> {
+    if let Some(path) = config {
         let inline = [
             (!cfg.zerodha.api_key.is_empty() && std::env::var_os("ZERODHA__API_KEY").is_none())
                 .then_some("zerodha.api_key"),
+            (!cfg.zerodha.api_secret.is_empty()
+                && std::env::var_os("ZERODHA__API_SECRET").is_none())
+            .then_some("zerodha.api_secret"),
             (!url_secrets(&cfg.redis.url).is_empty() && std::env::var_os("REDIS__URL").is_none())
                 .then_some("the password of redis.url"),
         ];
@@ -73,17 +95,17 @@ pub(crate) fn api_key(args: &RunArgs, cfg: &Config) -> anyhow::Result<Option<Sec
             let _ = warn_if_readable_by_others(path, &format!("config (it holds {what})"));
         }
     }
-    if args.api_key.is_some() && args.api_key_file.is_some() {
+    if flag.is_some() && flag_file.is_some() {
         bail!("give --api-key-file or --api-key, not both (prefer --api-key-file)");
     }
-    if let Some(k) = &args.api_key {
+    if let Some(k) = flag {
         warn!(
             "--api-key puts the key on the command line, visible to every user in `ps`; \
              use --api-key-file FILE (chmod 600) or ZERODHA__API_KEY instead"
         );
         return Ok(Some(k.clone()));
     }
-    if let Some(p) = &args.api_key_file {
+    if let Some(p) = flag_file {
         return read_secret_file(p, "api key").map(Some);
     }
     if let Some(k) = env_secret("ZERODHA__API_KEY") {
@@ -97,6 +119,27 @@ pub(crate) fn api_key(args: &RunArgs, cfg: &Config) -> anyhow::Result<Option<Sec
         (Some(p), true) => read_secret_file(p, "api key").map(Some),
         (None, false) => Ok(Some(Secret::new(z.api_key.clone()))),
         (None, true) => Ok(None),
+    }
+}
+
+/// The API secret (`auth login`): `ZERODHA__API_SECRET` or
+/// `zerodha.api_secret`, or `zerodha.api_secret_file` (warned when readable
+/// by others).
+///
+/// # Errors
+/// None set, both set (naming both keys), or an unreadable file.
+pub(crate) fn api_secret(cfg: &Config) -> anyhow::Result<Secret> {
+    let z = &cfg.zerodha;
+    match (&z.api_secret_file, z.api_secret.trim().is_empty()) {
+        (Some(_), false) => bail!(
+            "zerodha.api_secret (or ZERODHA__API_SECRET) and zerodha.api_secret_file are both \
+             set; keep one (prefer the file, chmod 600)"
+        ),
+        (Some(p), true) => read_secret_file(p, "api secret"),
+        (None, false) => Ok(Secret::new(z.api_secret.trim())),
+        (None, true) => {
+            bail!("no API secret: set ZERODHA__API_SECRET or zerodha.api_secret_file (chmod 600)")
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! exit status; the threads a command needs (the engine's, the mock's) are
 //! started and joined by it.
 
+pub mod auth;
 pub mod check_config;
 mod credentials;
 pub mod decode;
@@ -33,6 +34,7 @@ pub fn main(cli: Cli) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Auth(args) => auth::run(&args),
         Command::CheckConfig(args) => check_config::run(&args),
         Command::Run(args) => match run::run(&args) {
             Ok(code) => code,

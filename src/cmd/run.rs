@@ -24,7 +24,8 @@ use crate::ops::Ops;
 use crate::secret::Secret;
 
 pub use super::run_watch::EXIT_INTERRUPTED;
-use super::run_watch::{TokenWatch, drain};
+use super::run_watch::{CommandWatch, TokenWatch, drain};
+use crate::auth::source::TokenSource;
 
 /// Exit status when a connection was still refused (HTTP 403) at exit.
 pub const EXIT_CONNECTION_FAILED: u8 = 3;
@@ -35,22 +36,7 @@ pub const EXIT_THREAD_PANIC: u8 = 4;
 /// Instruments `run --mock` streams when no CSV is given.
 pub const MOCK_DEFAULT_INSTRUMENTS: usize = 300;
 
-pub(super) fn read_token_file(path: &Path) -> anyhow::Result<Secret> {
-    let text = std::fs::read_to_string(path).with_context(|| {
-        format!(
-            "cannot read access token file {}; write the day's token there or set ZERODHA__ACCESS_TOKEN",
-            path.display()
-        )
-    })?;
-    let token = text.trim();
-    if token.is_empty() {
-        bail!(
-            "access token file {} is empty; write the day's access token there",
-            path.display()
-        );
-    }
-    Ok(Secret::new(token))
-}
+pub(super) use crate::auth::source::read_token_file;
 
 /// Runs the feed; returns the exit status.
 ///
@@ -114,27 +100,31 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 .then(|| Secret::new(MockConfig::default().api_key))
         })
         .unwrap_or_default();
-    // The token file, when one is used, is watched: a new token is picked up
-    // within a second (or at once on SIGHUP).
+    // The access token (README "Credentials and auth"): a file is watched
+    // (a new token is picked up within a second, or at once on SIGHUP); a
+    // command is run now and re-run from the loop on a helper thread.
     // Secret files readable by group/other: warned at start, and a note in
     // `/health` for as long as the feed runs.
     let mut secret_file_notes = Vec::new();
-    let token_from_cfg = Some(cfg.zerodha.access_token.trim())
-        .filter(|t| !t.is_empty())
-        .map(Secret::new);
-    let token_file = match (&args.access_token_file, &token_from_cfg) {
-        (Some(p), _) => Some(p.clone()),
-        (None, Some(_)) => None,
-        (None, None) => cfg.zerodha.access_token_file.clone(),
-    };
-    let access_token = match (&token_file, token_from_cfg) {
-        (Some(p), _) => {
+    let token_source = TokenSource::plan(args.access_token_file.as_deref(), &cfg.zerodha)?;
+    for key in token_source.overridden(&cfg.zerodha) {
+        info!(
+            "{key} is set but not used: the token comes from {}",
+            token_source.describe()
+        );
+    }
+    let token_file = token_source.file().map(Path::to_path_buf);
+    let (access_token, mut command_watch) = match &token_source {
+        TokenSource::FlagFile(p) | TokenSource::File(p) => {
             secret_file_notes.extend(credentials::warn_if_readable_by_others(p, "access token"));
-            read_token_file(p)?
+            (read_token_file(p)?, None)
         }
-        (None, Some(t)) => t,
-        (None, None) if args.mock => Secret::new(MockConfig::default().access_token),
-        (None, None) => Secret::default(),
+        TokenSource::Inline { .. } => (Secret::new(cfg.zerodha.access_token.trim()), None),
+        TokenSource::Command(c) => CommandWatch::start(c.clone(), &cfg.zerodha)
+            .map(|(t, w)| (t, Some(w)))
+            .context("cannot start without an access token")?,
+        TokenSource::None if args.mock => (Secret::new(MockConfig::default().access_token), None),
+        TokenSource::None => (Secret::default(), None),
     };
 
     // The mock exchange, in-process.
@@ -289,6 +279,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 w.check(&engine, hup_now);
             }
         }
+        if let Some(c) = &mut command_watch {
+            c.poll(&engine, &view.counts, hup_now);
+        }
         if now >= next_sample {
             view = ops.sample(&mut engine, true);
             report_connection_errors(&view.counts, &mut reported_errors);
@@ -307,6 +300,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     info!("stopping ({why_stop}): draining rings and flushing the producer");
+    if let Some(c) = &command_watch {
+        c.report();
+    }
     // Health shows `not_running` while the engine drains.
     ops.sample(&mut engine, false);
     let summary = drain(engine, &stop)?;
@@ -388,7 +384,9 @@ fn report_connection_errors(c: &Counts, reported: &mut Reported) {
             && let Some(n) = reported.limiter.allow(&format!("down{i}"), Instant::now())
         {
             let next = match conn.state {
-                "auth_failed" => "waiting for a new access token (file change or SIGHUP)",
+                "auth_failed" => {
+                    "waiting for a new access token (file change, token command or SIGHUP)"
+                }
                 "backoff" => "reconnecting after a backoff",
                 _ => "reconnecting",
             };

@@ -1,5 +1,6 @@
 //! The `run` command's watches, on the main thread: the access token file
-//! ([`TokenWatch`], re-read on change and on SIGHUP) and the signals during
+//! ([`TokenWatch`], re-read on change and on SIGHUP), the access token
+//! command ([`CommandWatch`], re-run on a helper thread) and the signals during
 //! the drain ([`drain`]: a second SIGINT/SIGTERM exits at once with
 //! [`EXIT_INTERRUPTED`]).
 
@@ -11,7 +12,10 @@ use anyhow::{Context, bail};
 use tracing::{error, info, warn};
 
 use super::run::read_token_file;
-use crate::engine::{Engine, Summary};
+use crate::auth::command::{CommandRunner, TokenCommand, run_command};
+use crate::config::ZerodhaConfig;
+use crate::engine::{Counts, Engine, Summary};
+use crate::secret::Secret;
 
 /// Exit status after a second SIGINT/SIGTERM during the drain (128 + SIGINT,
 /// as a shell reports an interrupted command).
@@ -121,5 +125,108 @@ impl TokenWatch {
             }
             Err(e) => warn!("{e:#}; keeping the current token"),
         }
+    }
+}
+
+/// Re-runs the access token command on its helper thread, never blocking
+/// the loop: on SIGHUP; while a connection is refused (`auth_failed`), at
+/// most once per `zerodha.access_token_command_retry_ms`; and every
+/// `access_token_command_refresh_ms` when that is not 0. A new token retries
+/// every `auth_failed` connection at once; a failed run keeps the current
+/// token. Each run is logged with the running counts (ok, failed, timed
+/// out), and [`CommandWatch::report`] logs the totals at exit.
+#[derive(Debug)]
+pub(super) struct CommandWatch {
+    runner: CommandRunner,
+    retry: Duration,
+    refresh: Option<Duration>,
+    hup_pending: bool,
+}
+
+impl CommandWatch {
+    /// Runs the command once, here (start-up: nothing runs yet, so waiting
+    /// up to its timeout blocks nothing); the token and the watch.
+    ///
+    /// # Errors
+    /// The run failed or timed out (the message names the command).
+    pub(super) fn start(cmd: TokenCommand, z: &ZerodhaConfig) -> anyhow::Result<(Secret, Self)> {
+        let first = run_command(&cmd);
+        let mut runner = CommandRunner::new(cmd);
+        runner.counts.count(&first);
+        runner.last_start = Some(std::time::Instant::now());
+        let token = first?;
+        info!(
+            "access token from command {:?} (zerodha.access_token_command)",
+            runner.command().name()
+        );
+        let ms = Duration::from_millis;
+        Ok((
+            token,
+            Self {
+                runner,
+                retry: ms(z.access_token_command_retry_ms),
+                refresh: (z.access_token_command_refresh_ms > 0)
+                    .then(|| ms(z.access_token_command_refresh_ms)),
+                hup_pending: false,
+            },
+        ))
+    }
+
+    /// Collects a finished run and starts one when due; never blocks.
+    pub(super) fn poll(&mut self, engine: &Engine, counts: &Counts, hup: bool) {
+        self.hup_pending |= hup;
+        if let Some(r) = self.runner.try_result() {
+            let c = self.runner.counts;
+            let name = self.runner.command().name().to_owned();
+            match r.map(|t| engine.set_access_token(t)) {
+                Ok(true) => info!(
+                    ok = c.ok,
+                    failed = c.failed,
+                    timed_out = c.timed_out,
+                    "access token command {name:?} printed a new token; using it"
+                ),
+                Ok(false) => info!(
+                    ok = c.ok,
+                    failed = c.failed,
+                    timed_out = c.timed_out,
+                    "access token command {name:?} re-run; the token is unchanged"
+                ),
+                Err(e) => warn!(
+                    ok = c.ok,
+                    failed = c.failed,
+                    timed_out = c.timed_out,
+                    "{e}; keeping the current token"
+                ),
+            }
+        }
+        if self.runner.is_running() {
+            return;
+        }
+        let since = self
+            .runner
+            .last_start
+            .map_or(Duration::MAX, |t| t.elapsed());
+        let auth_failed = counts.connections.iter().any(|c| c.state == "auth_failed");
+        let due = self.hup_pending
+            || (auth_failed && since >= self.retry)
+            || self.refresh.is_some_and(|r| since >= r);
+        if due && self.runner.start() {
+            self.hup_pending = false;
+        }
+    }
+
+    /// Logs the runs' totals (at exit).
+    pub(super) fn report(&self) {
+        let c = self.runner.counts;
+        info!(
+            ok = c.ok,
+            failed = c.failed,
+            timed_out = c.timed_out,
+            "access token command {:?}: {} runs ok, {} failed, {} timed out",
+            self.runner.command().name(),
+            c.ok,
+            c.failed,
+            c.timed_out
+        );
     }
 }

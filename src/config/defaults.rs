@@ -8,6 +8,14 @@ pub const TOPIC: &str = "market.ticks";
 pub const SPOOL_DIR: &str = "panda-feed-spool";
 /// `zerodha.ws_url`: Kite's streaming endpoint (the path must be `/`).
 pub const WS_URL: &str = "wss://ws.kite.trade/";
+/// `zerodha.api_root`: Kite's REST API (`auth login`).
+pub const API_ROOT: &str = "https://api.kite.trade";
+/// `zerodha.api_timeout_ms`: one REST call, ms.
+pub const API_TIMEOUT_MS: u64 = 10_000;
+/// `zerodha.access_token_command_timeout_ms`.
+pub const ACCESS_TOKEN_COMMAND_TIMEOUT_MS: u64 = 10_000;
+/// `zerodha.access_token_command_retry_ms`.
+pub const ACCESS_TOKEN_COMMAND_RETRY_MS: u64 = 30_000;
 /// Largest WebSocket message the feed accepts, and `decode`'s input cap, bytes.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// `zerodha.max_text_frame_bytes`: larger server text frames are counted

@@ -60,14 +60,30 @@ pub struct ZerodhaConfig {
     pub api_key: String,
     /// File holding the API key.
     pub api_key_file: Option<PathBuf>,
-    /// API secret (`ZERODHA__API_SECRET`): kept for the login flow; `run`
+    /// API secret (`ZERODHA__API_SECRET`): used by `auth login` only; `run`
     /// does not use it. Never shown.
     pub api_secret: String,
+    /// File holding the API secret (`auth login`); chmod 600.
+    pub api_secret_file: Option<PathBuf>,
     /// The day's access token (`ZERODHA__ACCESS_TOKEN`; prefer the
     /// environment or `access_token_file`). Never shown.
     pub access_token: String,
-    /// File holding the access token (re-issued daily by the login flow).
+    /// File holding the access token (written daily by `auth login`).
     pub access_token_file: Option<PathBuf>,
+    /// A command (argv, no shell) whose stdout is the access token
+    /// (README "Credentials and auth"); empty = none.
+    pub access_token_command: Vec<String>,
+    /// The command is killed (its whole process group) after this long, ms.
+    pub access_token_command_timeout_ms: u64,
+    /// Least time between runs of the command while a connection is
+    /// refused (`auth_failed`), ms.
+    pub access_token_command_retry_ms: u64,
+    /// Re-run the command this often even when all is well, ms (0 = never).
+    pub access_token_command_refresh_ms: u64,
+    /// Kite's REST API root (`auth login`'s session exchange).
+    pub api_root: String,
+    /// Deadline of one REST call (connect, TLS, request, response), ms.
+    pub api_timeout_ms: u64,
     /// Instruments CSV.
     pub instruments: Option<PathBuf>,
     /// Mode of instruments whose CSV row has none.
@@ -133,6 +149,19 @@ impl ZerodhaConfig {
             ("zerodha.backoff_429_ms", self.backoff_429_ms),
             ("zerodha.healthy_after_ms", self.healthy_after_ms),
             ("zerodha.connect_timeout_ms", self.connect_timeout_ms),
+            (
+                "zerodha.access_token_command_timeout_ms",
+                self.access_token_command_timeout_ms,
+            ),
+            (
+                "zerodha.access_token_command_retry_ms",
+                self.access_token_command_retry_ms,
+            ),
+            (
+                "zerodha.access_token_command_refresh_ms",
+                self.access_token_command_refresh_ms,
+            ),
+            ("zerodha.api_timeout_ms", self.api_timeout_ms),
         ] {
             check(&mut p, k, v);
         }
@@ -160,7 +189,10 @@ impl std::fmt::Debug for ZerodhaConfig {
                 "access_token",
                 &crate::secret::Secret::new(self.access_token.clone()),
             )
+            .field("api_secret_file", &self.api_secret_file)
             .field("access_token_file", &self.access_token_file)
+            .field("access_token_command", &self.access_token_command)
+            .field("api_root", &self.api_root)
             .field("instruments", &self.instruments)
             .field("default_mode", &self.default_mode)
             .finish_non_exhaustive()
@@ -174,8 +206,15 @@ impl Default for ZerodhaConfig {
             api_key: String::new(),
             api_key_file: None,
             api_secret: String::new(),
+            api_secret_file: None,
             access_token: String::new(),
             access_token_file: None,
+            access_token_command: Vec::new(),
+            access_token_command_timeout_ms: defaults::ACCESS_TOKEN_COMMAND_TIMEOUT_MS,
+            access_token_command_retry_ms: defaults::ACCESS_TOKEN_COMMAND_RETRY_MS,
+            access_token_command_refresh_ms: 0,
+            api_root: defaults::API_ROOT.into(),
+            api_timeout_ms: defaults::API_TIMEOUT_MS,
             instruments: None,
             default_mode: Mode::Full,
             max_per_connection: defaults::MAX_PER_CONNECTION,

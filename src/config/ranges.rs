@@ -74,6 +74,15 @@ pub const RANGES: &[Range] = &[
     r("zerodha.backoff_429_ms", 0, MAX_MS, "ms"),
     r("zerodha.healthy_after_ms", 0, MAX_MS, "ms"),
     r("zerodha.connect_timeout_ms", 1, MAX_MS, "ms"),
+    r(
+        "zerodha.access_token_command_timeout_ms",
+        1,
+        3_600_000,
+        "ms",
+    ),
+    r("zerodha.access_token_command_retry_ms", 1, MAX_MS, "ms"),
+    r("zerodha.access_token_command_refresh_ms", 0, MAX_MS, "ms"),
+    r("zerodha.api_timeout_ms", 1, 3_600_000, "ms"),
     r("engine.publishers", PUBLISHERS.0, PUBLISHERS.1, "threads"),
     r(
         "engine.ring_capacity",
