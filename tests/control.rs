@@ -468,15 +468,54 @@ fn a_reload_is_applied_whole_or_rejected_whole_and_posts_need_the_admin_token() 
     );
     assert_eq!(health("policy_version"), 1);
 
+    // Two reloads at once: answered one after the other, each its own
+    // version.
+    let both: Vec<(u16, String)> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..2)
+            .map(|_| sc.spawn(|| call(&addr, "POST", "/ops/reload", tok, "")))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut versions: Vec<u64> = both
+        .iter()
+        .map(|(code, body)| {
+            assert_eq!(*code, 200, "{body}");
+            serde_json::from_str::<Value>(body).unwrap()["policy_version"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    versions.sort_unstable();
+    assert_eq!(versions, [2, 3]);
+
+    // A client that sends half a body holds its slot until the deadline
+    // (408) and holds up nobody.
+    let mut stalled = std::net::TcpStream::connect(&addr).unwrap();
+    std::io::Write::write_all(
+        &mut stalled,
+        b"POST /ops/reload HTTP/1.1\r\nAuthorization: Bearer let-me-in\r\n\
+          Content-Length: 100\r\n\r\n0123456789",
+    )
+    .unwrap();
+    let t = Instant::now();
+    assert_eq!(health("policy_version"), 3);
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut out = String::new();
+    let _ = std::io::Read::read_to_string(&mut stalled, &mut out);
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+
     // SIGHUP reloads the file too.
     f.signal("HUP");
     f.expect_line(Duration::from_secs(10), |l| {
-        l.contains("reload (SIGHUP): applied, policy_version 2")
+        l.contains("reload (SIGHUP): applied, policy_version 4")
     });
     // The view follows the log line within a loop turn.
     assert!(wait_until(Duration::from_secs(5), || health(
         "policy_version"
-    ) == 2));
+    ) == 4));
     let m = call(&addr, "GET", "/metrics", None, "").1;
     assert_eq!(
         metric(&m, "panda_feed_ops_http_denied_total", ""),
@@ -487,6 +526,6 @@ fn a_reload_is_applied_whole_or_rejected_whole_and_posts_need_the_admin_token() 
     let s: Value =
         serde_json::from_str(&std::fs::read_to_string(x.dir.join("summary.json")).unwrap())
             .unwrap();
-    assert_eq!(s["control"]["policy_version"], 2, "{}", s["control"]);
+    assert_eq!(s["control"]["policy_version"], 4, "{}", s["control"]);
     assert_eq!(s["control"]["reloads_rejected"], 1);
 }

@@ -290,7 +290,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
         if now >= next_status {
             if !interval.is_zero() {
-                let line = status.line(&view.counts);
+                let line = format!(
+                    "{} | policy v{}",
+                    status.line(&view.counts),
+                    control.policy_version()
+                );
                 match args.log_format {
                     LogFormat::Text => eprintln!("{line}"),
                     LogFormat::Json => info!(status = true, "{line}"),

@@ -147,6 +147,11 @@ impl Control {
         }
     }
 
+    /// The settings version (bumped by every applied reload).
+    pub(super) const fn policy_version(&self) -> u64 {
+        self.policy_version
+    }
+
     /// The status line's period under the running settings.
     pub(super) fn status_interval(&self) -> Duration {
         Duration::from_millis(self.running.run.status_interval_ms)

@@ -175,6 +175,33 @@ mod tests {
         assert!(shard(&[], 3000, 3).is_err());
     }
 
+    /// An LTP-only message of `tokens` (docs/KITE_PROTOCOL.md: count, then
+    /// length-prefixed 8-byte packets).
+    fn ltp_message(tokens: &[u32]) -> Vec<u8> {
+        let mut m = u16::try_from(tokens.len()).unwrap().to_be_bytes().to_vec();
+        for t in tokens {
+            m.extend_from_slice(&8u16.to_be_bytes());
+            m.extend_from_slice(&t.to_be_bytes());
+            m.extend_from_slice(&12_345u32.to_be_bytes());
+        }
+        m
+    }
+
+    #[test]
+    fn packets_of_a_token_just_unsubscribed_are_skipped_counted_and_take_no_seq() {
+        let (tx, mut rx, _) = crate::ring::tick_ring(16);
+        let mut router = Router::new(vec![tx]);
+        let mut seq = 0;
+        let msg = ltp_message(&[257, 513, 769]);
+        let r = router.route(0, &mut seq, 1, &msg, &[257, 769]).unwrap();
+        assert_eq!((r.pushed, r.after_unsubscribe, seq), (1, 2, 1));
+        let mut got = Vec::new();
+        rx.pop_chunk(16, |ts| got.extend(ts.iter().map(|t| (t.token.0, t.seq))));
+        assert_eq!(got, [(513, 1)]);
+        let r = router.route(0, &mut seq, 2, &msg, &[]).unwrap();
+        assert_eq!((r.pushed, r.after_unsubscribe, seq), (3, 0, 4));
+    }
+
     #[test]
     fn routing_spreads_a_segment_over_publishers() {
         // 1000 NSE tokens (segment 1): every one is odd, `% 2` would send all
