@@ -56,3 +56,7 @@ pub const MOCK_MAX_INSTRUMENTS: usize = 20_000;
 pub const MOCK_PARTITIONS: i32 = 8;
 /// The mock exchange's heartbeat period when idle, ms.
 pub const MOCK_HEARTBEAT_MS: u64 = 1000;
+
+/// `fields.depth`, `fields.oi`, `fields.ohlc`, `fields.timestamps`: every
+/// optional part of the published tick is sent (the full contract).
+pub const FIELDS_SENT: bool = true;

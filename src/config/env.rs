@@ -14,7 +14,7 @@ use super::{Config, ConfigError};
 /// The sections whose variables are read; a variable of any other prefix is
 /// not ours and is ignored.
 pub const SECTIONS: &[&str] = &[
-    "zerodha", "engine", "kafka", "spool", "mock", "run", "ops", "redis",
+    "zerodha", "engine", "kafka", "spool", "mock", "run", "ops", "redis", "fields",
 ];
 
 /// Variables that set a key under another name: (variable, section, key).

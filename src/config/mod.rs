@@ -10,6 +10,7 @@ use std::time::Duration;
 
 pub mod defaults;
 pub mod env;
+mod fields;
 mod kafka;
 mod ops;
 pub mod ranges;
@@ -17,6 +18,7 @@ mod redis;
 mod spool;
 
 use crate::tick::Mode;
+pub use fields::FieldsConfig;
 pub use kafka::KafkaConfig;
 pub use ops::OpsConfig;
 use ranges::check;
@@ -43,6 +45,8 @@ pub struct Config {
     pub ops: OpsConfig,
     /// Redis pipeline metrics.
     pub redis: RedisConfig,
+    /// Which optional parts of the published tick are sent.
+    pub fields: FieldsConfig,
 }
 
 /// `[zerodha]`: the Kite connection. Like every key, each can be set from
@@ -422,7 +426,7 @@ mod tests {
         assert_eq!(c.kafka.topic, defaults::TOPIC);
         // And every key of every section is written out in it.
         for section in [
-            "zerodha", "engine", "kafka", "spool", "mock", "run", "ops", "redis",
+            "zerodha", "engine", "kafka", "spool", "mock", "run", "ops", "redis", "fields",
         ] {
             assert!(
                 text.contains(&format!("[{section}]")),
