@@ -458,7 +458,7 @@ impl Writer<'_> {
     /// NB: the selection is tested once per part, on bits loaded once per
     /// tick; with every part on the branches are always taken and the
     /// all-on path writes the same bytes with the same calls as before
-    /// selection existed (README "Benchmarks", `json/full` vs `json/full_lean`).
+    /// selection existed (README "Performance": `json/full`, `json/full_no_depth`).
     fn tick(&mut self, tick: &Tick, fields: FieldSelection) {
         const DEPTH: u8 = Part::Depth as u8;
         const OI: u8 = Part::Oi as u8;
