@@ -1,7 +1,8 @@
 //! Field selection (`[fields]`, `Engine::set_fields`): the default output is
 //! byte for byte the output from before selection existed; reduced ticks
-//! validate against the schema; every key comes from the environment too;
-//! and a running engine switches selection between two records.
+//! and envelopes validate against the schemas; every key comes from the
+//! environment too; and a running engine switches selection between two
+//! records.
 
 mod util;
 
@@ -165,6 +166,36 @@ fn reduced_ticks_are_json_and_validate_against_the_schema() {
     assert!(v.is_valid(&t));
     t.as_object_mut().unwrap().remove("oi_day_low");
     assert!(!v.is_valid(&t), "oi without oi_day_low accepted");
+}
+
+#[test]
+fn reduced_envelopes_validate_against_the_envelope_schema() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    let read = |name: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(root.join(name)).unwrap()).unwrap()
+    };
+    let registry = jsonschema::Registry::new()
+        .add(
+            "https://github.com/panda-feed/panda-feed/schemas/tick.schema.json",
+            read("tick.schema.json"),
+        )
+        .unwrap()
+        .prepare()
+        .unwrap();
+    let v = jsonschema::options()
+        .with_registry(&registry)
+        .build(&read("envelope.schema.json"))
+        .expect("envelope schema compiles");
+    let mut b = JsonBuf::with_capacity(4096);
+    for f in every_selection() {
+        for t in golden_ticks() {
+            b.clear();
+            write_envelope_with(&t, RunId(0x1d), f, &mut b).unwrap();
+            let env: Value = serde_json::from_slice(b.as_bytes()).expect("valid JSON");
+            let errors: Vec<String> = v.iter_errors(&env).map(|e| e.to_string()).collect();
+            assert!(errors.is_empty(), "{f:?}: {env}\n{errors:#?}");
+        }
+    }
 }
 
 fn vars(v: &[(&str, &str)]) -> Vec<(String, String)> {
