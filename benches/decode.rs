@@ -5,14 +5,18 @@
 //!   does per packet, into a ring slot);
 //! - `decode/full_x3000`: one 3000-packet full-mode message (the most one
 //!   socket can be subscribed to) → 3000 `Tick`s in consecutive slots;
-//! - `json/<kind>`: `Tick` → JSON object into a reused buffer (what a publisher does).
+//! - `json/<kind>`: `Tick` → JSON object into a reused buffer (what a publisher does),
+//!   every part sent (the default field selection);
+//! - `json/full_no_depth`, `json/full_none`: a full tick under a reduced
+//!   selection (`[fields]`: depth off; every optional part off).
 //!
 //! Run: `cargo bench --bench decode`. Figures are in the README.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use panda_feed::json::{JsonBuf, write_tick};
+use panda_feed::fields::{FieldSelection, Part};
+use panda_feed::json::{JsonBuf, write_tick, write_tick_with};
 use panda_feed::tick::{Depth, DepthLevel, Ohlc};
 use panda_feed::wire::{self, Message, MessageWriter};
 use panda_feed::{PacketKind, Tick};
@@ -109,6 +113,20 @@ fn bench_json(c: &mut Criterion) {
             b.iter(|| {
                 out.clear();
                 write_tick(black_box(&t), &mut out).expect("room for a tick");
+                out.len()
+            })
+        });
+    }
+    let t = sample(PacketKind::Full, 408_065);
+    let no_depth = FieldSelection::ALL.with(panda_feed::Mode::Full, Part::Depth, false);
+    for (name, f) in [
+        ("full_no_depth", no_depth),
+        ("full_none", FieldSelection::NONE),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                out.clear();
+                write_tick_with(black_box(&t), black_box(f), &mut out).expect("room for a tick");
                 out.len()
             })
         });

@@ -12,6 +12,7 @@
 //!   round-trip text), or the integer `0` when close is 0.
 
 use crate::clock::civil_from_days;
+use crate::fields::{FieldSelection, Part};
 use crate::run_id::RunId;
 use crate::tick::{DepthLevel, PacketKind, Tick};
 
@@ -367,6 +368,34 @@ pub const MAX_ENVELOPE_LEN: usize = MAX_TICK_JSON_LEN + 224;
 /// ).as_bytes());
 /// ```
 pub fn write_envelope(tick: &Tick, run: RunId, out: &mut JsonBuf) -> Result<(), JsonBufFull> {
+    write_envelope_with(tick, run, FieldSelection::ALL, out)
+}
+
+/// [`write_envelope`] with only the optional parts `fields` selects for the
+/// tick's mode (`[fields]`, [`crate::fields`]): an unselected part's keys
+/// are left out, never written as `null`. [`FieldSelection::ALL`] writes
+/// exactly what [`write_envelope`] writes. Never allocates.
+///
+/// # Errors
+/// [`JsonBufFull`] when `out` has less than [`MAX_ENVELOPE_LEN`] bytes left;
+/// nothing is written then.
+///
+/// ```
+/// use panda_feed::{Tick, PacketKind, Mode, json::{JsonBuf, write_envelope_with}, run_id::RunId};
+/// use panda_feed::fields::{FieldSelection, Part};
+/// let t = Tick { last_price: 157_370, ..Tick::for_token(408_065, PacketKind::Quote) };
+/// let no_ohlc = FieldSelection::ALL.with(Mode::Quote, Part::Ohlc, false);
+/// let mut out = JsonBuf::with_capacity(4096);
+/// write_envelope_with(&t, RunId(1), no_ohlc, &mut out).unwrap();
+/// let text = std::str::from_utf8(out.as_bytes()).unwrap();
+/// assert!(!text.contains("ohlc") && text.contains(r#""change":0}}"#));
+/// ```
+pub fn write_envelope_with(
+    tick: &Tick,
+    run: RunId,
+    fields: FieldSelection,
+    out: &mut JsonBuf,
+) -> Result<(), JsonBufFull> {
     if out.remaining() < MAX_ENVELOPE_LEN {
         return Err(JsonBufFull);
     }
@@ -382,7 +411,7 @@ pub fn write_envelope(tick: &Tick, run: RunId, out: &mut JsonBuf) -> Result<(), 
         w.put(br#","recv_ns":"#);
         w.put_u64(tick.ts_recv_ns);
         w.put(br#","data":"#);
-        w.tick(tick);
+        w.tick(tick, fields);
         w.byte(b'}');
     });
     Ok(())
@@ -404,23 +433,47 @@ pub fn write_envelope(tick: &Tick, run: RunId, out: &mut JsonBuf) -> Result<(), 
 /// assert_eq!(out.as_bytes(), br#"{"tradable":true,"mode":"ltp","instrument_token":408065,"last_price":1573.7}"#);
 /// ```
 pub fn write_tick(tick: &Tick, out: &mut JsonBuf) -> Result<(), JsonBufFull> {
+    write_tick_with(tick, FieldSelection::ALL, out)
+}
+
+/// [`write_tick`] with only the optional parts `fields` selects for the
+/// tick's mode (see [`write_envelope_with`]). Never allocates.
+///
+/// # Errors
+/// [`JsonBufFull`] when `out` has less than [`MAX_TICK_JSON_LEN`] bytes left;
+/// nothing is written then.
+pub fn write_tick_with(
+    tick: &Tick,
+    fields: FieldSelection,
+    out: &mut JsonBuf,
+) -> Result<(), JsonBufFull> {
     if out.remaining() < MAX_TICK_JSON_LEN {
         return Err(JsonBufFull);
     }
-    out.with_writer(|w| w.tick(tick));
+    out.with_writer(|w| w.tick(tick, fields));
     Ok(())
 }
 
 impl Writer<'_> {
-    fn tick(&mut self, tick: &Tick) {
+    /// NB: the selection is tested once per part, on bits loaded once per
+    /// tick; with every part on the branches are always taken and the
+    /// all-on path writes the same bytes with the same calls as before
+    /// selection existed (README "Performance": `json/full`, `json/full_no_depth`).
+    fn tick(&mut self, tick: &Tick, fields: FieldSelection) {
+        const DEPTH: u8 = Part::Depth as u8;
+        const OI: u8 = Part::Oi as u8;
+        const OHLC: u8 = Part::Ohlc as u8;
+        const TIMESTAMPS: u8 = Part::Timestamps as u8;
         let out = self;
         let div = tick.price_divisor;
+        let mode = tick.kind.mode();
+        let sel = fields.parts_of(mode);
         out.put(if tick.tradable {
             b"{\"tradable\":true"
         } else {
             b"{\"tradable\":false"
         });
-        out.put(match tick.kind.mode() {
+        out.put(match mode {
             crate::Mode::Ltp => b",\"mode\":\"ltp\"",
             crate::Mode::Quote => b",\"mode\":\"quote\"",
             crate::Mode::Full => b",\"mode\":\"full\"",
@@ -434,10 +487,12 @@ impl Writer<'_> {
                 return;
             }
             PacketKind::IndexQuote | PacketKind::IndexFull => {
-                out.key_price(b",\"ohlc\":{\"high\":", o.high, div);
-                out.key_price(b",\"low\":", o.low, div);
-                out.key_price(b",\"open\":", o.open, div);
-                out.key_price(b",\"close\":", o.close, div);
+                if sel & OHLC != 0 {
+                    out.key_price(b",\"ohlc\":{\"high\":", o.high, div);
+                    out.key_price(b",\"low\":", o.low, div);
+                    out.key_price(b",\"open\":", o.open, div);
+                    out.key_price(b",\"close\":", o.close, div);
+                }
             }
             PacketKind::Quote | PacketKind::Full => {
                 out.key_u32(b",\"last_traded_quantity\":", tick.last_traded_quantity);
@@ -449,36 +504,51 @@ impl Writer<'_> {
                 out.key_u32(b",\"volume_traded\":", tick.volume_traded);
                 out.key_u32(b",\"total_buy_quantity\":", tick.total_buy_quantity);
                 out.key_u32(b",\"total_sell_quantity\":", tick.total_sell_quantity);
-                out.key_price(b",\"ohlc\":{\"open\":", o.open, div);
-                out.key_price(b",\"high\":", o.high, div);
-                out.key_price(b",\"low\":", o.low, div);
-                out.key_price(b",\"close\":", o.close, div);
+                if sel & OHLC != 0 {
+                    out.key_price(b",\"ohlc\":{\"open\":", o.open, div);
+                    out.key_price(b",\"high\":", o.high, div);
+                    out.key_price(b",\"low\":", o.low, div);
+                    out.key_price(b",\"close\":", o.close, div);
+                }
             }
         }
-        out.put(b"},\"change\":");
+        // The `}` closing `ohlc` rides with the next key: one copy, as before.
+        out.put(if sel & OHLC != 0 {
+            b"},\"change\":"
+        } else {
+            b",\"change\":"
+        });
         match tick.change_pct() {
             // `change_pct` is finite: close > 0 and both prices are finite.
             Some(pct) => out.put(ryu::Buffer::new().format(pct).as_bytes()),
             None => out.byte(b'0'),
         }
         match tick.kind {
-            PacketKind::IndexFull => {
+            PacketKind::IndexFull if sel & TIMESTAMPS != 0 => {
                 out.put(b",\"exchange_timestamp\":");
                 out.put_timestamp(tick.exchange_timestamp);
             }
             PacketKind::Full => {
-                out.put(b",\"last_trade_time\":");
-                out.put_timestamp(tick.last_trade_time);
-                out.key_u32(b",\"oi\":", tick.oi);
-                out.key_u32(b",\"oi_day_high\":", tick.oi_day_high);
-                out.key_u32(b",\"oi_day_low\":", tick.oi_day_low);
-                out.put(b",\"exchange_timestamp\":");
-                out.put_timestamp(tick.exchange_timestamp);
-                out.put(b",\"depth\":{\"buy\":");
-                out.levels(&tick.depth.buy, div);
-                out.put(b",\"sell\":");
-                out.levels(&tick.depth.sell, div);
-                out.byte(b'}');
+                if sel & TIMESTAMPS != 0 {
+                    out.put(b",\"last_trade_time\":");
+                    out.put_timestamp(tick.last_trade_time);
+                }
+                if sel & OI != 0 {
+                    out.key_u32(b",\"oi\":", tick.oi);
+                    out.key_u32(b",\"oi_day_high\":", tick.oi_day_high);
+                    out.key_u32(b",\"oi_day_low\":", tick.oi_day_low);
+                }
+                if sel & TIMESTAMPS != 0 {
+                    out.put(b",\"exchange_timestamp\":");
+                    out.put_timestamp(tick.exchange_timestamp);
+                }
+                if sel & DEPTH != 0 {
+                    out.put(b",\"depth\":{\"buy\":");
+                    out.levels(&tick.depth.buy, div);
+                    out.put(b",\"sell\":");
+                    out.levels(&tick.depth.sell, div);
+                    out.byte(b'}');
+                }
             }
             _ => {}
         }

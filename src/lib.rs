@@ -11,6 +11,8 @@
 //! - [`wire`]: Kite binary and text frames (network thread, `decode` command);
 //! - [`tick`]: the normalized tick moved between threads;
 //! - [`json`]: the published tick object (publisher threads, `decode` command);
+//! - [`fields`]: which optional parts of the published tick are sent (set on
+//!   the ops side, read by the publishers);
 //! - [`ring`]: bounded SPSC tick rings with drop counters (network → publisher);
 //! - [`engine`]: the network thread, the publishers, the Kafka producer and
 //!   the accounting (`docs/ARCHITECTURE.md`);
@@ -36,6 +38,7 @@ pub mod cmd;
 pub mod config;
 pub mod control;
 pub mod engine;
+pub mod fields;
 pub mod instruments;
 pub mod json;
 pub mod logging;

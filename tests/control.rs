@@ -414,7 +414,10 @@ fn a_reload_is_applied_whole_or_rejected_whole_and_posts_need_the_admin_token() 
     let valid = base.replace(&format!("{prefix}:a"), &format!("{prefix}:b"));
     std::fs::write(
         &config,
-        format!("{valid}expected_tick_interval_ms = 2500\n[kafka]\ntopic = \"elsewhere\"\n"),
+        format!(
+            "{valid}expected_tick_interval_ms = 2500\n[kafka]\ntopic = \"elsewhere\"\n\
+             [fields]\ndepth = false\n"
+        ),
     )
     .unwrap();
     let (code, body) = call(&addr, "POST", "/ops/reload", tok, "");
@@ -423,7 +426,11 @@ fn a_reload_is_applied_whole_or_rejected_whole_and_posts_need_the_admin_token() 
     assert_eq!(v["policy_version"], 1);
     assert_eq!(
         v["applied"],
-        serde_json::json!(["ops.expected_tick_interval_ms", "redis.key_prefix"])
+        serde_json::json!([
+            "fields.depth",
+            "ops.expected_tick_interval_ms",
+            "redis.key_prefix"
+        ])
     );
     assert_eq!(v["restart_required"], serde_json::json!(["kafka.topic"]));
     let b = key(&format!("{prefix}:b"));
@@ -528,4 +535,36 @@ fn a_reload_is_applied_whole_or_rejected_whole_and_posts_need_the_admin_token() 
             .unwrap();
     assert_eq!(s["control"]["policy_version"], 4, "{}", s["control"]);
     assert_eq!(s["control"]["reloads_rejected"], 1);
+    // Field selection is live: each instrument's full ticks carried their
+    // depth up to the reload and none after it (per instrument: its records
+    // are in order in its partition).
+    assert!(
+        !s["fields"]["full"].to_string().contains("depth"),
+        "{}",
+        s["fields"]
+    );
+    let mut by_instrument: BTreeMap<Vec<u8>, Vec<bool>> = BTreeMap::new();
+    for (k, v) in read_to_end(x.brokers(), TOPIC, 8) {
+        let e: Value = serde_json::from_slice(&v).unwrap();
+        if e["data"]["mode"] == "full" {
+            by_instrument
+                .entry(k)
+                .or_default()
+                .push(e["data"].get("depth").is_some());
+        }
+    }
+    let (mut with, mut without) = (0, 0);
+    for seq in by_instrument.values() {
+        let cut = seq.iter().position(|d| !d).unwrap_or(seq.len());
+        assert!(
+            seq[cut..].iter().all(|d| !d),
+            "depth again after the reload"
+        );
+        with += cut;
+        without += seq.len() - cut;
+    }
+    assert!(
+        with > 0 && without > 0,
+        "{with} with depth, {without} without"
+    );
 }

@@ -4,7 +4,9 @@
 //! (decode → push) and a `Publisher` (pop → envelope → produce-enqueue on a
 //! real librdkafka producer) — perform zero heap allocations, and so do the
 //! network thread's loop turns (`Net::turn`, driven here against the mock
-//! exchange), busy or idle. librdkafka's own C allocations do not go through
+//! exchange), busy or idle. Encoding with a reduced field selection, and
+//! changing the selection while a publisher runs, allocate nothing either.
+//! librdkafka's own C allocations do not go through
 //! Rust's allocator and are not counted.
 //!
 //! A counting global allocator counts calls made on the measuring thread only
@@ -21,7 +23,8 @@ mod util;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use panda_feed::json::{JsonBuf, write_tick};
+use panda_feed::fields::{FieldSelection, LiveFields, Part};
+use panda_feed::json::{JsonBuf, write_envelope_with, write_tick, write_tick_with};
 use panda_feed::ring::{TickRx, TickTx, tick_ring};
 use panda_feed::tick::{DepthLevel, Ohlc};
 use panda_feed::wire::{self, Message, MessageWriter};
@@ -198,6 +201,55 @@ fn decode_push_pop_encode_allocate_nothing_after_warm_up() {
     );
 }
 
+/// Encoding under every field selection (each part off in each mode, none,
+/// all), as a tick and as an envelope, allocates nothing.
+#[test]
+fn encoding_reduced_selections_allocates_nothing() {
+    use panda_feed::Mode;
+    let corpus = corpus();
+    let mut selections = vec![FieldSelection::ALL, FieldSelection::NONE];
+    for mode in [Mode::Quote, Mode::Full] {
+        for part in Part::ALL {
+            selections.push(FieldSelection::ALL.with(mode, part, false));
+            selections.push(FieldSelection::NONE.with(mode, part, true));
+        }
+    }
+    let mut ticks = Vec::new();
+    for msg in &corpus[..20] {
+        let Ok(Message::Packets(packets)) = wire::decode(msg) else {
+            panic!("corpus is valid")
+        };
+        ticks.extend(packets.filter_map(|p| Tick::from_packet(&p)));
+    }
+    let mut out = JsonBuf::with_capacity(4096);
+    let run = panda_feed::run_id::RunId(7);
+    let encode_all = |out: &mut JsonBuf| {
+        let mut bytes = 0usize;
+        for f in &selections {
+            for t in &ticks {
+                out.clear();
+                write_tick_with(t, *f, out).expect("room for a tick");
+                bytes += out.len();
+                out.clear();
+                write_envelope_with(t, run, *f, out).expect("room for an envelope");
+                bytes += out.len();
+            }
+        }
+        bytes
+    };
+    let full = encode_all(&mut out); // warm-up
+    let (bytes, allocs) = measure(|| encode_all(&mut out));
+    assert_eq!(bytes, full);
+    assert!(ticks.len() >= 1000);
+    assert_eq!(
+        allocs,
+        0,
+        "{allocs} allocations encoding {} ticks under {} selections",
+        ticks.len(),
+        selections.len()
+    );
+}
+
 #[test]
 fn router_and_publisher_allocate_nothing_per_tick() {
     use panda_feed::engine::kafka::{KafkaConfig, TickProducer};
@@ -223,13 +275,17 @@ fn router_and_publisher_allocate_nothing_per_tick() {
         std::sync::Arc::default(),
     ));
     let producer = TickProducer::new(&kafka, "no-alloc", spool).unwrap();
+    // A reduced selection, changed half-way (as `Engine::set_fields` does).
+    let live =
+        LiveFields::new(FieldSelection::ALL.with(panda_feed::Mode::Full, Part::Depth, false));
     let mut publisher = Publisher::new(
         rx,
         producer,
         256,
         Duration::from_secs(10),
         HistogramExchange::unconnected(),
-    );
+    )
+    .with_fields(live.clone());
     let mut seq = 0u64;
     let mut feed = |msgs: &[Vec<u8>], publisher: &mut Publisher| {
         let mut routed = 0u64;
@@ -245,7 +301,12 @@ fn router_and_publisher_allocate_nothing_per_tick() {
     feed(&corpus[..10], &mut publisher); // warm-up: first produce, metadata
     publisher.producer().poll(Duration::from_millis(100));
 
-    let (routed, allocs) = measure(|| feed(&corpus, &mut publisher));
+    let half = corpus.len() / 2;
+    let (routed, allocs) = measure(|| {
+        let first = feed(&corpus[..half], &mut publisher);
+        live.store(FieldSelection::NONE);
+        first + feed(&corpus[half..], &mut publisher)
+    });
     assert_eq!(routed, 100_000);
     assert_eq!(ring.dropped_full(), 0);
     let produced = publisher

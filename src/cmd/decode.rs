@@ -2,6 +2,8 @@
 //!
 //! Runs on the main thread. Streams its inputs: memory is bounded by the
 //! largest single message (capped by `--max-message-bytes`), not by file size.
+//! Always writes the full contract: `[fields]` (field selection) applies to
+//! the published envelope only (`docs/ARCHITECTURE.md`, "Field selection").
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, ErrorKind, Read, Write};

@@ -363,7 +363,7 @@ impl Control {
 
     fn try_reload(
         &mut self,
-        _engine: &Engine,
+        engine: &Engine,
         ops: &mut Ops,
     ) -> Result<(Vec<String>, Vec<String>), Vec<String>> {
         let l = Layered::load(self.args.config.as_deref())?;
@@ -403,6 +403,10 @@ impl Control {
             None
         };
         // Apply.
+        if applied.iter().any(|k| k.starts_with("fields.")) {
+            // From each publisher's next chunk on.
+            engine.set_fields(crate::fields::FieldSelection::from_config(&merged.fields));
+        }
         ops.set_thresholds(&merged.ops);
         ops.set_admin_auth(auth);
         if applied.iter().any(|k| k.starts_with("redis.")) {

@@ -76,3 +76,7 @@ pub const SUBS_WATCH_MS: u64 = 1000;
 pub const UNIVERSE_HISTORY: u64 = 20;
 /// `run.log_level` (`--log-level`).
 pub const LOG_LEVEL: &str = "info";
+
+/// `fields.depth`, `fields.oi`, `fields.ohlc`, `fields.timestamps`: every
+/// optional part of the published tick is sent (the full contract).
+pub const FIELDS_SENT: bool = true;

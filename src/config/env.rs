@@ -23,6 +23,7 @@ pub const SECTIONS: &[&str] = &[
     "ops",
     "redis",
     "subscriptions",
+    "fields",
 ];
 
 /// Variables that set a key under another name: (variable, section, key).

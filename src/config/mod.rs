@@ -11,6 +11,7 @@ use std::time::Duration;
 mod control;
 pub mod defaults;
 pub mod env;
+mod fields;
 mod kafka;
 mod ops;
 pub mod ranges;
@@ -19,6 +20,7 @@ mod spool;
 
 use crate::tick::Mode;
 pub use control::SubscriptionsConfig;
+pub use fields::FieldsConfig;
 pub use kafka::KafkaConfig;
 pub use ops::OpsConfig;
 use ranges::check;
@@ -47,6 +49,8 @@ pub struct Config {
     pub redis: RedisConfig,
     /// The live-subscription reloader.
     pub subscriptions: SubscriptionsConfig,
+    /// Which optional parts of the published tick are sent.
+    pub fields: FieldsConfig,
 }
 
 /// `[zerodha]`: the Kite connection. Like every key, each can be set from
@@ -477,7 +481,7 @@ mod tests {
         assert_eq!(c.kafka.topic, defaults::TOPIC);
         // And every key of every section is written out in it.
         for section in [
-            "zerodha", "engine", "kafka", "spool", "mock", "run", "ops", "redis",
+            "zerodha", "engine", "kafka", "spool", "mock", "run", "ops", "redis", "fields",
         ] {
             assert!(
                 text.contains(&format!("[{section}]")),

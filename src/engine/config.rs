@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::kafka::KafkaConfig;
 use super::route::MAX_RINGS;
 use crate::config::{IdlePolicy, Supervision, defaults};
+use crate::fields::FieldSelection;
 use crate::run_id::RunId;
 use crate::secret::Secret;
 use crate::spool::SpoolConfig;
@@ -59,6 +60,9 @@ pub struct EngineConfig {
     pub supervision: Supervision,
     /// The dead-letter spool.
     pub spool: SpoolConfig,
+    /// The optional tick parts published at start
+    /// ([`Engine::set_fields`](super::Engine::set_fields) changes them live).
+    pub fields: FieldSelection,
     /// Test hook (feature `test-hooks`): publisher `.0` sleeps `.1` after
     /// every chunk.
     #[cfg(feature = "test-hooks")]
@@ -104,6 +108,7 @@ impl Default for EngineConfig {
             kafka: KafkaConfig::default(),
             supervision: Supervision::default(),
             spool: SpoolConfig::default(),
+            fields: FieldSelection::ALL,
             #[cfg(feature = "test-hooks")]
             test_slow_publisher: None,
             #[cfg(feature = "test-hooks")]
@@ -138,6 +143,7 @@ impl EngineConfig {
             max_text_frame_bytes: cfg.zerodha.max_text_frame_bytes,
             kafka: cfg.kafka.clone(),
             spool: cfg.spool.clone(),
+            fields: FieldSelection::from_config(&cfg.fields),
             ..Self::default()
         }
     }

@@ -456,6 +456,9 @@ pub struct Counts {
     pub connections: Vec<ConnCounts>,
     /// Per publisher (and its ring).
     pub publishers: Vec<PublisherCountsOut>,
+    /// The optional tick parts being published, per mode (`[fields]`,
+    /// [`Engine::set_fields`](super::Engine::set_fields)).
+    pub fields: crate::fields::FieldSelection,
     /// Seconds since start.
     pub uptime_s: f64,
 }

@@ -12,6 +12,7 @@ use super::config::{EngineConfig, EngineError};
 use super::kafka::{AckSamples, DeliveryCounters, TickProducer};
 use super::publish::{HistogramExchange, Interval, Publisher, PublisherCounters, Report};
 use super::wake::Wake;
+use crate::fields::LiveFields;
 use crate::ring::{RingCounters, TickTx, tick_ring};
 use crate::spool::Spool;
 
@@ -54,7 +55,7 @@ pub(crate) type Spawned = (Vec<TickTx>, Vec<PublisherHandle>, Vec<(Arc<Wake>, Th
 
 /// Creates each publisher's ring, spool and producer, and spawns its thread
 /// (pinned when configured). A panic in a publisher is caught and recorded
-/// in `panics`.
+/// in `panics`. Every publisher reads its field selection from `fields`.
 ///
 /// # Errors
 /// A producer that cannot be created, or a thread that cannot be spawned.
@@ -62,6 +63,7 @@ pub(crate) fn spawn_publishers(
     cfg: &EngineConfig,
     panics: &Arc<Mutex<Vec<String>>>,
     spool_total: &Arc<AtomicU64>,
+    fields: &LiveFields,
 ) -> Result<Spawned, EngineError> {
     let flush = Duration::from_millis(u64::from(cfg.kafka.flush_timeout_ms));
     let queue_full_wait = Duration::from_millis(u64::from(cfg.kafka.queue_full_wait_ms));
@@ -88,7 +90,8 @@ pub(crate) fn spawn_publishers(
         };
         let publisher = Publisher::new(rx, producer, cfg.publish_chunk, queue_full_wait, exchange)
             .with_index(u32::try_from(i).unwrap_or(u32::MAX))
-            .with_run(cfg.run_id);
+            .with_run(cfg.run_id)
+            .with_fields(fields.clone());
         #[cfg(feature = "test-hooks")]
         let publisher = publisher
             .with_slowdown(

@@ -45,6 +45,7 @@ use net::{ConnSpec, ConnStats, Credentials, Desired, Net, NetConfig, NetStopper,
 use publish::{Interval, SLOW_N, SlowAck, latency_histogram};
 use route::Router;
 
+use crate::fields::{FieldSelection, LiveFields};
 use crate::run_id::RunId;
 
 /// A running engine. Drop without [`stop`](Self::stop) stops it without a
@@ -67,6 +68,7 @@ pub struct Engine {
     run_id: RunId,
     spool_dir: std::path::PathBuf,
     spool_recounted: Instant,
+    fields: LiveFields,
 }
 
 fn pin(core: Option<usize>, what: &str) {
@@ -103,7 +105,8 @@ impl Engine {
         }
         let spool_bytes = Arc::new(AtomicU64::new(crate::spool::dir_bytes(&cfg.spool.dir)));
         let panics: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (txs, pubs, wakes) = handle::spawn_publishers(&cfg, &panics, &spool_bytes)?;
+        let fields = LiveFields::new(cfg.fields);
+        let (txs, pubs, wakes) = handle::spawn_publishers(&cfg, &panics, &spool_bytes, &fields)?;
         let creds = Arc::new(Credentials::new(
             cfg.api_key.clone(),
             cfg.access_token.clone(),
@@ -167,6 +170,7 @@ impl Engine {
             run_id: cfg.run_id,
             spool_dir: cfg.spool.dir,
             spool_recounted: Instant::now(),
+            fields,
         })
     }
 
@@ -279,6 +283,20 @@ impl Engine {
         Pending::of(&self.pubs)
     }
 
+    /// Replaces the optional tick parts published (`[fields]`): live, lock-
+    /// and allocation-free; each publisher applies it from its next chunk,
+    /// so records already encoded (in the producer queue or the spool) keep
+    /// the parts they were encoded with.
+    pub fn set_fields(&self, fields: FieldSelection) {
+        self.fields.store(fields);
+    }
+
+    /// The optional tick parts being published.
+    #[must_use]
+    pub fn fields(&self) -> FieldSelection {
+        self.fields.load()
+    }
+
     /// This run's id, carried in every envelope.
     #[must_use]
     pub fn run_id(&self) -> RunId {
@@ -293,6 +311,7 @@ impl Engine {
             ack_samples_dropped: self.pubs.iter().map(|p| p.acks.dropped.load(Relaxed)).sum(),
             latency_interval_ns: interval,
             uptime_s: self.started.elapsed().as_secs_f64(),
+            fields: self.fields.load(),
             ..counts::tally(&self.conns, &self.pubs)
         }
     }

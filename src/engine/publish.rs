@@ -17,7 +17,8 @@ use super::IdlePolicy;
 use super::kafka::{AckSamples, ProduceError, TickProducer};
 use super::wake::Wake;
 use crate::clock::now_ns;
-use crate::json::{JsonBuf, MAX_ENVELOPE_LEN, write_envelope};
+use crate::fields::{FieldSelection, LiveFields};
+use crate::json::{JsonBuf, MAX_ENVELOPE_LEN, write_envelope_with};
 use crate::ring::TickRx;
 use crate::run_id::RunId;
 use crate::tick::Tick;
@@ -54,6 +55,7 @@ pub struct Publisher {
     acks: Arc<AckSamples>,
     index: u32,
     run: RunId,
+    fields: LiveFields,
     exchange: HistogramExchange,
     chunk: usize,
     queue_full_wait: Duration,
@@ -91,6 +93,7 @@ impl Publisher {
             hist: Box::new(Interval::new()),
             index: 0,
             run: RunId::default(),
+            fields: LiveFields::default(),
             exchange,
             chunk: chunk.max(1),
             queue_full_wait,
@@ -114,6 +117,14 @@ impl Publisher {
     #[must_use]
     pub fn with_run(mut self, run: RunId) -> Self {
         self.run = run;
+        self
+    }
+
+    /// Sets the cell of the field selection (default: its own, every part
+    /// sent); read once per chunk.
+    #[must_use]
+    pub fn with_fields(mut self, fields: LiveFields) -> Self {
+        self.fields = fields;
         self
     }
 
@@ -193,6 +204,9 @@ impl Publisher {
             ..
         } = self;
         let run = self.run;
+        // Once per chunk: a change applies from the next chunk, and one
+        // chunk's records all carry the same parts.
+        let fields = self.fields.load();
         let n = rx.pop_chunk(self.chunk, |ticks| {
             for t in ticks {
                 let wait = if stopping.load(Ordering::Relaxed) {
@@ -202,7 +216,7 @@ impl Publisher {
                 };
                 match publish_one(
                     t,
-                    run,
+                    (run, fields),
                     producer,
                     buf,
                     &mut hist.produce,
@@ -430,7 +444,7 @@ fn park(producer: &TickProducer, key: &[u8], payload: &[u8], e: ProduceError, wa
 #[inline]
 fn publish_one(
     t: &Tick,
-    run: RunId,
+    (run, fields): (RunId, FieldSelection),
     producer: &TickProducer,
     buf: &mut JsonBuf,
     hist: &mut Histogram<u64>,
@@ -438,7 +452,7 @@ fn publish_one(
     queue_full_waits: &mut u64,
 ) -> Result<(), ProduceError> {
     buf.clear();
-    if write_envelope(t, run, buf).is_err() {
+    if write_envelope_with(t, run, fields, buf).is_err() {
         // Unreachable: the buffer holds MAX_ENVELOPE_LEN. Counted, not hidden.
         return Err(ProduceError::Other(
             rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge,
