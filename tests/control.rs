@@ -477,6 +477,10 @@ fn a_reload_is_applied_whole_or_rejected_whole_and_posts_need_the_admin_token() 
 
     // Two reloads at once: answered one after the other, each its own
     // version.
+    #[allow(
+        clippy::needless_collect,
+        reason = "both start before either is joined"
+    )]
     let both: Vec<(u16, String)> = std::thread::scope(|sc| {
         let hs: Vec<_> = (0..2)
             .map(|_| sc.spawn(|| call(&addr, "POST", "/ops/reload", tok, "")))
