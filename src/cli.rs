@@ -354,6 +354,19 @@ pub struct MockExchangeArgs {
     #[arg(long, value_name = "SECS", requires = "error_text", value_parser = secs_parser(false),
           allow_hyphen_values = true)]
     pub error_every: Option<f64>,
+    /// Start the market clock (exchange timestamps) here, e.g.
+    /// 2026-11-25T15:29:50+05:30 to cross the NSE close; it runs on at
+    /// wall-clock speed.
+    #[arg(long, value_name = "TIME", value_parser = crate::mock::scenario::parse_clock)]
+    pub clock: Option<u32>,
+    /// Fault: this instrument gets no updates (repeatable; the rest of its
+    /// connection streams on).
+    #[arg(long = "stall-token", value_name = "TOKEN")]
+    pub stall_tokens: Vec<u32>,
+    /// Send an order postback (`order` text frame) every SECS seconds, with
+    /// a new order id each time.
+    #[arg(long, value_name = "SECS", value_parser = secs_parser(false), allow_hyphen_values = true)]
+    pub orders_every: Option<f64>,
 }
 
 /// Arguments of `panda-feed decode`.

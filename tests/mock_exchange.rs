@@ -232,3 +232,81 @@ fn record_file_holds_exactly_what_was_sent() {
         "the record is byte-for-byte what the client received"
     );
 }
+
+#[test]
+fn a_stalled_instrument_gets_no_updates_while_its_connection_streams_on() {
+    let mock = start_mock(|m| m.rate_per_s = 4000);
+    let mut ws = connect(&mock);
+    let (a, b) = (408_065u32, 884_737u32);
+    send(&mut ws, &format!(r#"{{"a":"subscribe","v":[{a},{b}]}}"#));
+    send(
+        &mut ws,
+        &format!(r#"{{"a":"mode","v":["full",[{a},{b}]]}}"#),
+    );
+    let mut raw = Vec::new();
+    let seen = read_ticks(&mut ws, 200, &mut raw);
+    assert!(seen.iter().any(|t| t.token.0 == a) && seen.iter().any(|t| t.token.0 == b));
+    mock.faults().stall_tokens(&[a]);
+    // Updates already generated may still arrive; then only `b`: 500 ticks
+    // in a row without `a`.
+    let mut run = 0;
+    let mut read = 0;
+    while run < 500 {
+        for t in read_ticks(&mut ws, 1, &mut raw) {
+            run = if t.token.0 == a { 0 } else { run + 1 };
+            read += 1;
+        }
+        assert!(read < 20_000, "the stalled instrument kept streaming");
+    }
+    mock.faults().resume_tokens(&[a]);
+    let mut back = false;
+    for _ in 0..20_000 {
+        if read_ticks(&mut ws, 1, &mut raw)
+            .iter()
+            .any(|t| t.token.0 == a)
+        {
+            back = true;
+            break;
+        }
+    }
+    assert!(back, "the instrument resumed");
+}
+
+#[test]
+fn the_market_clock_starts_where_it_is_set_and_orders_arrive_on_demand() {
+    // 15:29:50 IST on 2026-11-25: ten seconds before the NSE close.
+    let start = panda_feed::mock::scenario::parse_clock("2026-11-25T15:29:50+05:30").unwrap();
+    let mock = start_mock(|m| {
+        m.rate_per_s = 2000;
+        m.clock_start_s = Some(start);
+    });
+    let mut ws = connect(&mock);
+    send(&mut ws, r#"{"a":"subscribe","v":[408065]}"#);
+    send(&mut ws, r#"{"a":"mode","v":["full",[408065]]}"#);
+    let mut raw = Vec::new();
+    let ticks = read_ticks(&mut ws, 50, &mut raw);
+    let full: Vec<&Tick> = ticks
+        .iter()
+        .filter(|t| t.kind == PacketKind::Full)
+        .collect();
+    assert!(!full.is_empty());
+    for t in full {
+        assert!(
+            (start..start + 30).contains(&t.exchange_timestamp),
+            "exchange_timestamp {} not from {start}",
+            t.exchange_timestamp
+        );
+    }
+    let sent = mock.send_order("261125000000001", "COMPLETE");
+    let text = loop {
+        match ws.read().expect("frame") {
+            Message::Text(t) => break t.to_string(),
+            _ => continue,
+        }
+    };
+    assert_eq!(text, sent);
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["type"], "order");
+    assert_eq!(v["data"]["order_id"], "261125000000001");
+    assert_eq!(v["data"]["status"], "COMPLETE");
+}

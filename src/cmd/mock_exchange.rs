@@ -34,6 +34,7 @@ pub fn run(args: &MockExchangeArgs) -> anyhow::Result<()> {
         record: args.record.clone(),
         max_instruments: args.max_instruments.max(1),
         heartbeat: Duration::from_millis(args.heartbeat_ms),
+        clock_start_s: args.clock,
         ..MockConfig::default()
     };
     if let Some(path) = &args.instruments {
@@ -80,6 +81,12 @@ pub fn run(args: &MockExchangeArgs) -> anyhow::Result<()> {
     if let Some(ms) = args.slow_turn_ms {
         faults.slow_turn_ms.store(ms, Ordering::SeqCst);
     }
+    faults.stall_tokens(&args.stall_tokens);
+    let orders_every = args
+        .orders_every
+        .map(|s| Duration::from_secs_f64(s.max(0.01)));
+    let mut next_order = orders_every.map(|e| Instant::now() + e);
+    let mut order_id = 0u64;
     let stall_from = args.stall_after.map(Duration::from_secs_f64);
     let stall_until = stall_from.map(|f| args.stall_for.map(|d| f + Duration::from_secs_f64(d)));
     let error_every = args
@@ -113,6 +120,18 @@ pub fn run(args: &MockExchangeArgs) -> anyhow::Result<()> {
             let frame = serde_json::json!({ "type": "error", "data": text }).to_string();
             mock.broadcast_text(&frame);
             next_error = Some(at + every);
+        }
+        if let (Some(at), Some(every)) = (next_order, orders_every)
+            && Instant::now() >= at
+        {
+            order_id += 1;
+            let status = if order_id % 2 == 1 {
+                "OPEN"
+            } else {
+                "COMPLETE"
+            };
+            mock.send_order(&format!("2611250000{order_id:05}"), status);
+            next_order = Some(at + every);
         }
         if last_print.elapsed() >= Duration::from_secs(1) {
             let s = mock.stats();

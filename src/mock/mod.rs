@@ -12,7 +12,9 @@
 
 pub mod broker;
 mod conn;
+mod generate;
 pub(crate) mod market;
+pub mod scenario;
 
 pub use broker::EmbeddedBroker;
 use std::collections::HashMap;
@@ -22,13 +24,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
 use crate::config::defaults;
 
-use market::{Market, Snapshot, Step};
+use market::Snapshot;
 
 /// Mock exchange settings.
 #[derive(Debug, Clone)]
@@ -59,6 +61,10 @@ pub struct MockConfig {
     pub heartbeat: Duration,
     /// Expiry day (days since 1970-01-01) of derivative tokens; expired ones are not streamed.
     pub expiry: HashMap<u32, u32>,
+    /// The market clock at start, Unix seconds: exchange timestamps run on
+    /// from here at wall-clock speed (e.g. 15:29:50 IST to cross the close).
+    /// `None` = the wall clock.
+    pub clock_start_s: Option<u32>,
 }
 
 impl Default for MockConfig {
@@ -77,6 +83,7 @@ impl Default for MockConfig {
             max_packets_per_message: 200,
             heartbeat: Duration::from_millis(defaults::MOCK_HEARTBEAT_MS),
             expiry: HashMap::new(),
+            clock_start_s: None,
         }
     }
 }
@@ -149,6 +156,43 @@ pub struct Faults {
     /// floods: besides its market data it sends bursts of 1024 heartbeats,
     /// one about every 200 µs (up to ~5 M/s), as many as the client takes.
     pub flood_connection: AtomicU64,
+    /// Instruments that get no market updates (subscribed, but stalled:
+    /// the rest of the connection streams on). Sorted.
+    stalled_tokens: Mutex<Vec<u32>>,
+    stalled_version: AtomicU64,
+}
+
+impl Faults {
+    /// Stops the market updates of `tokens` (the connection streams on).
+    pub fn stall_tokens(&self, tokens: &[u32]) {
+        let mut s = self
+            .stalled_tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.extend_from_slice(tokens);
+        s.sort_unstable();
+        s.dedup();
+        self.stalled_version.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Resumes the market updates of `tokens`.
+    pub fn resume_tokens(&self, tokens: &[u32]) {
+        let mut s = self
+            .stalled_tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.retain(|t| !tokens.contains(t));
+        self.stalled_version.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The stalled instruments and the version of that list.
+    pub(crate) fn stalled(&self) -> (u64, Vec<u32>) {
+        let s = self
+            .stalled_tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (self.stalled_version.load(Ordering::SeqCst), s.clone())
+    }
 }
 
 pub(crate) struct ConnEntry {
@@ -227,14 +271,14 @@ pub enum MockError {
     Spawn(std::io::Error),
 }
 
-fn today_days() -> u32 {
+pub(crate) fn today_days() -> u32 {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     u32::try_from(secs / 86_400).unwrap_or(u32::MAX)
 }
 
-fn now_s() -> u32 {
+pub(crate) fn now_s() -> u32 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
@@ -284,7 +328,7 @@ impl MockExchange {
         threads.push(
             std::thread::Builder::new()
                 .name("mock-gen".into())
-                .spawn(move || generate(&s))
+                .spawn(move || generate::generate(&s))
                 .map_err(MockError::Spawn)?,
         );
         let s = Arc::clone(&shared);
@@ -365,6 +409,15 @@ impl MockExchange {
             .collect()
     }
 
+    /// Sends an order postback (`{"type":"order","data":{…}}`, the fields
+    /// of docs/KITE_PROTOCOL.md §3) for `order_id` with `status` on every
+    /// open connection; returns the frame.
+    pub fn send_order(&self, order_id: &str, status: &str) -> String {
+        let frame = scenario::order_frame(order_id, status, now_s());
+        self.broadcast_text(&frame);
+        frame
+    }
+
     /// Sends a text frame (e.g. `{"type":"order","data":{…}}`) on every open connection.
     pub fn broadcast_text(&self, text: &str) {
         let reg = self
@@ -434,76 +487,6 @@ fn accept(listener: &TcpListener, shared: &Arc<Shared>) {
     }
     for h in conn_threads {
         let _ = h.join();
-    }
-}
-
-/// Generator loop: every millisecond, update as many subscribed instruments
-/// as the rate owes, and publish the step.
-fn generate(shared: &Shared) {
-    let cfg = &shared.cfg;
-    let mut market = Market::new(cfg.seed, cfg.max_instruments, cfg.expiry.clone());
-    let mut active: Vec<u32> = Vec::new();
-    let mut seen_version = u64::MAX;
-    let mut seq = 0u64;
-    let mut generated = 0u64;
-    let mut owed_since = Instant::now();
-    let mut owed_base = 0u64;
-    let mut day = today_days();
-    while !shared.stop.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(1));
-        let v = shared.registry_version.load(Ordering::SeqCst);
-        if v != seen_version {
-            seen_version = v;
-            let reg = shared
-                .registry
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let mut all: Vec<u32> = reg
-                .values()
-                .flat_map(|c| c.tokens.iter().copied())
-                .collect();
-            drop(reg);
-            all.sort_unstable();
-            all.dedup();
-            all.retain(|t| !market.is_expired(*t, day));
-            active = all;
-            // Rate is owed from when there is something to stream.
-            owed_since = Instant::now();
-            owed_base = generated;
-        }
-        if today_days() != day {
-            day = today_days();
-            market.remove_expired(day);
-            active.retain(|t| !market.is_expired(*t, day));
-        }
-        if active.is_empty() || cfg.max_ticks.is_some_and(|m| generated >= m) {
-            continue;
-        }
-        let due = owed_base + (owed_since.elapsed().as_secs_f64() * cfg.rate_per_s as f64) as u64;
-        let mut n = due.saturating_sub(generated);
-        if let Some(m) = cfg.max_ticks {
-            n = n.min(m - generated);
-        }
-        if n == 0 {
-            continue;
-        }
-        let now = now_s();
-        let mut updates = Vec::with_capacity(n as usize);
-        for _ in 0..n {
-            if let Some(tok) = market.pick(&active) {
-                updates.push(market.update(tok, now));
-            }
-        }
-        generated += updates.len() as u64;
-        shared.stats.generated.store(generated, Ordering::SeqCst);
-        seq += 1;
-        let prev = shared.snapshot.load();
-        let mut steps = prev.steps.clone();
-        steps.push_back(Arc::new(Step { seq, updates }));
-        while steps.len() > Snapshot::KEEP {
-            steps.pop_front();
-        }
-        shared.snapshot.store(Arc::new(Snapshot { steps }));
     }
 }
 
