@@ -395,6 +395,7 @@ fn network_thread_turns_allocate_nothing_busy_or_idle() {
             ..NetConfig::default()
         },
         Arc::default(),
+        None,
     )
     .expect("poll");
 

@@ -4,6 +4,8 @@
 
 /// `kafka.topic`: the tick topic.
 pub const TOPIC: &str = "market.ticks";
+/// `kafka.orders_topic`: order postbacks.
+pub const ORDERS_TOPIC: &str = "orders.updates";
 /// `spool.dir`, and the `dlq --dir` default.
 pub const SPOOL_DIR: &str = "panda-feed-spool";
 /// `zerodha.ws_url`: Kite's streaming endpoint (the path must be `/`).

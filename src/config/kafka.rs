@@ -34,6 +34,9 @@ pub struct KafkaConfig {
     pub flush_timeout_ms: u32,
     /// Extra librdkafka properties, applied last (e.g. `"security.protocol" = "SSL"`).
     pub extra: BTreeMap<String, String>,
+    /// Topic of order postbacks (Kite's `order` text frames), keyed by
+    /// order id; empty = not published (only counted).
+    pub orders_topic: String,
 }
 
 impl Default for KafkaConfig {
@@ -49,6 +52,7 @@ impl Default for KafkaConfig {
             queue_full_wait_ms: 5_000,
             flush_timeout_ms: 10_000,
             extra: BTreeMap::new(),
+            orders_topic: defaults::ORDERS_TOPIC.into(),
         }
     }
 }

@@ -431,6 +431,9 @@ pub struct Counts {
     pub unknown_packets: u64,
     /// Packets of a token unsubscribed a moment ago, skipped (not ticks).
     pub after_unsubscribe: u64,
+    /// Order postbacks (not ticks): their own identity (README, "Order
+    /// postbacks").
+    pub orders: super::orders::OrderCounts,
     /// Market-data messages.
     pub messages: u64,
     /// Heartbeats.

@@ -20,6 +20,7 @@ mod handle;
 pub mod kafka;
 pub mod latency;
 pub mod net;
+pub mod orders;
 pub mod publish;
 pub mod route;
 pub mod wake;
@@ -61,6 +62,7 @@ pub struct Engine {
     spool_bytes: Arc<AtomicU64>,
     stopper: NetStopper,
     subs: Arc<SubsHandoff>,
+    orders: Option<orders::OrderPath>,
     creds: Arc<Credentials>,
     net: Option<JoinHandle<()>>,
     panics: Arc<Mutex<Vec<String>>>,
@@ -123,6 +125,21 @@ impl Engine {
             .take(cfg.max_connections.max(1))
             .collect();
         let subs = Arc::new(SubsHandoff::default());
+        let (orders, orders_tx) = if cfg.kafka.orders_topic.is_empty() {
+            (None, None)
+        } else {
+            let (path, tx) = orders::OrderPath::start(
+                orders::OrderSettings {
+                    kafka: cfg.kafka.clone(),
+                    spool: cfg.spool.clone(),
+                    spool_id: cfg.publishers,
+                    run: cfg.run_id,
+                },
+                &spool_bytes,
+            )
+            .map_err(EngineError::Kafka)?;
+            (Some(path), Some(tx))
+        };
         let conns = net::new_stats(&cfg.ws_url, &specs);
         let (net, stopper) = Net::new(
             &creds,
@@ -142,6 +159,7 @@ impl Engine {
                 test_slow_resolver: cfg.test_slow_resolver,
             },
             Arc::clone(&subs),
+            orders_tx,
         )
         .map_err(|e| EngineError::Io(format!("poll: {e}")))?;
         let core = cfg.network_core;
@@ -163,6 +181,7 @@ impl Engine {
             spool_bytes,
             stopper,
             subs,
+            orders,
             creds,
             net: Some(net),
             panics,
@@ -311,6 +330,11 @@ impl Engine {
             ack_samples_dropped: self.pubs.iter().map(|p| p.acks.dropped.load(Relaxed)).sum(),
             latency_interval_ns: interval,
             uptime_s: self.started.elapsed().as_secs_f64(),
+            orders: self
+                .orders
+                .as_ref()
+                .map(orders::OrderPath::counts)
+                .unwrap_or_default(),
             fields: self.fields.load(),
             ..counts::tally(&self.conns, &self.pubs)
         }
@@ -342,12 +366,19 @@ impl Engine {
                 flushed = false;
             }
         }
+        // The network thread has dropped its end of the order ring: the
+        // `orders` thread publishes what is left and flushes.
+        let orders_flushed = self.orders.as_mut().is_none_or(orders::OrderPath::stop);
+        flushed &= orders_flushed;
         let thread_errors = self.thread_panics();
         self.collect_histograms();
         let counts = self.build_counts(LatencySummary::default());
+        let o = counts.orders;
+        let orders_hold = o.received == o.published + o.parked + o.dropped && o.in_flight == 0;
         Summary {
             run_id: self.run_id,
-            identity_holds: counts::identity_holds(&counts, &self.pubs, !thread_errors.is_empty()),
+            identity_holds: counts::identity_holds(&counts, &self.pubs, !thread_errors.is_empty())
+                && orders_hold,
             flushed,
             thread_errors,
             counts,

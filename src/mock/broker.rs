@@ -45,9 +45,17 @@ impl EmbeddedBroker {
                         return;
                     }
                 };
-                if let Err(e) = cluster.create_topic(&topic, partitions, 1) {
-                    let _ = ready_tx.send(Err(format!("cannot create topic {topic:?}: {e}")));
-                    return;
+                // The ticks' topic and the order postbacks' (default name),
+                // with the same partitions.
+                let orders = crate::config::defaults::ORDERS_TOPIC;
+                for t in [topic.as_str(), orders]
+                    .into_iter()
+                    .filter(|t| *t != orders || topic != orders)
+                {
+                    if let Err(e) = cluster.create_topic(t, partitions, 1) {
+                        let _ = ready_tx.send(Err(format!("cannot create topic {t:?}: {e}")));
+                        return;
+                    }
                 }
                 let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
                 // Serves commands until the handle is dropped.

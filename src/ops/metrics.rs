@@ -119,6 +119,8 @@ families! {
         "POST /ops/subscriptions requests, by result: accepted, queue_full, invalid.";
     SUBSCRIPTION_APPLICATIONS = Counter "panda_feed_subscription_applications_total" []
         "Desired subscription states handed to the network thread.";
+    ORDER_POSTBACKS = Counter "panda_feed_order_postbacks_total" ["result"]
+        "Order postbacks (Kite order frames): received, published, parked, dropped.";
     PACKETS_AFTER_UNSUBSCRIBE = Counter "panda_feed_packets_after_unsubscribe_total" []
         "Packets of an instrument received just after its unsubscribe: skipped, not ticks.";
     POLICY_INFO = Gauge "panda_feed_policy_info" ["policy_version"]
@@ -380,6 +382,16 @@ pub fn render(view: &View, http: &HttpCounts) -> String {
     );
     o.sample(&SUBSCRIPTION_REQUESTS, &["invalid"], s.rejected_invalid);
     o.one(&SUBSCRIPTION_APPLICATIONS, s.applications);
+    o.header(&ORDER_POSTBACKS);
+    let od = &c.orders;
+    for (r, v) in [
+        ("received", od.received),
+        ("published", od.published),
+        ("parked", od.parked),
+        ("dropped", od.dropped),
+    ] {
+        o.sample(&ORDER_POSTBACKS, &[r], v);
+    }
     o.one(&PACKETS_AFTER_UNSUBSCRIBE, c.after_unsubscribe);
     o.header(&POLICY_INFO);
     o.sample(&POLICY_INFO, &[&ctl.policy_version.to_string()], 1);

@@ -34,6 +34,7 @@ use super::ws::{self, HandshakeStep, Mid, Ws};
 use super::{ConnSpec, NetConfig};
 use crate::clock::now_ns;
 use crate::config::Supervision;
+use crate::engine::orders::OrderTx;
 use crate::engine::route::Router;
 use crate::engine::wake::Wake;
 use crate::logging::{MAX_STORED_TEXT, truncate};
@@ -317,6 +318,7 @@ impl Conn {
         &mut self,
         turn: u64,
         router: &mut Router,
+        orders: &mut Option<OrderTx>,
         cfg: &NetConfig,
         wakes: &[(Arc<Wake>, Thread)],
     ) {
@@ -337,6 +339,7 @@ impl Conn {
                         &mut self.seq,
                         &mut self.tally,
                         router,
+                        orders,
                     );
                     match r {
                         Ok(more) => self.more = more,
@@ -441,6 +444,7 @@ impl Conn {
         turn: u64,
         poll: &Poll,
         router: &mut Router,
+        orders: &mut Option<OrderTx>,
         cfg: &NetConfig,
         wakes: &[(Arc<Wake>, Thread)],
     ) {
@@ -460,7 +464,7 @@ impl Conn {
                 if let Some(addr) = self.resolver.try_answer() {
                     self.dial(addr, poll, now);
                     // A connect refused on loopback is reported at once.
-                    self.drive(turn, router, cfg, wakes);
+                    self.drive(turn, router, orders, cfg, wakes);
                 } else if now.saturating_duration_since(self.attempt_started) > sup.connect_timeout
                 {
                     let why = format!(

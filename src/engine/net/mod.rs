@@ -133,6 +133,8 @@ pub struct Net {
     subs: Arc<SubsHandoff>,
     /// The desired-state version applied last.
     subs_applied: u64,
+    /// Order postbacks go here (when `kafka.orders_topic` is set).
+    orders: Option<super::orders::OrderTx>,
 }
 
 impl std::fmt::Debug for Net {
@@ -188,6 +190,7 @@ impl Net {
         wakes: Vec<(Arc<Wake>, Thread)>,
         cfg: NetConfig,
         subs: Arc<SubsHandoff>,
+        orders: Option<super::orders::OrderTx>,
     ) -> std::io::Result<(Self, NetStopper)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
@@ -226,6 +229,7 @@ impl Net {
             turn: 0,
             subs,
             subs_applied: 0,
+            orders,
         };
         Ok((net, stopper))
     }
@@ -272,12 +276,24 @@ impl Net {
             if let Some(c) = self.conns.get_mut(ev.token().0)
                 && !c.driven_in(turn)
             {
-                c.drive(turn, &mut self.router, &self.cfg, &self.wakes);
+                c.drive(
+                    turn,
+                    &mut self.router,
+                    &mut self.orders,
+                    &self.cfg,
+                    &self.wakes,
+                );
             }
         }
         for c in &mut self.conns {
             if c.has_more() && !c.driven_in(turn) {
-                c.drive(turn, &mut self.router, &self.cfg, &self.wakes);
+                c.drive(
+                    turn,
+                    &mut self.router,
+                    &mut self.orders,
+                    &self.cfg,
+                    &self.wakes,
+                );
             }
         }
         let now = Instant::now();
@@ -290,6 +306,7 @@ impl Net {
                 turn,
                 &self.poll,
                 &mut self.router,
+                &mut self.orders,
                 &self.cfg,
                 &self.wakes,
             );
@@ -377,6 +394,7 @@ mod tests {
             vec![],
             cfg(),
             Arc::default(),
+            None,
         )
         .unwrap();
         (net, stopper, stats)

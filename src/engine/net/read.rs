@@ -14,6 +14,7 @@ use super::conn::{Down, escaped};
 use super::stats::{ConnStats, DownReason, Tally, lock};
 use super::ws::{self, Ws};
 use crate::clock::now_ns;
+use crate::engine::orders::OrderTx;
 use crate::engine::route::Router;
 use crate::engine::wake::{Wake, wake_touched};
 use crate::wire::text::{ServerText, parse_server_text};
@@ -53,6 +54,7 @@ pub(super) fn read_all(
     seq: &mut u64,
     tally: &mut Tally,
     router: &mut Router,
+    orders: &mut Option<OrderTx>,
 ) -> Result<bool, Down> {
     let Ctx {
         index,
@@ -100,9 +102,22 @@ pub(super) fn read_all(
                 // bounded by `max_message_size` (README, "Fault drills").
                 if t.len() > max_text {
                     tally.oversized_text_frames += 1;
-                } else if let Ok(ServerText::Error(msg)) = parse_server_text(t.as_str()) {
-                    tally.server_errors += 1;
-                    *lock(&stats.last_server_error) = Some(escaped(msg));
+                } else {
+                    match parse_server_text(t.as_str()) {
+                        Ok(ServerText::Error(msg)) => {
+                            tally.server_errors += 1;
+                            *lock(&stats.last_server_error) = Some(escaped(msg));
+                        }
+                        // Published (when `kafka.orders_topic` is set) and
+                        // counted either way.
+                        Ok(ServerText::Order(data)) => {
+                            tally.orders += 1;
+                            if let Some(o) = orders.as_mut() {
+                                o.send(index, tally.last_frame_ns, &data);
+                            }
+                        }
+                        _ => {}
+                    }
                 }
             }
             Ok(Message::Close(frame)) => {

@@ -142,6 +142,8 @@ pub struct ConnStats {
     pub after_unsubscribe: AtomicU64,
     /// Live subscription changes applied to this connection.
     pub changes_applied: AtomicU64,
+    /// Order postbacks (`order` text frames) received.
+    pub order_frames: AtomicU64,
     state: AtomicU8,
     /// Binary messages with market data.
     pub messages: AtomicU64,
@@ -195,6 +197,7 @@ impl ConnStats {
             subscriptions: ArcSwap::from_pointee(subscriptions),
             after_unsubscribe: AtomicU64::new(0),
             changes_applied: AtomicU64::new(0),
+            order_frames: AtomicU64::new(0),
             state: AtomicU8::new(state as u8),
             messages: AtomicU64::new(0),
             ticks: AtomicU64::new(0),
@@ -270,6 +273,7 @@ pub(super) struct Tally {
     pub(super) heartbeats: u64,
     pub(super) unknown: u64,
     pub(super) after_unsubscribe: u64,
+    pub(super) orders: u64,
     pub(super) malformed: [u64; REASONS],
     pub(super) text_frames: u64,
     pub(super) server_errors: u64,
@@ -296,6 +300,7 @@ impl Tally {
         s.unknown_packets.store(self.unknown, Ordering::Relaxed);
         s.after_unsubscribe
             .store(self.after_unsubscribe, Ordering::Relaxed);
+        s.order_frames.store(self.orders, Ordering::Relaxed);
         for (a, v) in s.malformed.iter().zip(self.malformed) {
             a.store(v, Ordering::Relaxed);
         }
