@@ -438,6 +438,10 @@ impl Conn {
     /// change, time out slow attempts, detect silent connections, send
     /// pings, reset the backoff once healthy. No allocation unless a
     /// transition happens.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the network thread's parts, borrowed apart from its connections"
+    )]
     pub(super) fn timers(
         &mut self,
         now: Instant,
