@@ -394,8 +394,7 @@ fn network_thread_turns_allocate_nothing_busy_or_idle() {
             },
             ..NetConfig::default()
         },
-        Arc::default(),
-        None,
+        panda_feed::engine::net::Links::default(),
     )
     .expect("poll");
 

@@ -158,8 +158,10 @@ impl Engine {
                 #[cfg(feature = "test-hooks")]
                 test_slow_resolver: cfg.test_slow_resolver,
             },
-            Arc::clone(&subs),
-            orders_tx,
+            net::Links {
+                subs: Arc::clone(&subs),
+                orders: orders_tx,
+            },
         )
         .map_err(|e| EngineError::Io(format!("poll: {e}")))?;
         let core = cfg.network_core;

@@ -112,6 +112,16 @@ impl Default for NetConfig {
     }
 }
 
+/// What the network thread exchanges with the rest of the engine besides
+/// the tick rings: live subscription changes in, order postbacks out.
+#[derive(Debug, Default)]
+pub struct Links {
+    /// Desired subscription states from the control plane.
+    pub subs: Arc<SubsHandoff>,
+    /// The order ring's producer end (with `kafka.orders_topic`).
+    pub orders: Option<super::orders::OrderTx>,
+}
+
 /// The waker's token; connection `i` has `Token(i)`.
 const WAKE: Token = Token(usize::MAX);
 
@@ -189,9 +199,9 @@ impl Net {
         router: Router,
         wakes: Vec<(Arc<Wake>, Thread)>,
         cfg: NetConfig,
-        subs: Arc<SubsHandoff>,
-        orders: Option<super::orders::OrderTx>,
+        links: Links,
     ) -> std::io::Result<(Self, NetStopper)> {
+        let Links { subs, orders } = links;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         let stop = Arc::new(AtomicBool::new(false));
@@ -393,8 +403,7 @@ mod tests {
             Router::new(vec![tx]),
             vec![],
             cfg(),
-            Arc::default(),
-            None,
+            Links::default(),
         )
         .unwrap();
         (net, stopper, stats)
