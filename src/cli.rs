@@ -21,6 +21,16 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Check the host's tuning against the recommendations for the
+    /// engine's cores (tuning/README.md).
+    ///
+    /// Reads the kernel command line (isolcpus, nohz_full, rcu_nocbs), the
+    /// CPU governor and C-state limit, transparent huge pages, socket buffer
+    /// and backlog sysctls, swap, the memlock limit and (with --nic) the
+    /// NIC's interrupt affinity; no root needed. Prints a table (or --json).
+    /// Exit status: 0 all as recommended; 1 something to fix, or a bad
+    /// config.
+    Doctor(DoctorArgs),
     /// Decode binary Kite messages into JSON lines of ticks.
     ///
     /// Without --framed each FILE holds one binary WebSocket message and every
@@ -367,6 +377,26 @@ pub struct MockExchangeArgs {
     /// a new order id each time.
     #[arg(long, value_name = "SECS", value_parser = secs_parser(false), allow_hyphen_values = true)]
     pub orders_every: Option<f64>,
+}
+
+/// Arguments of `panda-feed doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The feed's config: its engine.network_core and
+    /// engine.publisher_cores are the cores checked.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The NIC carrying the feed (e.g. eth0): its interrupts must stay off
+    /// the engine's cores.
+    #[arg(long, value_name = "NAME")]
+    pub nic: Option<String>,
+    /// Read /proc and /sys under DIR instead of / (a copy of another host's,
+    /// or a test fixture).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// One JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `panda-feed decode`.

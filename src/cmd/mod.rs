@@ -7,6 +7,7 @@ pub mod check_config;
 mod credentials;
 pub mod decode;
 pub mod dlq;
+pub mod doctor;
 pub mod mock_exchange;
 pub mod run;
 mod run_control;
@@ -25,6 +26,7 @@ pub fn main(cli: Cli) -> ExitCode {
             let stderr = std::io::stderr();
             ExitCode::from(decode::run(&args, &mut stdout.lock(), &mut stderr.lock()))
         }
+        Command::Doctor(args) => doctor::run(&args),
         Command::MockExchange(args) => report(mock_exchange::run(&args)),
         Command::MockKafka(args) => report(mock_kafka(&args)),
         Command::Dlq(args) => match dlq::run(&args) {
