@@ -39,6 +39,11 @@ impl CalendarConfig {
         let mut p = Vec::new();
         super::ranges::check(&mut p, "calendar.days_back", self.days_back);
         super::ranges::check(&mut p, "calendar.days_forward", self.days_forward);
+        if let Some(f) = self.file()
+            && let Err(e) = crate::calendar::Holidays::load(Some(f))
+        {
+            p.push(e);
+        }
         p
     }
 
