@@ -269,3 +269,33 @@ fn instruments_map_to_exchanges_by_segment() {
         assert_eq!(Exchange::ALL[ex.index()], ex);
     }
 }
+
+#[test]
+fn a_weekend_special_session_and_a_holiday_of_some_exchanges() {
+    let mut h = shipped();
+    h.add(
+        HolidayFile::parse(
+            r#"
+year = 2026
+source = "test"
+[nse]
+holidays = [{ date = "2026-11-26", name = "Currency holiday", exchanges = ["CDS"] }]
+sessions = [{ date = "2026-11-29", open = "09:15", close = "15:30", name = "Sunday session", exchanges = ["NSE"] }]
+"#,
+            "t",
+        )
+        .unwrap(),
+    );
+    let cal = cal_at(&h, "2026-11-25");
+    let at = |ex, d, hh, mm| cal.is_open(ex, ist(d, hh, mm, 0)).unwrap();
+    assert!(at(Exchange::Nse, "2026-11-29", 9, 15) && !at(Exchange::Nse, "2026-11-29", 15, 30));
+    assert!(!at(Exchange::Nfo, "2026-11-29", 10, 0));
+    let day = h.day(Exchange::Nse, parse_date("2026-11-29").unwrap());
+    assert_eq!(day.closed, Some(Closed::Weekend));
+    assert_eq!(day.sessions[0].1.as_deref(), Some("Sunday session"));
+    assert!(!at(Exchange::Cds, "2026-11-26", 10, 0));
+    assert!(at(Exchange::Nse, "2026-11-26", 10, 0) && at(Exchange::Nco, "2026-11-26", 10, 0));
+    // This file has no BSE or MCX list: those are missing for 2026 now.
+    assert!(cal.missing().contains(&(2026, List::Mcx)));
+    assert!(!cal.missing().contains(&(2026, List::Nse)));
+}
