@@ -143,10 +143,9 @@ impl Ops {
 
     /// Uses the exchange calendar from now on: a silent connection whose
     /// instruments are all in closed markets is not `stale_feed`. Without
-    /// it (the default; `run --mock`, whose market never closes) every
-    /// silent connection is (`run` calls it unless `--mock`: the
-    /// in-process mock trades around the clock). Warns once for each year
-    /// of the window without a holiday list.
+    /// it (the default) every silent connection is; `run` calls it unless
+    /// `--mock` (the in-process mock trades around the clock). Warns once
+    /// for each year of the window without a holiday list.
     ///
     /// # Errors
     /// `calendar.file` cannot be read or is not a valid holiday file.
