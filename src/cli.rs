@@ -104,6 +104,49 @@ pub enum Command {
     /// Exit status: 0 ok (login: token written; status: a token is
     /// available); 1 otherwise, with the reason and the fix.
     Auth(AuthArgs),
+    /// Print a date's exchange sessions (IST and UTC), or why a market is
+    /// closed.
+    ///
+    /// Sessions come from the weekday rules (README, "Calendar"), the
+    /// shipped holiday lists and --file. A date of a year without a list
+    /// is answered by the weekday rule, with a warning on stderr.
+    ///
+    /// Exit status: 0 printed; 1 a bad --date or --exchange, or a holiday
+    /// file that cannot be read or is invalid; 2 a bad command line.
+    Calendar(CalendarArgs),
+}
+
+/// Arguments of `panda-feed calendar`.
+#[derive(Debug, Args)]
+pub struct CalendarArgs {
+    /// One exchange (NSE, NFO, CDS, BSE, BFO, BCD, MCX, MCXSX, NCO); all
+    /// when omitted.
+    #[arg(long, value_name = "EXCHANGE", value_parser = exchange)]
+    pub exchange: Option<crate::calendar::Exchange>,
+    /// The date, YYYY-MM-DD (IST); today in IST when omitted.
+    #[arg(long, value_name = "DATE", value_parser = date)]
+    pub date: Option<u32>,
+    /// A holiday file laid over the shipped ones, as `calendar.file`.
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn exchange(s: &str) -> Result<crate::calendar::Exchange, String> {
+    crate::calendar::Exchange::parse(s).ok_or_else(|| {
+        format!(
+            "{s:?} is not an exchange; one of {}",
+            crate::calendar::Exchange::ALL
+                .map(crate::calendar::Exchange::label)
+                .join(", ")
+        )
+    })
+}
+
+fn date(s: &str) -> Result<u32, String> {
+    crate::calendar::dates::parse_date(s)
 }
 
 /// Arguments of `panda-feed auth`.

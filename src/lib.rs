@@ -25,6 +25,8 @@
 //! - [`auth`]: the access token's sources, the token command and Kite's
 //!   session exchange (main thread, `token-command` helper thread);
 //! - [`cmd`]: the binary's subcommands (main thread);
+//! - [`calendar`]: exchange sessions, holidays, the preloaded window (built on
+//!   the main thread and the ops side; per-tick queries are O(1));
 //! - [`clock`]: the time source and date formatting (a leaf);
 //! - [`secret`]: the secret type whose `Debug` never shows it (a leaf);
 //! - [`run_id`]: the random id of a run, carried in every envelope (a leaf);
@@ -32,6 +34,7 @@
 //! - [`cli`]: argument parsing, the only place argv is read.
 
 pub mod auth;
+pub mod calendar;
 pub mod cli;
 pub mod clock;
 pub mod cmd;

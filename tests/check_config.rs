@@ -196,3 +196,33 @@ fn run_reads_the_same_environment_and_refuses_a_bad_variable() {
     );
     assert!(err.contains("engine.ring_capacity = 0"), "{err}");
 }
+
+#[test]
+fn the_calendar_settings_and_the_holiday_file_are_checked() {
+    let dir = TempDir::new("check-config-calendar");
+    let bad = dir.file(
+        "2026.toml",
+        "year = 2026\nsource = \"x\"\n[mcx]\nholidays = [{ date = \"2026-11-29\", name = \"sun\" }]\n",
+    );
+    let out = output(
+        check_config(&["--mock"])
+            .env("CALENDAR__FILE", &bad)
+            .env("CALENDAR__DAYS_FORWARD", "400"),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("mcx.holidays 2026-11-29: a Saturday or Sunday"),
+        "{err}"
+    );
+    assert!(
+        err.contains("calendar.days_forward = 400 is out of range"),
+        "{err}"
+    );
+    let good = dir.file("ok.toml", "year = 2027\nsource = \"test\"\n[nse]\n");
+    let out = output(check_config(&["--mock"]).env("CALENDAR__FILE", &good));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(line(&text, "calendar.file").contains("(env)"), "{text}");
+    assert!(line(&text, "calendar.days_back").contains("14"), "{text}");
+}

@@ -5,7 +5,9 @@
 //! real librdkafka producer) — perform zero heap allocations, and so do the
 //! network thread's loop turns (`Net::turn`, driven here against the mock
 //! exchange), busy or idle. Encoding with a reduced field selection, and
-//! changing the selection while a publisher runs, allocate nothing either.
+//! changing the selection while a publisher runs, allocate nothing either;
+//! nor do the exchange calendar's per-tick queries (`Cursor::is_open`,
+//! `Cursor::minute_start`) over a whole day.
 //! librdkafka's own C allocations do not go through
 //! Rust's allocator and are not counted.
 //!
@@ -505,4 +507,31 @@ fn network_thread_turns_allocate_nothing_busy_or_idle() {
     assert_eq!(ring.dropped_full(), 0);
     net.close();
     mock.stop();
+}
+
+#[test]
+fn calendar_queries_per_tick_allocate_nothing() {
+    use panda_feed::calendar::{Calendar, Cursor, DAY_NS, Exchange, Holidays};
+    // Built once, off the hot path (allocates).
+    let h = Holidays::load(None).unwrap();
+    // 2026-11-25 12:00 IST.
+    let noon = 20_782 * DAY_NS + 6 * 3_600_000_000_000 + 1_800_000_000_000;
+    let cal = Calendar::new(&h, noon, 14, 7);
+    let mut cursors = Exchange::ALL.map(Cursor::new);
+    // A day of ticks, one every 250 ms, on every exchange.
+    let start = noon - 12 * 3_600_000_000_000;
+    let ((open, bars), n) = measure(|| {
+        let (mut open, mut bars) = (0u64, 0u64);
+        let mut ts = start;
+        while ts < start + DAY_NS {
+            for c in &mut cursors {
+                open += u64::from(c.is_open(&cal, ts) == Some(true));
+                bars += u64::from(c.minute_start(&cal, ts).is_some());
+            }
+            ts += 250_000_000;
+        }
+        (open, bars)
+    });
+    assert_eq!(n, 0, "{n} allocations in calendar lookups");
+    assert!(open > 0 && open == bars, "{open} {bars}");
 }

@@ -3,6 +3,7 @@
 //! started and joined by it.
 
 pub mod auth;
+pub mod calendar;
 pub mod check_config;
 mod credentials;
 pub mod decode;
@@ -38,6 +39,11 @@ pub fn main(cli: Cli) -> ExitCode {
         },
         Command::Auth(args) => auth::run(&args),
         Command::CheckConfig(args) => check_config::run(&args),
+        Command::Calendar(args) => {
+            let stdout = std::io::stdout();
+            let stderr = std::io::stderr();
+            ExitCode::from(calendar::run(&args, &mut stdout.lock(), &mut stderr.lock()))
+        }
         Command::Run(args) => match run::run(&args) {
             Ok(code) => code,
             Err(e) => {

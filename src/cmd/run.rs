@@ -213,6 +213,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     redis_cfg.url_file = None;
     let mut ops = Ops::start(ops_cfg, redis_cfg, &engine_cfg.kafka.topic)?;
     ops.set_notes(secret_file_notes);
+    if !args.mock {
+        ops.set_calendar(&cfg.calendar)?;
+    }
     ops.set_admin_auth(admin_auth(&cfg)?);
     let control_queue = ops.control_queue();
     if let Some(a) = ops.local_addr() {

@@ -76,6 +76,10 @@ pub const SUBS_QUEUE: u64 = 10;
 pub const SUBS_WATCH_MS: u64 = 1000;
 /// `subscriptions.universe_history`.
 pub const UNIVERSE_HISTORY: u64 = 20;
+/// `calendar.days_back`: days before today the calendar preloads.
+pub const CALENDAR_DAYS_BACK: u64 = 14;
+/// `calendar.days_forward`: days after today the calendar preloads.
+pub const CALENDAR_DAYS_FORWARD: u64 = 7;
 /// `run.log_level` (`--log-level`).
 pub const LOG_LEVEL: &str = "info";
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use std::time::Duration;
 
+mod calendar;
 mod control;
 pub mod defaults;
 pub mod env;
@@ -19,6 +20,7 @@ mod redis;
 mod spool;
 
 use crate::tick::Mode;
+pub use calendar::CalendarConfig;
 pub use control::SubscriptionsConfig;
 pub use fields::FieldsConfig;
 pub use kafka::KafkaConfig;
@@ -51,6 +53,8 @@ pub struct Config {
     pub subscriptions: SubscriptionsConfig,
     /// Which optional parts of the published tick are sent.
     pub fields: FieldsConfig,
+    /// The exchange calendar: holiday file and preloaded window.
+    pub calendar: CalendarConfig,
 }
 
 /// `[zerodha]`: the Kite connection. Like every key, each can be set from
@@ -404,6 +408,7 @@ impl Config {
             ));
         }
         p.extend(self.subscriptions.problems());
+        p.extend(self.calendar.problems());
         p.extend(self.ops.problems());
         p.extend(self.redis.problems());
         p
@@ -482,6 +487,7 @@ mod tests {
         // And every key of every section is written out in it.
         for section in [
             "zerodha", "engine", "kafka", "spool", "mock", "run", "ops", "redis", "fields",
+            "calendar",
         ] {
             assert!(
                 text.contains(&format!("[{section}]")),

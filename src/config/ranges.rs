@@ -125,6 +125,8 @@ pub const RANGES: &[Range] = &[
     r("subscriptions.queue", 1, 10_000, "requests"),
     r("subscriptions.watch_ms", 0, 3_600_000, "ms"),
     r("subscriptions.universe_history", 1, 1000, "versions"),
+    r("calendar.days_back", 0, 366, "days"),
+    r("calendar.days_forward", 0, 366, "days"),
     r("ops.sample_ms", 1, 3_600_000, "ms"),
     r("ops.window_s", 1, 86_400, "s"),
     r("ops.history", 1, 100_000, "samples"),

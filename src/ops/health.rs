@@ -121,6 +121,10 @@ pub struct Input<'a> {
     pub kafka_error: Option<&'a str>,
     /// Secret files readable by group/other (one warning text each).
     pub secret_files: &'a [String],
+    /// Per connection: every instrument of it is in a closed market now
+    /// (the exchange calendar); such a connection is not `stale_feed`.
+    /// Shorter than `connections` (or empty) where unknown: open.
+    pub markets_closed: &'a [bool],
 }
 
 fn issue(code: &'static str, severity: Status, text: String) -> Issue {
@@ -223,6 +227,7 @@ pub fn evaluate(i: &Input<'_>, t: &Thresholds) -> Health {
         if *state == "open"
             && let Some(age) = age
             && *age > t.stale_after_ms
+            && i.markets_closed.get(c) != Some(&true)
         {
             v.push(issue(
                 "stale_feed",
@@ -375,6 +380,20 @@ mod tests {
         i.redis_failures = 2;
         i.redis_error = Some("connection refused");
         assert_eq!(codes(&evaluate(&i, &T)), ["redis_unavailable"]);
+    }
+
+    #[test]
+    fn a_silent_connection_on_a_closed_market_is_not_stale() {
+        let mut i = ok();
+        i.connections = vec![("open", Some(60_000)), ("open", Some(60_000))];
+        i.markets_closed = &[true, false];
+        let h = evaluate(&i, &T);
+        assert_eq!(codes(&h), ["stale_feed"]);
+        assert!(h.issues[0].text.starts_with("connection 1:"), "{h:?}");
+        i.markets_closed = &[true, true];
+        assert!(evaluate(&i, &T).issues.is_empty());
+        i.markets_closed = &[];
+        assert_eq!(evaluate(&i, &T).issues.len(), 2);
     }
 
     #[test]

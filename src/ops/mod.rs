@@ -17,7 +17,7 @@ pub mod redis_sink;
 mod response;
 mod view;
 
-pub use crate::config::{OpsConfig, RedisConfig};
+pub use crate::config::{CalendarConfig, OpsConfig, RedisConfig};
 pub use view::{
     BUCKETS_S, Buckets, ConnSample, ConnView, ControlView, Shared, SlowKafka, SlowRedis, View,
 };
@@ -65,6 +65,16 @@ pub struct Ops {
     topic: String,
     notes: Vec<String>,
     control: ControlView,
+    calendar: Option<MarketHours>,
+    markets_closed: Vec<bool>,
+}
+
+/// The calendar the ops side asks whether a connection's markets are
+/// closed (`stale_feed` is not raised then), and the lists it is built from.
+#[derive(Debug)]
+struct MarketHours {
+    holidays: crate::calendar::Holidays,
+    window: crate::calendar::Calendar,
 }
 
 impl Ops {
@@ -118,6 +128,8 @@ impl Ops {
             last_published: 0,
             topic: topic.to_owned(),
             notes: Vec::new(),
+            calendar: None,
+            markets_closed: Vec::new(),
             control: ControlView::default(),
         })
     }
@@ -127,6 +139,43 @@ impl Ops {
     /// group/other).
     pub fn set_notes(&mut self, notes: Vec<String>) {
         self.notes = notes;
+    }
+
+    /// Uses the exchange calendar from now on: a silent connection whose
+    /// instruments are all in closed markets is not `stale_feed`. Without
+    /// it (the default) every silent connection is; `run` calls it unless
+    /// `--mock` (the in-process mock trades around the clock). Warns once
+    /// for each year of the window without a holiday list.
+    ///
+    /// # Errors
+    /// `calendar.file` cannot be read or is not a valid holiday file.
+    pub fn set_calendar(&mut self, cfg: &CalendarConfig) -> anyhow::Result<()> {
+        let holidays = crate::calendar::Holidays::load(cfg.file()).map_err(anyhow::Error::msg)?;
+        let back = u32::try_from(cfg.days_back).unwrap_or(u32::MAX);
+        let fwd = u32::try_from(cfg.days_forward).unwrap_or(u32::MAX);
+        let window = crate::calendar::Calendar::new(&holidays, now_ns(), back, fwd);
+        warn_missing(&window, &[]);
+        self.calendar = Some(MarketHours { holidays, window });
+        Ok(())
+    }
+
+    /// Per connection slot: every exchange of its subscriptions is closed
+    /// at `at_ns` (an idle slot, or an instrument of a segment the
+    /// calendar does not know, counts as open). Moves the window when the
+    /// IST date changed.
+    fn markets_closed(&mut self, subs: &[Arc<Vec<(u32, crate::tick::Mode)>>], at_ns: u64) {
+        self.markets_closed.clear();
+        let Some(cal) = &mut self.calendar else {
+            return;
+        };
+        if let Some(next) = cal.window.moved_to(&cal.holidays, at_ns) {
+            warn_missing(&next, cal.window.missing());
+            cal.window = next;
+        }
+        for conn in subs {
+            let closed = all_closed(&cal.window, conn.iter().map(|&(t, _)| t), at_ns);
+            self.markets_closed.push(closed);
+        }
     }
 
     /// Opens the control endpoints (`admin.rs`): returns the queue their
@@ -199,6 +248,9 @@ impl Ops {
     /// Redis when due; computes health; publishes the view.
     pub fn sample(&mut self, engine: &mut Engine, running: bool) -> Arc<View> {
         let counts = engine.counts();
+        if self.calendar.is_some() {
+            self.markets_closed(&engine.connection_subscriptions(), now_ns());
+        }
         let slow = engine.take_slow_acks();
         let panics = engine.thread_panics();
         let (p, a) = engine.latency_histograms();
@@ -384,6 +436,7 @@ impl Ops {
                 fatal_in_window: counts.producer_fatal_errors.saturating_sub(first.fatal),
                 kafka_error: counts.last_kafka_error.as_deref(),
                 secret_files: &self.notes,
+                markets_closed: &self.markets_closed,
             },
             &self.thresholds,
         );
@@ -429,6 +482,42 @@ impl Ops {
     }
 }
 
+/// Whether every instrument of `tokens` is in a closed market at `at_ns`:
+/// `false` for none, or for one of a segment the calendar does not know.
+fn all_closed(
+    window: &crate::calendar::Calendar,
+    tokens: impl Iterator<Item = u32>,
+    at_ns: u64,
+) -> bool {
+    use crate::calendar::Exchange;
+    // One bit per exchange seen; bit 15: a segment the calendar does not know.
+    let mut seen = 0u16;
+    for token in tokens {
+        seen |= Exchange::of_instrument(token, None).map_or(1 << 15, |e| 1 << e.index());
+    }
+    seen != 0
+        && seen & (1 << 15) == 0
+        && Exchange::ALL
+            .iter()
+            .filter(|e| seen & (1 << e.index()) != 0)
+            .all(|&e| window.is_open(e, at_ns) == Some(false))
+}
+
+/// Warns once for each (year, list) of `window` without a holiday list
+/// that `before` did not already lack.
+fn warn_missing(window: &crate::calendar::Calendar, before: &[(u32, crate::calendar::List)]) {
+    for (year, list) in window.missing() {
+        if !before.contains(&(*year, *list)) {
+            tracing::warn!(
+                "calendar: no {} holiday list for {year}: its weekdays count as trading days \
+                 (stale_feed may be raised on its holidays); add the year's file \
+                 (calendar.file, README \"Calendar\")",
+                list.label()
+            );
+        }
+    }
+}
+
 /// The health thresholds of the `[ops]` percentages.
 fn thresholds(cfg: &OpsConfig) -> Thresholds {
     Thresholds {
@@ -468,4 +557,46 @@ fn sorted<T: Clone>(q: &VecDeque<(u64, T, u64)>, n: usize) -> Vec<T> {
     let mut v: Vec<_> = q.iter().collect();
     v.sort_unstable_by_key(|e| std::cmp::Reverse(e.2));
     v.into_iter().take(n).map(|e| e.1.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::calendar::dates::parse_date;
+    use crate::calendar::{Calendar, DAY_NS, Holidays, IST_OFFSET_NS};
+
+    /// ns of `date` at `hh:mm` IST.
+    fn ist(date: &str, hh: u64, mm: u64) -> u64 {
+        u64::from(parse_date(date).unwrap()) * DAY_NS + (hh * 60 + mm) * 60_000_000_000
+            - IST_OFFSET_NS
+    }
+
+    #[test]
+    fn a_connection_is_closed_only_when_all_its_markets_are() {
+        let h = Holidays::load(None).unwrap();
+        let cal = Calendar::new(&h, ist("2026-11-25", 12, 0), 14, 7);
+        // INFY (NSE), NIFTY 50 (index, NSE hours), an MCX future.
+        let (nse, nifty, mcx) = (408_065, 256_265, 53_253_383);
+        let at = |hh, mm| ist("2026-11-25", hh, mm);
+        assert!(super::all_closed(&cal, [nse, nifty].into_iter(), at(16, 0)));
+        assert!(!super::all_closed(
+            &cal,
+            [nse, nifty].into_iter(),
+            at(10, 0)
+        ));
+        // MCX trades into the evening: the connection is not closed.
+        assert!(!super::all_closed(&cal, [nse, mcx].into_iter(), at(16, 0)));
+        assert!(super::all_closed(&cal, [nse, mcx].into_iter(), at(23, 45)));
+        // Saturday; and the empty / unknown-segment cases count as open.
+        assert!(super::all_closed(
+            &cal,
+            [mcx].into_iter(),
+            ist("2026-11-28", 12, 0)
+        ));
+        assert!(!super::all_closed(&cal, std::iter::empty(), at(16, 0)));
+        assert!(!super::all_closed(
+            &cal,
+            [nse, 0x1234_560A].into_iter(),
+            at(16, 0)
+        ));
+    }
 }
