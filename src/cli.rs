@@ -420,6 +420,16 @@ pub struct MockExchangeArgs {
     /// a new order id each time.
     #[arg(long, value_name = "SECS", value_parser = secs_parser(false), allow_hyphen_values = true)]
     pub orders_every: Option<f64>,
+    /// Replay this framed recording (from --record, or a generated corpus)
+    /// to each connection once it subscribes, instead of the generated
+    /// market; then heartbeats only.
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+    /// Replay pace, messages per second (default: as fast as the client
+    /// reads).
+    #[arg(long, value_name = "MSGS_PER_S", requires = "replay",
+          value_parser = ranged::<u64>(ranges::RATE), allow_hyphen_values = true)]
+    pub replay_rate: Option<u64>,
 }
 
 /// Arguments of `panda-feed doctor`.

@@ -310,3 +310,57 @@ fn the_market_clock_starts_where_it_is_set_and_orders_arrive_on_demand() {
     assert_eq!(v["data"]["order_id"], "261125000000001");
     assert_eq!(v["data"]["status"], "COMPLETE");
 }
+
+#[test]
+fn a_replayed_recording_arrives_whole_in_order_then_heartbeats() {
+    // A recording: 300 ticks from a live mock, framed.
+    let dir = TempDir::new("mock-replay");
+    let rec = dir.join("rec.framed");
+    {
+        let mock = start_mock(|m| {
+            m.rate_per_s = 5000;
+            m.record = Some(rec.clone());
+        });
+        let mut ws = connect(&mock);
+        send(&mut ws, r#"{"a":"subscribe","v":[408065,884737,256265]}"#);
+        send(
+            &mut ws,
+            r#"{"a":"mode","v":["full",[408065,884737,256265]]}"#,
+        );
+        let mut raw = Vec::new();
+        read_ticks(&mut ws, 300, &mut raw);
+        mock.stop();
+    }
+    let msgs = panda_feed::mock::scenario::read_framed(&rec, 1 << 20).unwrap();
+    assert!(msgs.len() > 10);
+    let mock = start_mock(|m| {
+        m.replay = Some(std::sync::Arc::new(msgs.clone()));
+        m.heartbeat = Duration::from_millis(20);
+    });
+    let mut ws = connect(&mock);
+    send(&mut ws, r#"{"a":"subscribe","v":[1]}"#);
+    let mut got = Vec::new();
+    while got.len() < msgs.len() {
+        match ws.read().expect("message before timeout") {
+            Message::Binary(b) if b.len() > 1 => got.push(b),
+            Message::Binary(_) => panic!("a heartbeat before the recording ended"),
+            _ => {}
+        }
+    }
+    assert_eq!(got, msgs, "byte for byte, in order");
+    // Then only heartbeats.
+    for _ in 0..3 {
+        match ws.read().expect("heartbeat") {
+            Message::Binary(b) => assert_eq!(b.len(), 1),
+            m => panic!("{m:?}"),
+        }
+    }
+    assert_eq!(
+        mock.stats().replayed_messages.load(Ordering::SeqCst),
+        msgs.len() as u64
+    );
+    // A truncated recording is an error naming the offset.
+    let bad = dir.file("bad.framed", [0u8, 0, 0, 9, 1, 2]);
+    let e = panda_feed::mock::scenario::read_framed(&bad, 1 << 20).unwrap_err();
+    assert!(e.contains("truncated record at byte 0"), "{e}");
+}

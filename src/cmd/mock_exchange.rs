@@ -35,6 +35,23 @@ pub fn run(args: &MockExchangeArgs) -> anyhow::Result<()> {
         max_instruments: args.max_instruments.max(1),
         heartbeat: Duration::from_millis(args.heartbeat_ms),
         clock_start_s: args.clock,
+        replay: match &args.replay {
+            Some(p) => {
+                let msgs = crate::mock::scenario::read_framed(
+                    p,
+                    crate::config::defaults::MAX_MESSAGE_BYTES,
+                )
+                .map_err(anyhow::Error::msg)?;
+                eprintln!(
+                    "mock-exchange: replaying {} messages from {}",
+                    msgs.len(),
+                    p.display()
+                );
+                Some(Arc::new(msgs))
+            }
+            None => None,
+        },
+        replay_rate: args.replay_rate,
         ..MockConfig::default()
     };
     if let Some(path) = &args.instruments {

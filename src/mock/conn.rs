@@ -128,6 +128,8 @@ pub(super) fn serve(stream: TcpStream, id: u64, shared: &Arc<Shared>) {
         market_messages: 0,
         text_queued: 0,
         disconnect: false,
+        replay_at: 0,
+        replay_started: None,
     };
     c.run(&text_rx);
     let mut reg = shared
@@ -153,6 +155,10 @@ struct Conn<'a> {
     text_queued: u64,
     /// Set by the `disconnect_every` fault: close cleanly after this turn.
     disconnect: bool,
+    /// The next message of the replay recording.
+    replay_at: usize,
+    /// When this connection's replay began (its first subscribe).
+    replay_started: Option<Instant>,
 }
 
 /// The connection is over (closed by either side, or broken).
@@ -229,7 +235,11 @@ impl Conn<'_> {
             }
             busy = true;
         }
-        busy |= self.stream_updates()?;
+        busy |= if self.shared.cfg.replay.is_some() {
+            self.replay()?
+        } else {
+            self.stream_updates()?
+        };
         if self.shared.faults.flood_connection.load(Ordering::Relaxed) == self.id {
             busy |= self.flood()?;
         }
@@ -249,6 +259,39 @@ impl Conn<'_> {
             Err(_) => return Err(Closed),
         }
         Ok(busy)
+    }
+
+    /// Sends the replay recording's due messages (all of them without a
+    /// pace) as far as the client reads: a full write buffer waits for the
+    /// next turn. Starts at the connection's first subscribe.
+    fn replay(&mut self) -> Result<bool, Closed> {
+        let Some(msgs) = self.shared.cfg.replay.clone() else {
+            return Ok(false);
+        };
+        if self.subs.is_empty() && self.replay_started.is_none() {
+            return Ok(false);
+        }
+        let started = *self.replay_started.get_or_insert_with(Instant::now);
+        let due = self.shared.cfg.replay_rate.map_or(msgs.len(), |r| {
+            let n = started.elapsed().as_secs_f64() * r as f64;
+            (n as usize).min(msgs.len())
+        });
+        let mut sent = false;
+        while self.replay_at < due {
+            let m = &msgs[self.replay_at];
+            if !self.send(Message::Binary(m.clone()), true)? {
+                break;
+            }
+            let packets = m.get(..2).map_or(0, |c| u16::from_be_bytes([c[0], c[1]]));
+            let st = &self.shared.stats;
+            st.sent_ticks
+                .fetch_add(u64::from(packets), Ordering::Relaxed);
+            st.sent_messages.fetch_add(1, Ordering::Relaxed);
+            st.replayed_messages.fetch_add(1, Ordering::Relaxed);
+            self.replay_at += 1;
+            sent = true;
+        }
+        Ok(sent)
     }
 
     /// The `flood_connection` fault: up to 1024 heartbeats per turn (as

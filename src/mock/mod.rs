@@ -65,6 +65,12 @@ pub struct MockConfig {
     /// from here at wall-clock speed (e.g. 15:29:50 IST to cross the close).
     /// `None` = the wall clock.
     pub clock_start_s: Option<u32>,
+    /// Replay these binary messages (a framed recording) to each connection
+    /// once it has subscribed, in order, instead of the generated market.
+    pub replay: Option<Arc<Vec<tungstenite::Bytes>>>,
+    /// Replay pace, messages per second; `None` = as fast as the client
+    /// reads.
+    pub replay_rate: Option<u64>,
 }
 
 impl Default for MockConfig {
@@ -84,6 +90,8 @@ impl Default for MockConfig {
             heartbeat: Duration::from_millis(defaults::MOCK_HEARTBEAT_MS),
             expiry: HashMap::new(),
             clock_start_s: None,
+            replay: None,
+            replay_rate: None,
         }
     }
 }
@@ -126,6 +134,8 @@ pub struct MockStats {
     pub ignored_tokens: AtomicU64,
     /// Client text frames that were not valid requests.
     pub bad_requests: AtomicU64,
+    /// Messages of a `replay` recording sent.
+    pub replayed_messages: AtomicU64,
     /// Connections closed by the `disconnect_every` fault.
     pub injected_disconnects: AtomicU64,
     /// Malformed messages sent by the `malformed_every` fault.

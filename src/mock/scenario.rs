@@ -1,6 +1,7 @@
 //! Scenario helpers of the mock exchange: a settable market clock
 //! ([`parse_clock`]: start the market at, say, 15:29:50 IST to cross the
-//! close) and order postbacks on demand ([`order_frame`], the shape of
+//! close), replay of a framed recording ([`read_framed`]) and order
+//! postbacks on demand ([`order_frame`], the shape of
 //! docs/KITE_PROTOCOL.md §3). Test infrastructure, on the caller's thread.
 
 use serde_json::json;
@@ -74,6 +75,45 @@ pub fn parse_clock(s: &str) -> Result<u32, String> {
     let days = days_from_civil(i64::from(y), mo, d).ok_or_else(bad)?;
     let secs = i64::from(days) * 86_400 + i64::from(h * 3600 + mi * 60 + se) - offset;
     u32::try_from(secs).map_err(|_| bad())
+}
+
+/// The messages of a framed recording (`--record`, or a generated corpus:
+/// each a u32 big-endian length, then the message), for `--replay`.
+///
+/// # Errors
+/// The file cannot be read, or a record is truncated or longer than
+/// `max_message` bytes: named, with its offset.
+pub fn read_framed(
+    path: &std::path::Path,
+    max_message: usize,
+) -> Result<Vec<tungstenite::Bytes>, String> {
+    let data = std::fs::read(path)
+        .map_err(|e| format!("cannot read replay file {}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while at < data.len() {
+        let bad = |what: &str| {
+            format!(
+                "replay file {} is not a framed recording: {what} at byte {at}",
+                path.display()
+            )
+        };
+        let len = data
+            .get(at..at + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or_else(|| bad("a truncated length"))?;
+        if len > max_message {
+            return Err(bad(&format!(
+                "a record of {len} bytes (over {max_message})"
+            )));
+        }
+        let msg = data
+            .get(at + 4..at + 4 + len)
+            .ok_or_else(|| bad("a truncated record"))?;
+        out.push(tungstenite::Bytes::copy_from_slice(msg));
+        at += 4 + len;
+    }
+    Ok(out)
 }
 
 /// An `order` text frame for `order_id` with `status` (`OPEN`, `COMPLETE`,
