@@ -196,6 +196,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         api_key,
         access_token,
         instruments: subs,
+        instrument_tiers: list
+            .iter()
+            .filter_map(|i| Some((i.token, i.tier?)))
+            .collect(),
         publishers: args.publishers.unwrap_or(cfg.engine.publishers),
         kafka,
         supervision,

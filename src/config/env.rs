@@ -24,6 +24,7 @@ pub const SECTIONS: &[&str] = &[
     "redis",
     "subscriptions",
     "fields",
+    "tiers",
 ];
 
 /// Variables that set a key under another name: (variable, section, key).

@@ -17,6 +17,7 @@ mod ops;
 pub mod ranges;
 mod redis;
 mod spool;
+mod tiers;
 
 use crate::tick::Mode;
 pub use control::SubscriptionsConfig;
@@ -26,6 +27,7 @@ pub use ops::OpsConfig;
 use ranges::check;
 pub use redis::RedisConfig;
 pub use spool::{Fsync, SpoolConfig};
+pub use tiers::TiersConfig;
 
 /// The whole file.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -51,6 +53,8 @@ pub struct Config {
     pub subscriptions: SubscriptionsConfig,
     /// Which optional parts of the published tick are sent.
     pub fields: FieldsConfig,
+    /// Instrument tiers: what is shed first under pressure.
+    pub tiers: TiersConfig,
 }
 
 /// `[zerodha]`: the Kite connection. Like every key, each can be set from
@@ -404,6 +408,7 @@ impl Config {
             ));
         }
         p.extend(self.subscriptions.problems());
+        p.extend(self.tiers.problems());
         p.extend(self.ops.problems());
         p.extend(self.redis.problems());
         p
@@ -481,7 +486,7 @@ mod tests {
         assert_eq!(c.kafka.topic, defaults::TOPIC);
         // And every key of every section is written out in it.
         for section in [
-            "zerodha", "engine", "kafka", "spool", "mock", "run", "ops", "redis", "fields",
+            "zerodha", "engine", "kafka", "spool", "mock", "run", "ops", "redis", "fields", "tiers",
         ] {
             assert!(
                 text.contains(&format!("[{section}]")),

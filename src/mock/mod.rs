@@ -523,6 +523,7 @@ pub fn default_instruments(n: usize) -> Vec<crate::instruments::Instrument> {
             exchange: "NSE".into(),
             expiry_day: None,
             mode: Some(Mode::Full),
+            tier: None,
         },
         crate::instruments::Instrument {
             token: 260_105,
@@ -531,6 +532,7 @@ pub fn default_instruments(n: usize) -> Vec<crate::instruments::Instrument> {
             exchange: "NSE".into(),
             expiry_day: None,
             mode: Some(Mode::Quote),
+            tier: None,
         },
     ];
     let segments: [(u32, &str); 6] = [
@@ -557,6 +559,7 @@ pub fn default_instruments(n: usize) -> Vec<crate::instruments::Instrument> {
             exchange: exch.into(),
             expiry_day: None,
             mode: Some(modes[i as usize % 3]),
+            tier: None,
         });
         i += 1;
     }

@@ -1,0 +1,259 @@
+//! Instrument tiers T0/T1/T2: what is shed last (T0) and first (T2) under
+//! pressure (README, "Tiers"; `docs/ARCHITECTURE.md`, "Tiers").
+//!
+//! A leaf: the [`TierMap`] is built once at start-up (on the caller's
+//! thread) from the `[tiers]` rules and the instruments CSV's `tier` column,
+//! then shared read-only (`Arc`) by the network thread's router (one lookup
+//! per tick), the publishers' producers (per delivery report) and the ops
+//! side. Looking a token up never allocates and never hashes: a binary
+//! search over the tokens given a tier by name (sorted once), then a
+//! 256-entry table by segment (`token & 0xFF`), whose entries are the
+//! exchange rules over the default tier. A token added live (a subscription
+//! change) that the map does not name gets its segment's tier, so the
+//! tier of a token never changes during a run.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// How many tiers there are.
+pub const TIERS: usize = 3;
+
+/// A tier. T0 is shed last, T2 first.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Deserialize, Serialize,
+)]
+#[repr(u8)]
+pub enum Tier {
+    /// Shed last: a T0 tick is dropped only when the T0 ring is full.
+    T0 = 0,
+    /// Shed after T2.
+    #[default]
+    T1 = 1,
+    /// Shed first.
+    T2 = 2,
+}
+
+impl Tier {
+    /// Every tier, in drop order reversed (T0 first).
+    pub const ALL: [Self; TIERS] = [Self::T0, Self::T1, Self::T2];
+
+    /// The label used in the summary and in metrics (`{tier="T0"}`).
+    #[must_use]
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::T0 => "T0",
+            Self::T1 => "T1",
+            Self::T2 => "T2",
+        }
+    }
+
+    /// The index (0, 1, 2).
+    #[must_use]
+    #[inline]
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Parses `T0`/`T1`/`T2` or `0`/`1`/`2` (any case, trimmed).
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "T0" | "0" => Some(Self::T0),
+            "T1" | "1" => Some(Self::T1),
+            "T2" | "2" => Some(Self::T2),
+            _ => None,
+        }
+    }
+}
+
+/// Segment code (`token & 0xFF`) of an exchange name as the instruments
+/// dump writes it (`docs/KITE_PROTOCOL.md` §4.3), case-insensitive.
+#[must_use]
+pub fn exchange_segment(name: &str) -> Option<u8> {
+    Some(match name.trim().to_ascii_uppercase().as_str() {
+        "NSE" => 1,
+        "NFO" => 2,
+        "CDS" => 3,
+        "BSE" => 4,
+        "BFO" => 5,
+        "BCD" => 6,
+        "MCX" => 7,
+        "MCXSX" | "MCX-SX" => 8,
+        "INDICES" => 9,
+        "NCO" => 12,
+        _ => return None,
+    })
+}
+
+/// Token → tier, fixed for the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TierMap {
+    /// Tokens whose tier differs from their segment's, sorted by token.
+    named: Vec<(u32, Tier)>,
+    /// Tier by segment code: the exchange rules over the default.
+    by_segment: [Tier; 256],
+}
+
+impl Default for TierMap {
+    /// Every token in [`Tier::default`].
+    fn default() -> Self {
+        Self::uniform(Tier::default())
+    }
+}
+
+impl TierMap {
+    /// Every token in `tier`.
+    #[must_use]
+    pub fn uniform(tier: Tier) -> Self {
+        Self {
+            named: Vec::new(),
+            by_segment: [tier; 256],
+        }
+    }
+
+    /// The map of `default`, the `segments` rules (segment code → tier) and
+    /// the `named` tokens, later entries winning over earlier ones: give
+    /// the `[tiers]` token lists first and the CSV column last (the
+    /// precedence is CSV column > token list > exchange rule > default).
+    #[must_use]
+    pub fn new(default: Tier, segments: &[(u8, Tier)], named: &[(u32, Tier)]) -> Self {
+        let mut by_segment = [default; 256];
+        for &(s, t) in segments {
+            by_segment[usize::from(s)] = t;
+        }
+        let mut last: BTreeMap<u32, Tier> = BTreeMap::new();
+        for &(tok, t) in named {
+            last.insert(tok, t);
+        }
+        let named = last
+            .into_iter()
+            .filter(|&(tok, t)| by_segment[usize::from(tok.to_le_bytes()[0])] != t)
+            .collect();
+        Self { named, by_segment }
+    }
+
+    /// The tier of `token`. Never allocates: a binary search over the named
+    /// tokens (skipped when there are none), then a table lookup.
+    #[must_use]
+    #[inline]
+    pub fn tier_of(&self, token: u32) -> Tier {
+        if !self.named.is_empty()
+            && let Ok(i) = self.named.binary_search_by_key(&token, |e| e.0)
+        {
+            return self.named[i].1;
+        }
+        self.by_segment[usize::from(token.to_le_bytes()[0])]
+    }
+
+    /// The tiers some token can have: a tier no token can reach gets no
+    /// ring memory.
+    #[must_use]
+    pub fn reachable(&self) -> [bool; TIERS] {
+        let mut r = [false; TIERS];
+        for t in self
+            .by_segment
+            .iter()
+            .chain(self.named.iter().map(|e| &e.1))
+        {
+            r[t.index()] = true;
+        }
+        r
+    }
+
+    /// Tokens named with a tier other than their segment's.
+    #[must_use]
+    pub fn named_len(&self) -> usize {
+        self.named.len()
+    }
+}
+
+/// Splits `capacity` ring slots over the tiers by `pct` (each tier's share
+/// in percent), among the `reachable` tiers only (renormalized); T0 gets
+/// what rounding leaves. A reachable tier gets at least one slot; an
+/// unreachable one none.
+#[must_use]
+pub fn split_capacity(
+    capacity: usize,
+    pct: [u64; TIERS],
+    reachable: [bool; TIERS],
+) -> [usize; TIERS] {
+    let weight = |t: usize| if reachable[t] { pct[t].max(1) } else { 0 };
+    let total: u64 = (0..TIERS).map(weight).sum();
+    let mut out = [0usize; TIERS];
+    if total == 0 {
+        return out;
+    }
+    let cap = capacity as u128;
+    for (t, o) in out.iter_mut().enumerate() {
+        let share = cap * u128::from(weight(t)) / u128::from(total);
+        *o = usize::try_from(share).unwrap_or(usize::MAX);
+        if reachable[t] {
+            *o = (*o).max(1);
+        }
+    }
+    let used: usize = out.iter().sum();
+    let first = (0..TIERS).find(|&t| reachable[t]).unwrap_or(0);
+    out[first] += capacity.saturating_sub(used);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_is_named_over_segment_over_default() {
+        let nse = |n: u32| (n << 8) | 1;
+        let nfo = |n: u32| (n << 8) | 2;
+        // NFO is T2 by rule; token list says nse(5) T2 and nfo(7) T0; the
+        // CSV (later) says nse(5) T0.
+        let m = TierMap::new(
+            Tier::T1,
+            &[(2, Tier::T2)],
+            &[(nse(5), Tier::T2), (nfo(7), Tier::T0), (nse(5), Tier::T0)],
+        );
+        assert_eq!(m.tier_of(nse(1)), Tier::T1);
+        assert_eq!(m.tier_of(nfo(1)), Tier::T2);
+        assert_eq!(m.tier_of(nfo(7)), Tier::T0);
+        assert_eq!(m.tier_of(nse(5)), Tier::T0);
+        // A token added live, unknown to the map: its segment's tier.
+        assert_eq!(m.tier_of(nfo(999_999)), Tier::T2);
+        assert_eq!(m.reachable(), [true, true, true]);
+        // Named the same as its segment: not stored.
+        let m = TierMap::new(Tier::T1, &[], &[(nse(5), Tier::T1)]);
+        assert_eq!((m.named_len(), m.reachable()), (0, [false, true, false]));
+    }
+
+    #[test]
+    fn tiers_parse_both_spellings() {
+        for (s, t) in [("T0", Tier::T0), ("t1", Tier::T1), (" 2 ", Tier::T2)] {
+            assert_eq!(Tier::parse(s), Some(t));
+        }
+        assert_eq!(Tier::parse("T3"), None);
+        assert_eq!(exchange_segment("nfo"), Some(2));
+        assert_eq!(exchange_segment("XYZ"), None);
+    }
+
+    #[test]
+    fn capacity_goes_to_reachable_tiers_only() {
+        assert_eq!(split_capacity(100, [50, 30, 20], [true; 3]), [50, 30, 20]);
+        assert_eq!(
+            split_capacity(1000, [50, 30, 20], [false, true, false]),
+            [0, 1000, 0]
+        );
+        assert_eq!(
+            split_capacity(10, [50, 30, 20], [true, false, true]),
+            [8, 0, 2]
+        );
+        let s = split_capacity(7, [34, 33, 33], [true; 3]);
+        assert_eq!(s.iter().sum::<usize>(), 7);
+        assert!(s.iter().all(|&c| c >= 1));
+        assert_eq!(
+            split_capacity(2, [1, 1, 98], [true; 3])
+                .iter()
+                .sum::<usize>(),
+            3
+        );
+    }
+}
