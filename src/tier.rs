@@ -179,7 +179,7 @@ pub fn split_capacity(
     reachable: [bool; TIERS],
 ) -> [usize; TIERS] {
     let weight = |t: usize| if reachable[t] { pct[t].max(1) } else { 0 };
-    let total: u64 = (0..TIERS).map(weight).sum();
+    let total = (0..TIERS).map(weight).fold(0u64, u64::saturating_add);
     let mut out = [0usize; TIERS];
     if total == 0 {
         return out;

@@ -196,14 +196,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         api_key,
         access_token,
         instruments: subs,
-        instrument_tiers: list
-            .iter()
-            .filter_map(|i| Some((i.token, i.tier?)))
-            .collect(),
         publishers: args.publishers.unwrap_or(cfg.engine.publishers),
         kafka,
         supervision,
-        ..EngineConfig::from_sections(&cfg)
+        ..EngineConfig::from_sections(&cfg).with_tiers_of(&list)
     };
 
     // Ops: HTTP server and Redis metrics, started before the engine so a

@@ -89,7 +89,10 @@ impl TiersConfig {
         ] {
             super::ranges::check(&mut p, k, v);
         }
-        let sum: u64 = self.ring_pct().iter().sum();
+        let sum = self
+            .ring_pct()
+            .iter()
+            .fold(0u64, |a, b| a.saturating_add(*b));
         if sum != 100 {
             p.push(format!(
                 "tiers.t0_ring_pct + t1_ring_pct + t2_ring_pct = {sum}: must be 100 (default {:?})",

@@ -227,6 +227,16 @@ impl EngineConfig {
 }
 
 impl EngineConfig {
+    /// Takes the tiers of the instruments CSV's `tier` column.
+    #[must_use]
+    pub fn with_tiers_of(mut self, list: &[crate::instruments::Instrument]) -> Self {
+        self.instrument_tiers = list
+            .iter()
+            .filter_map(|i| Some((i.token, i.tier?)))
+            .collect();
+        self
+    }
+
     /// The token → tier map: the CSV's tiers over the `[tiers]` rules.
     #[must_use]
     pub fn tier_map(&self) -> TierMap {
