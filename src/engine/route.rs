@@ -137,8 +137,9 @@ impl Router {
                 continue;
             }
             let i = ring_for(p.token(), n);
-            // NB: one binary search over the named tokens (none by default)
-            // and a table read; `min` keeps an untiered router on its ring.
+            // NB: a hash-table probe of the named tokens (none by default)
+            // and a table read (`benches/decode.rs`, `route/*`); `min`
+            // keeps an untiered router on its one ring per publisher.
             let lane = self.tiers.tier_of(p.token()).index().min(self.lanes - 1);
             *seq += 1;
             let s = *seq;
