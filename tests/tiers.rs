@@ -2,7 +2,8 @@
 //! streaming instruments of all three tiers faster than the publisher
 //! drains. Drops fall on T2 first, then T1, and T0 last; a T0 tick is
 //! dropped only when the T0 ring itself is full (`route.rs` checks that
-//! literally, tick by tick); each tier balances on its own at stop.
+//! literally, tick by tick); each tier balances on its own at stop. Tokens
+//! subscribed live take their tier from the rules.
 
 #![cfg(feature = "test-hooks")]
 
@@ -139,4 +140,66 @@ fn pressure_sheds_t2_then_t1_then_t0_and_each_tier_balances() {
     // The summary JSON shows them by label.
     let json = serde_json::to_value(c).unwrap();
     assert_eq!(json["tiers"]["T2"]["dropped"], t2.dropped);
+}
+
+/// Tokens subscribed live (not in the map built at start) take their tier
+/// from the rules by segment, and from the token lists.
+#[test]
+fn tokens_added_live_take_their_tier_from_the_rules() {
+    use panda_feed::engine::net::Desired;
+    let inst = default_instruments(60);
+    let all: Vec<(u32, panda_feed::Mode)> = inst
+        .iter()
+        .map(|i| (i.token, i.mode.expect("default instruments have a mode")))
+        .collect();
+    let nse: Vec<(u32, panda_feed::Mode)> =
+        all.iter().copied().filter(|(t, _)| t & 0xFF == 1).collect();
+    let nfo: Vec<u32> = all.iter().map(|x| x.0).filter(|t| t & 0xFF == 2).collect();
+    let t0_token = nfo[0];
+    let mut s = Stack::builder()
+        .tag("tiers-live")
+        .mock(|m| m.rate_per_s = 2_000)
+        .engine(move |c| {
+            c.instruments = nse;
+            c.tiers = TiersConfig {
+                t2_exchanges: vec!["NFO".into()],
+                t0_tokens: vec![t0_token],
+                ..TiersConfig::default()
+            };
+        })
+        .start();
+    assert!(wait_until(Duration::from_secs(30), || s
+        .engine
+        .counts()
+        .tiers[1]
+        .received
+        > 200));
+    let c = s.engine.counts();
+    assert_eq!(
+        (c.tiers[0].received, c.tiers[2].received),
+        (0, 0),
+        "{:?}",
+        c.tiers
+    );
+    // Only T1 (the default) is subscribed yet, but the rules can reach T0
+    // and T2, so their rings got slots at start for tokens added later.
+    assert!(c.tiers.iter().all(|t| t.ring_capacity > 0), "{:?}", c.tiers);
+
+    let mut tokens = all.clone();
+    tokens.sort_unstable();
+    s.engine.set_subscriptions(Desired { version: 1, tokens });
+    assert!(wait_until(Duration::from_secs(30), || s
+        .engine
+        .subscriptions_applied()
+        == 1));
+    assert!(wait_until(Duration::from_secs(30), || {
+        let c = s.engine.counts();
+        c.tiers[0].received > 0 && c.tiers[2].received > 50
+    }));
+    let summary = s.engine.stop();
+    assert!(summary.identity_holds, "{summary:?}");
+    let t = &summary.counts.tiers;
+    // One NFO token is T0 by the list; the other NFO tokens are T2 by the
+    // exchange rule: T2 gets more.
+    assert!(t[2].received > t[0].received, "{t:?}");
 }
