@@ -300,7 +300,10 @@ impl TickProducer {
         client_id: &str,
         spool: Arc<crate::spool::Spool>,
     ) -> Result<Self, KafkaError> {
-        Self::new_tiered(cfg, client_id, spool, Arc::default())
+        // Untiered (one ring per publisher): every record counts as T0, as
+        // the publisher's one ring does.
+        let t0 = crate::tier::TierMap::uniform(crate::tier::Tier::T0);
+        Self::new_tiered(cfg, client_id, spool, Arc::new(t0))
     }
 
     /// [`new`](Self::new), counting each delivery report in the tier

@@ -103,7 +103,8 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// A publisher over `rx` producing with `producer`.
+    /// A publisher over `rx` producing with `producer`; untiered (its ticks
+    /// count as T0) until [`with_tier_rings`](Self::with_tier_rings).
     #[must_use]
     pub fn new(
         rx: TickRx,

@@ -55,7 +55,8 @@ pub fn ring_for(token: u32, n: usize) -> usize {
 }
 
 impl Router {
-    /// A router over `rings` (at most [`MAX_RINGS`]).
+    /// A router over `rings` (at most [`MAX_RINGS`]), one per publisher,
+    /// untiered: every tick counts as T0 ([`tiered`](Self::tiered) splits).
     ///
     /// # Panics
     /// When `rings` is empty or longer than [`MAX_RINGS`] (the engine's
@@ -69,7 +70,8 @@ impl Router {
         Self {
             rings,
             lanes: 1,
-            tiers: Arc::default(),
+            // Untiered: every tick is T0, on its publisher's one ring.
+            tiers: Arc::new(TierMap::uniform(crate::tier::Tier::T0)),
         }
     }
 
