@@ -185,7 +185,7 @@ fn tokens_added_live_take_their_tier_from_the_rules() {
     // and T2, so their rings got slots at start for tokens added later.
     assert!(c.tiers.iter().all(|t| t.ring_capacity > 0), "{:?}", c.tiers);
 
-    let mut tokens = all.clone();
+    let mut tokens = all;
     tokens.sort_unstable();
     s.engine.set_subscriptions(Desired { version: 1, tokens });
     assert!(wait_until(Duration::from_secs(30), || s
