@@ -8,16 +8,25 @@
 //! - `json/<kind>`: `Tick` → JSON object into a reused buffer (what a publisher does),
 //!   every part sent (the default field selection);
 //! - `json/full_no_depth`, `json/full_none`: a full tick under a reduced
-//!   selection (`[fields]`: depth off; every optional part off).
+//!   selection (`[fields]`: depth off; every optional part off);
+//! - `route/<case>`: `Router::route` of one 3000-packet LTP message onto 4
+//!   publishers' rings (decode, routing decision, in-place push; the rings
+//!   are drained outside the timed part): `untiered` (one ring per
+//!   publisher), `tiered_rules` (three tier rings each, tiers by exchange
+//!   rule), `tiered_named_9000` (and 9000 tokens named with a tier, the
+//!   most one API key subscribes: the hash table's largest).
 //!
 //! Run: `cargo bench --bench decode`. Figures are in the README.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use panda_feed::engine::route::Router;
 use panda_feed::fields::{FieldSelection, Part};
 use panda_feed::json::{JsonBuf, write_tick, write_tick_with};
+use panda_feed::ring::{TickRx, tick_ring};
 use panda_feed::tick::{Depth, DepthLevel, Ohlc};
+use panda_feed::tier::{Tier, TierMap};
 use panda_feed::wire::{self, Message, MessageWriter};
 use panda_feed::{PacketKind, Tick};
 
@@ -134,5 +143,72 @@ fn bench_json(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_decode, bench_json);
+/// Routes one message per iteration, timing only the `route` call.
+fn route_case(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    mut router: Router,
+    mut rxs: Vec<TickRx>,
+    msg: &[u8],
+) {
+    g.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let mut total = std::time::Duration::ZERO;
+            let mut seq = 0;
+            for _ in 0..iters {
+                let t = std::time::Instant::now();
+                let r = router.route(0, &mut seq, 1, black_box(msg), &[]);
+                total += t.elapsed();
+                assert_eq!(r.map(|r| r.dropped_full), Ok(0));
+                for rx in &mut rxs {
+                    rx.pop_chunk(usize::MAX, |t| {
+                        black_box(t);
+                    });
+                }
+            }
+            total
+        });
+    });
+}
+
+fn bench_route(c: &mut Criterion) {
+    let mut g = c.benchmark_group("route");
+    g.throughput(Throughput::Elements(3000));
+    // 3000 instruments over six segments, LTP packets (decode is cheapest,
+    // so the routing decision weighs most).
+    let tokens: Vec<u32> = (0..3000u32).map(|i| (i << 8) | (1 + i % 6)).collect();
+    let mut w = MessageWriter::with_capacity(3000 * 12 + 2);
+    for &t in &tokens {
+        w.push(&Tick::for_token(t, PacketKind::Ltp))
+            .expect("3000 packets fit");
+    }
+    let msg = w.finish().to_vec();
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..4)
+        .map(|_| {
+            let (tx, rx, _) = tick_ring(4096);
+            (tx, rx)
+        })
+        .unzip();
+    route_case(&mut g, "untiered", Router::new(txs), rxs, &msg);
+    let rules = TierMap::new(Tier::T1, &[(1, Tier::T0), (2, Tier::T2)], &[]);
+    let named: Vec<(u32, Tier)> = (0..9000u32)
+        .map(|i| ((i << 8) | (1 + i % 6), Tier::ALL[(i % 3) as usize]))
+        .collect();
+    let named = TierMap::new(Tier::T1, &[(2, Tier::T2)], &named);
+    for (name, map) in [("tiered_rules", rules), ("tiered_named_9000", named)] {
+        let mut lanes = Vec::new();
+        let mut rxs = Vec::new();
+        for _ in 0..4 {
+            // The same slots as the untiered case, split 50/30/20.
+            let [(a, ra, _), (b, rb, _), (c, rc, _)] = [2048, 1229, 819].map(tick_ring);
+            lanes.push([a, b, c]);
+            rxs.extend([ra, rb, rc]);
+        }
+        let router = Router::tiered(lanes, std::sync::Arc::new(map));
+        route_case(&mut g, name, router, rxs, &msg);
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_decode, bench_json, bench_route);
 criterion_main!(benches);

@@ -1,5 +1,5 @@
 //! Instrument lists: Kite's instrument-dump CSV, or the short form
-//! `instrument_token,tradingsymbol,name,exchange[,mode]`.
+//! `instrument_token,tradingsymbol,name,exchange[,mode][,tier]`.
 //!
 //! Cold path (start-up, `mock-exchange`). Columns are found by header name, so
 //! both formats (and column orders) are accepted; only `instrument_token` is
@@ -9,6 +9,7 @@ use std::fmt;
 use std::path::Path;
 
 use crate::tick::Mode;
+use crate::tier::Tier;
 
 /// One instrument to subscribe (or to simulate).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +26,9 @@ pub struct Instrument {
     pub expiry_day: Option<u32>,
     /// Per-instrument subscription mode (short form's optional `mode` column).
     pub mode: Option<Mode>,
+    /// Tier (optional `tier` column: `T0`/`T1`/`T2` or `0`/`1`/`2`); it
+    /// wins over the `[tiers]` rules (README, "Tiers").
+    pub tier: Option<Tier>,
 }
 
 /// Why an instrument file was rejected. Lists every problem found.
@@ -150,6 +154,7 @@ pub fn parse(text: &str, source: &str) -> Result<Vec<Instrument>, InstrumentsErr
         col("expiry"),
         col("mode"),
     );
+    let tier_col = col("tier");
     let mut out = Vec::new();
     let mut problems = Vec::new();
     let mut seen = std::collections::HashMap::new();
@@ -206,6 +211,17 @@ pub fn parse(text: &str, source: &str) -> Result<Vec<Instrument>, InstrumentsErr
                 continue;
             }
         };
+        let raw_tier = field(tier_col);
+        let tier = if raw_tier.is_empty() {
+            None
+        } else if let Some(t) = Tier::parse(&raw_tier) {
+            Some(t)
+        } else {
+            problem(format!(
+                "{source}:{line}: tier {raw_tier:?} is not one of T0, T1, T2 (or 0, 1, 2)"
+            ));
+            continue;
+        };
         let expiry = field(exp_col);
         let expiry_day = if expiry.is_empty() {
             None
@@ -224,6 +240,7 @@ pub fn parse(text: &str, source: &str) -> Result<Vec<Instrument>, InstrumentsErr
             exchange: field(exch_col),
             expiry_day,
             mode,
+            tier,
         });
     }
     if total_problems > MAX_LISTED {
@@ -263,6 +280,23 @@ mod tests {
             v.iter().map(|i| i.mode).collect::<Vec<_>>(),
             [Some(Mode::Ltp), None, Some(Mode::Full)]
         );
+    }
+
+    #[test]
+    fn tier_column_takes_both_spellings_and_names_bad_ones() {
+        let v = parse(
+            "instrument_token,exchange,tier\n1,NSE,T0\n2,NSE,\n3,NSE,2\n",
+            "s",
+        )
+        .unwrap();
+        assert_eq!(
+            v.iter().map(|i| i.tier).collect::<Vec<_>>(),
+            [Some(Tier::T0), None, Some(Tier::T2)]
+        );
+        let e = parse("instrument_token,tier\n1,T9\n", "t.csv")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("t.csv:2: tier \"T9\""), "{e}");
     }
 
     #[test]

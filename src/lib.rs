@@ -52,6 +52,7 @@ pub mod run_id;
 pub mod secret;
 pub mod spool;
 pub mod tick;
+pub mod tier;
 pub mod wire;
 
 pub use tick::{InstrumentToken, Mode, PacketKind, Tick};

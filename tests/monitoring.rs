@@ -33,6 +33,26 @@ const REQUIRED_ALERTS: &[(&str, &str, &str)] = &[
         "panda_feed_redis_circuit_state",
     ),
     ("PandaFeedSpoolGrowing", "warning", "panda_feed_spool_bytes"),
+    (
+        "PandaFeedT0TicksDropped",
+        "critical",
+        "panda_feed_ticks_dropped_by_tier_total",
+    ),
+    (
+        "PandaFeedT1TicksDropped",
+        "warning",
+        "panda_feed_ticks_dropped_by_tier_total",
+    ),
+    (
+        "PandaFeedT2Shedding",
+        "warning",
+        "panda_feed_ticks_received_by_tier_total",
+    ),
+    (
+        "PandaFeedT0RingHigh",
+        "warning",
+        "panda_feed_tier_ring_fill_ratio",
+    ),
     ("PandaFeedUnhealthy", "critical", "panda_feed_health_status"),
 ];
 
@@ -47,6 +67,9 @@ const ALERT_METRICS: &[&str] = &[
     "panda_feed_redis_circuit_state",
     "panda_feed_spool_bytes",
     "panda_feed_health_status",
+    "panda_feed_ticks_dropped_by_tier_total",
+    "panda_feed_ticks_received_by_tier_total",
+    "panda_feed_tier_ring_fill_ratio",
 ];
 
 fn monitoring_file(name: &str) -> PathBuf {

@@ -257,6 +257,7 @@ fn router_and_publisher_allocate_nothing_per_tick() {
     use panda_feed::engine::kafka::{KafkaConfig, TickProducer};
     use panda_feed::engine::publish::{HistogramExchange, Publisher};
     use panda_feed::engine::route::Router;
+    use panda_feed::tier::{Tier, TierMap};
     use std::time::Duration;
 
     let corpus = corpus();
@@ -266,8 +267,19 @@ fn router_and_publisher_allocate_nothing_per_tick() {
         brokers: broker.bootstrap_servers().to_owned(),
         ..KafkaConfig::default()
     };
-    let (tx, rx, ring) = tick_ring(1024);
-    let mut router = Router::new(vec![tx]);
+    // Tiered as the engine runs: rules by segment and 9000 named tokens
+    // (the probe runs for every tick), one ring per tier.
+    let named: Vec<(u32, Tier)> = (0..9000u32)
+        .map(|i| ((i << 8) | (1 + i % 6), Tier::ALL[(i % 3) as usize]))
+        .collect();
+    let tiers = std::sync::Arc::new(TierMap::new(
+        Tier::T1,
+        &[(1, Tier::T0), (2, Tier::T2)],
+        &named,
+    ));
+    let [(t0, r0, c0), (t1, r1, c1), (t2, r2, c2)] = [1024; 3].map(tick_ring);
+    let rings = [c0, c1, c2];
+    let mut router = Router::tiered(vec![[t0, t1, t2]], std::sync::Arc::clone(&tiers));
     let spool = std::sync::Arc::new(panda_feed::spool::Spool::new(
         panda_feed::spool::SpoolConfig {
             dir: tmp.join("spool"),
@@ -276,17 +288,19 @@ fn router_and_publisher_allocate_nothing_per_tick() {
         0,
         std::sync::Arc::default(),
     ));
-    let producer = TickProducer::new(&kafka, "no-alloc", spool).unwrap();
+    let producer =
+        TickProducer::new_tiered(&kafka, "no-alloc", spool, std::sync::Arc::clone(&tiers)).unwrap();
     // A reduced selection, changed half-way (as `Engine::set_fields` does).
     let live =
         LiveFields::new(FieldSelection::ALL.with(panda_feed::Mode::Full, Part::Depth, false));
     let mut publisher = Publisher::new(
-        rx,
+        tick_ring(0).1,
         producer,
         256,
         Duration::from_secs(10),
         HistogramExchange::unconnected(),
     )
+    .with_tier_rings([r0, r1, r2])
     .with_fields(live.clone());
     let mut seq = 0u64;
     let mut feed = |msgs: &[Vec<u8>], publisher: &mut Publisher| {
@@ -310,7 +324,11 @@ fn router_and_publisher_allocate_nothing_per_tick() {
         first + feed(&corpus[half..], &mut publisher)
     });
     assert_eq!(routed, 100_000);
-    assert_eq!(ring.dropped_full(), 0);
+    assert!(rings.iter().all(|r| r.dropped_full() == 0));
+    assert!(
+        rings.iter().all(|r| r.pushed() > 0),
+        "every tier's ring was used"
+    );
     let produced = publisher
         .counters()
         .produced
@@ -328,6 +346,12 @@ fn router_and_publisher_allocate_nothing_per_tick() {
         .delivered
         .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(delivered, produced);
+    let by_tier: u64 = (0..3)
+        .map(|t| {
+            publisher.producer().counters().by_tier[t][0].load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .sum();
+    assert_eq!(by_tier, delivered, "every delivery counted in its tier");
 }
 
 /// The network thread's loop turns, driven on this thread against the mock

@@ -199,7 +199,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         publishers: args.publishers.unwrap_or(cfg.engine.publishers),
         kafka,
         supervision,
-        ..EngineConfig::from_sections(&cfg)
+        ..EngineConfig::from_sections(&cfg).with_tiers_of(&list)
     };
 
     // Ops: HTTP server and Redis metrics, started before the engine so a

@@ -86,3 +86,8 @@ pub const LOG_LEVEL: &str = "info";
 /// `fields.depth`, `fields.oi`, `fields.ohlc`, `fields.timestamps`: every
 /// optional part of the published tick is sent (the full contract).
 pub const FIELDS_SENT: bool = true;
+
+/// `tiers.t0_ring_pct`, `t1_ring_pct`, `t2_ring_pct`: each tier's share of
+/// a publisher's ring slots, percent (renormalized over the tiers some
+/// instrument can have).
+pub const TIER_RING_PCT: [u64; 3] = [50, 30, 20];

@@ -25,6 +25,7 @@ pub const SECTIONS: &[&str] = &[
     "subscriptions",
     "fields",
     "calendar",
+    "tiers",
 ];
 
 /// Variables that set a key under another name: (variable, section, key).

@@ -18,6 +18,7 @@ mod ops;
 pub mod ranges;
 mod redis;
 mod spool;
+mod tiers;
 
 use crate::tick::Mode;
 pub use calendar::CalendarConfig;
@@ -28,6 +29,7 @@ pub use ops::OpsConfig;
 use ranges::check;
 pub use redis::RedisConfig;
 pub use spool::{Fsync, SpoolConfig};
+pub use tiers::TiersConfig;
 
 /// The whole file.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -55,6 +57,8 @@ pub struct Config {
     pub fields: FieldsConfig,
     /// The exchange calendar: holiday file and preloaded window.
     pub calendar: CalendarConfig,
+    /// Instrument tiers: what is shed first under pressure.
+    pub tiers: TiersConfig,
 }
 
 /// `[zerodha]`: the Kite connection. Like every key, each can be set from
@@ -409,6 +413,7 @@ impl Config {
         }
         p.extend(self.subscriptions.problems());
         p.extend(self.calendar.problems());
+        p.extend(self.tiers.problems());
         p.extend(self.ops.problems());
         p.extend(self.redis.problems());
         p
@@ -487,7 +492,7 @@ mod tests {
         // And every key of every section is written out in it.
         for section in [
             "zerodha", "engine", "kafka", "spool", "mock", "run", "ops", "redis", "fields",
-            "calendar",
+            "calendar", "tiers",
         ] {
             assert!(
                 text.contains(&format!("[{section}]")),

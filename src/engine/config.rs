@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use super::kafka::KafkaConfig;
 use super::route::MAX_RINGS;
-use crate::config::{IdlePolicy, Supervision, defaults};
+use crate::config::{IdlePolicy, Supervision, TiersConfig, defaults};
 use crate::fields::FieldSelection;
 use crate::run_id::RunId;
 use crate::secret::Secret;
 use crate::spool::SpoolConfig;
 use crate::tick::Mode;
+use crate::tier::{TIERS, Tier, TierMap, split_capacity};
 
 /// Everything the engine needs; built from the config file and flags.
 #[derive(Debug, Clone)]
@@ -26,6 +27,11 @@ pub struct EngineConfig {
     pub access_token: Secret,
     /// Instruments and their modes.
     pub instruments: Vec<(u32, Mode)>,
+    /// Tiers from the instruments CSV's `tier` column; they win over the
+    /// `tiers` rules.
+    pub instrument_tiers: Vec<(u32, Tier)>,
+    /// The `[tiers]` rules and ring shares.
+    pub tiers: TiersConfig,
     /// Most instruments per connection (Kite: 3000).
     pub max_per_connection: usize,
     /// Most connections (Kite: 3 per api_key).
@@ -92,6 +98,8 @@ impl Default for EngineConfig {
             api_key: Secret::default(),
             access_token: Secret::default(),
             instruments: Vec::new(),
+            instrument_tiers: Vec::new(),
+            tiers: TiersConfig::default(),
             max_per_connection: defaults::MAX_PER_CONNECTION,
             max_connections: defaults::MAX_CONNECTIONS,
             subscribe_chunk: defaults::SUBSCRIBE_CHUNK,
@@ -144,6 +152,7 @@ impl EngineConfig {
             kafka: cfg.kafka.clone(),
             spool: cfg.spool.clone(),
             fields: FieldSelection::from_config(&cfg.fields),
+            tiers: cfg.tiers.clone(),
             ..Self::default()
         }
     }
@@ -152,6 +161,7 @@ impl EngineConfig {
     #[must_use]
     pub fn problems(&self) -> Vec<String> {
         let mut p = self.kafka.problems();
+        p.extend(self.tiers.problems());
         if !(self.ws_url.starts_with("ws://") || self.ws_url.starts_with("wss://")) {
             p.push(format!(
                 "ws_url {:?} must start with ws:// or wss:// (e.g. wss://ws.kite.trade/)",
@@ -213,6 +223,31 @@ impl EngineConfig {
             }
         }
         p
+    }
+}
+
+impl EngineConfig {
+    /// Takes the tiers of the instruments CSV's `tier` column.
+    #[must_use]
+    pub fn with_tiers_of(mut self, list: &[crate::instruments::Instrument]) -> Self {
+        self.instrument_tiers = list
+            .iter()
+            .filter_map(|i| Some((i.token, i.tier?)))
+            .collect();
+        self
+    }
+
+    /// The token → tier map: the CSV's tiers over the `[tiers]` rules.
+    #[must_use]
+    pub fn tier_map(&self) -> TierMap {
+        self.tiers.map(&self.instrument_tiers)
+    }
+
+    /// Slots of each tier's ring of one publisher: `ring_capacity` split by
+    /// the `[tiers]` shares among the tiers some instrument can have.
+    #[must_use]
+    pub fn tier_capacities(&self, map: &TierMap) -> [usize; TIERS] {
+        split_capacity(self.ring_capacity, self.tiers.ring_pct(), map.reachable())
     }
 }
 

@@ -20,7 +20,11 @@ use super::publish::PublisherCounters;
 use crate::clock::now_ns;
 use crate::ring::RingCounters;
 use crate::spool::Spool;
+use crate::tier::TIERS;
 use crate::wire::DecodeError;
+
+mod tiers;
+pub use tiers::TierCounts;
 
 const REASONS: usize = DecodeError::REASONS;
 const REASON_LABELS: [&str; REASONS] = DecodeError::REASON_LABELS;
@@ -54,15 +58,20 @@ pub(crate) struct Stage {
 impl Stage {
     /// Reads `p`'s counters: ring, publisher, producer, spool.
     pub(crate) fn read(p: &PublisherHandle) -> Self {
-        Self::of(&p.ring, &p.counters, &p.delivery, &p.spool)
+        Self::of(&p.rings, &p.counters, &p.delivery, &p.spool)
     }
 
-    fn of(r: &RingCounters, c: &PublisherCounters, d: &DeliveryCounters, spool: &Spool) -> Self {
+    fn of(
+        r: &[Arc<RingCounters>; TIERS],
+        c: &PublisherCounters,
+        d: &DeliveryCounters,
+        spool: &Spool,
+    ) -> Self {
         let sc = spool.counters();
         Self {
-            capacity: r.capacity(),
-            pushed: r.pushed(),
-            dropped_ring_full: r.dropped_full(),
+            capacity: r.iter().map(|r| r.capacity()).sum(),
+            pushed: r.iter().map(|r| r.pushed()).sum(),
+            dropped_ring_full: r.iter().map(|r| r.dropped_full()).sum(),
             popped: c.popped.load(Relaxed),
             produced: c.produced.load(Relaxed),
             queue_full: c.dropped_queue_full.load(Relaxed),
@@ -119,7 +128,7 @@ pub struct Pending {
 
 #[derive(Debug, Clone)]
 struct PendingParts {
-    ring: Arc<RingCounters>,
+    ring: [Arc<RingCounters>; TIERS],
     counters: Arc<PublisherCounters>,
     delivery: Arc<DeliveryCounters>,
     spool: Arc<Spool>,
@@ -145,7 +154,7 @@ impl Pending {
             parts: pubs
                 .iter()
                 .map(|p| PendingParts {
-                    ring: Arc::clone(&p.ring),
+                    ring: p.rings.clone(),
                     counters: Arc::clone(&p.counters),
                     delivery: Arc::clone(&p.delivery),
                     spool: Arc::clone(&p.spool),
@@ -259,6 +268,7 @@ pub(crate) fn tally(conns: &[std::sync::Arc<ConnStats>], pubs: &[PublisherHandle
         });
     }
     c.dropped = c.dropped_by_reason.total();
+    c.tiers = tiers::tally(pubs);
     c
 }
 
@@ -269,6 +279,7 @@ pub(crate) fn identity_holds(c: &Counts, pubs: &[PublisherHandle], panicked: boo
         && pubs.iter().all(|p| Stage::read(p).balanced())
         && c.in_flight == 0
         && si(c.received) == si(c.published + c.parked + c.dropped) + c.in_flight
+        && tiers::identity_holds(c, pubs)
 }
 
 /// Latency percentiles, in nanoseconds, of receive → produce call.
@@ -457,8 +468,12 @@ pub struct Counts {
     pub spool_bytes: u64,
     /// Per connection.
     pub connections: Vec<ConnCounts>,
-    /// Per publisher (and its ring).
+    /// Per publisher (and its rings).
     pub publishers: Vec<PublisherCountsOut>,
+    /// Per tier (`{"T0": …, "T1": …, "T2": …}`); each sums over publishers,
+    /// and the totals above are their sums.
+    #[serde(serialize_with = "tiers::as_map")]
+    pub tiers: [TierCounts; TIERS],
     /// The optional tick parts being published, per mode (`[fields]`,
     /// [`Engine::set_fields`](super::Engine::set_fields)).
     pub fields: crate::fields::FieldSelection,

@@ -15,12 +15,14 @@ use super::wake::Wake;
 use crate::fields::LiveFields;
 use crate::ring::{RingCounters, TickTx, tick_ring};
 use crate::spool::Spool;
+use crate::tier::{TIERS, TierMap};
 
 /// Everything the ops side holds of one publisher.
 #[derive(Debug)]
 pub(crate) struct PublisherHandle {
-    /// The ring's push/drop counters (written by the network thread).
-    pub(crate) ring: Arc<RingCounters>,
+    /// Each tier's ring's push/drop counters, T0 first (written by the
+    /// network thread).
+    pub(crate) rings: [Arc<RingCounters>; TIERS],
     /// The publisher thread's counters.
     pub(crate) counters: Arc<PublisherCounters>,
     /// The producer's delivery-report counters.
@@ -51,11 +53,17 @@ impl PublisherHandle {
 /// What [`spawn_publishers`] returns: the ring producers for the network
 /// thread, the handles for the ops side, and the wake flags of the
 /// publishers' threads.
-pub(crate) type Spawned = (Vec<TickTx>, Vec<PublisherHandle>, Vec<(Arc<Wake>, Thread)>);
+pub(crate) type Spawned = (
+    Vec<[TickTx; TIERS]>,
+    Vec<PublisherHandle>,
+    Vec<(Arc<Wake>, Thread)>,
+);
 
-/// Creates each publisher's ring, spool and producer, and spawns its thread
-/// (pinned when configured). A panic in a publisher is caught and recorded
-/// in `panics`. Every publisher reads its field selection from `fields`.
+/// Creates each publisher's rings (one per tier, sized by
+/// [`EngineConfig::tier_capacities`]), spool and producer, and spawns its
+/// thread (pinned when configured). A panic in a publisher is caught and
+/// recorded in `panics`. Every publisher reads its field selection from
+/// `fields`; its producer counts deliveries in the tier `tiers` gives.
 ///
 /// # Errors
 /// A producer that cannot be created, or a thread that cannot be spawned.
@@ -64,19 +72,23 @@ pub(crate) fn spawn_publishers(
     panics: &Arc<Mutex<Vec<String>>>,
     spool_total: &Arc<AtomicU64>,
     fields: &LiveFields,
+    tiers: &Arc<TierMap>,
 ) -> Result<Spawned, EngineError> {
+    let caps = cfg.tier_capacities(tiers);
     let flush = Duration::from_millis(u64::from(cfg.kafka.flush_timeout_ms));
     let queue_full_wait = Duration::from_millis(u64::from(cfg.kafka.queue_full_wait_ms));
     // Every producer first: a failure leaves no thread behind.
     let mut built = Vec::new();
     let mut txs = Vec::new();
     for i in 0..cfg.publishers {
-        let (tx, rx, ring) = tick_ring(cfg.ring_capacity);
+        let [(t0, r0, c0), (t1, r1, c1), (t2, r2, c2)] = caps.map(tick_ring);
+        let (tx, rx, rings) = ([t0, t1, t2], [r0, r1, r2], [c0, c1, c2]);
         let spool = Arc::new(Spool::new(cfg.spool.clone(), i, Arc::clone(spool_total)));
-        let producer = TickProducer::new(
+        let producer = TickProducer::new_tiered(
             &cfg.kafka,
             &format!("panda-feed-pub{i}"),
             Arc::clone(&spool),
+            Arc::clone(tiers),
         )
         .map_err(|e| EngineError::Kafka(cfg.kafka.redact(&e.to_string())))?;
         let (full_tx, full) = rtrb::RingBuffer::new(1);
@@ -88,10 +100,18 @@ pub(crate) fn spawn_publishers(
             full: full_tx,
             empty: empty_rx,
         };
-        let publisher = Publisher::new(rx, producer, cfg.publish_chunk, queue_full_wait, exchange)
-            .with_index(u32::try_from(i).unwrap_or(u32::MAX))
-            .with_run(cfg.run_id)
-            .with_fields(fields.clone());
+        // The placeholder ring is replaced by the tier rings at once.
+        let publisher = Publisher::new(
+            tick_ring(0).1,
+            producer,
+            cfg.publish_chunk,
+            queue_full_wait,
+            exchange,
+        )
+        .with_tier_rings(rx)
+        .with_index(u32::try_from(i).unwrap_or(u32::MAX))
+        .with_run(cfg.run_id)
+        .with_fields(fields.clone());
         #[cfg(feature = "test-hooks")]
         let publisher = publisher
             .with_slowdown(
@@ -110,7 +130,7 @@ pub(crate) fn spawn_publishers(
                     .map(|x| x.1),
             );
         let handle = PublisherHandle {
-            ring,
+            rings,
             counters: Arc::clone(publisher.counters()),
             delivery: Arc::clone(publisher.producer().counters()),
             acks: Arc::clone(publisher.producer().acks()),

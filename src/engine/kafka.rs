@@ -43,6 +43,8 @@ pub struct DeliveryCounters {
     pub fatal: AtomicBool,
     /// The latest client error or delivery failure, for status and summary.
     pub last_error: Mutex<Option<String>>,
+    /// Per tier: `[delivered, failed, purged]`, as above.
+    pub by_tier: [[AtomicU64; 3]; crate::tier::TIERS],
 }
 
 /// Receive → broker-ack samples, written by delivery callbacks and drained
@@ -166,6 +168,7 @@ pub struct Ctx {
     counters: Arc<DeliveryCounters>,
     spool: Arc<crate::spool::Spool>,
     acks: Arc<AckSamples>,
+    tiers: Arc<crate::tier::TierMap>,
 }
 
 impl ClientContext for Ctx {
@@ -194,9 +197,16 @@ impl ProducerContext for Ctx {
 
     fn delivery(&self, result: &DeliveryResult<'_>, recv_ns: usize) {
         use rdkafka::Message as _;
+        let key = match result {
+            Ok(m) => m.key(),
+            Err((_, m)) => m.key(),
+        };
+        let tier = self.tiers.tier_of(key_token(key.unwrap_or_default()));
+        let by_tier = &self.counters.by_tier[tier.index()];
         match result {
             Ok(msg) => {
                 bump(&self.counters.delivered);
+                bump(&by_tier[0]);
                 self.acks.push(
                     recv_ns as u64,
                     crate::clock::now_ns(),
@@ -212,15 +222,18 @@ impl ProducerContext for Ctx {
                 let error = match e.rdkafka_error_code() {
                     _ if purge && self.counters.fatal.load(Ordering::Relaxed) => {
                         bump(&self.counters.failed);
+                        bump(&by_tier[1]);
                         "producer replaced after a fatal error; record purged undelivered"
                             .to_owned()
                     }
                     _ if purge => {
                         bump(&self.counters.purged);
+                        bump(&by_tier[2]);
                         "undelivered at shutdown (flush deadline passed)".to_owned()
                     }
                     _ => {
                         bump(&self.counters.failed);
+                        bump(&by_tier[1]);
                         let why = format!("delivery failed: {e}");
                         *self
                             .counters
@@ -230,7 +243,8 @@ impl ProducerContext for Ctx {
                         why
                     }
                 };
-                self.spool.park(
+                self.spool.park_tiered(
+                    tier,
                     msg.topic(),
                     msg.key().unwrap_or_default(),
                     msg.payload().unwrap_or_default(),
@@ -286,6 +300,23 @@ impl TickProducer {
         client_id: &str,
         spool: Arc<crate::spool::Spool>,
     ) -> Result<Self, KafkaError> {
+        // Untiered (one ring per publisher): every record counts as T0, as
+        // the publisher's one ring does.
+        let t0 = crate::tier::TierMap::uniform(crate::tier::Tier::T0);
+        Self::new_tiered(cfg, client_id, spool, Arc::new(t0))
+    }
+
+    /// [`new`](Self::new), counting each delivery report in the tier
+    /// `tiers` gives the record's instrument.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn new_tiered(
+        cfg: &KafkaConfig,
+        client_id: &str,
+        spool: Arc<crate::spool::Spool>,
+        tiers: Arc<crate::tier::TierMap>,
+    ) -> Result<Self, KafkaError> {
         Self::with_shared(
             cfg,
             client_id,
@@ -293,6 +324,7 @@ impl TickProducer {
                 counters: Arc::new(DeliveryCounters::default()),
                 spool,
                 acks: Arc::new(AckSamples::new(ACK_SAMPLES)),
+                tiers,
             },
         )
     }
@@ -360,6 +392,7 @@ impl TickProducer {
                 counters: Arc::clone(&ctx.counters),
                 spool: Arc::clone(&ctx.spool),
                 acks: Arc::clone(&ctx.acks),
+                tiers: Arc::clone(&ctx.tiers),
             },
         )?;
         // Dropping the old producer purges and parks what it held while the

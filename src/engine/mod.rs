@@ -30,7 +30,7 @@ pub use crate::secret::Secret;
 pub use config::{EngineConfig, EngineError};
 pub use counts::{
     ConnCounts, Counts, DropReasons, Failures, LatencySummary, Pending, PendingCounts,
-    PublisherCountsOut, Summary,
+    PublisherCountsOut, Summary, TierCounts,
 };
 
 use std::sync::atomic::AtomicU64;
@@ -108,7 +108,9 @@ impl Engine {
         let spool_bytes = Arc::new(AtomicU64::new(crate::spool::dir_bytes(&cfg.spool.dir)));
         let panics: Arc<Mutex<Vec<String>>> = Arc::default();
         let fields = LiveFields::new(cfg.fields);
-        let (txs, pubs, wakes) = handle::spawn_publishers(&cfg, &panics, &spool_bytes, &fields)?;
+        let tiers = Arc::new(cfg.tier_map());
+        let (txs, pubs, wakes) =
+            handle::spawn_publishers(&cfg, &panics, &spool_bytes, &fields, &tiers)?;
         let creds = Arc::new(Credentials::new(
             cfg.api_key.clone(),
             cfg.access_token.clone(),
@@ -145,7 +147,7 @@ impl Engine {
             &creds,
             specs,
             &conns,
-            Router::new(txs),
+            Router::tiered(txs, Arc::clone(&tiers)),
             wakes,
             NetConfig {
                 idle: cfg.idle,

@@ -1,5 +1,6 @@
-//! Publisher threads: pop a chunk of ticks from the ring, encode each as a
-//! JSON envelope into a reused buffer, and enqueue it on the producer.
+//! Publisher threads: pop a chunk of ticks from the rings (T0's first, then
+//! T1's, then T2's), encode each as a JSON envelope into a reused buffer, and
+//! enqueue it on the producer.
 //!
 //! Contract: after start-up, [`Publisher::publish_available`] never allocates
 //! on the Rust heap, never takes a lock, and blocks only while the producer
@@ -22,6 +23,7 @@ use crate::json::{JsonBuf, MAX_ENVELOPE_LEN, write_envelope_with};
 use crate::ring::TickRx;
 use crate::run_id::RunId;
 use crate::tick::Tick;
+use crate::tier::{TIERS, Tier};
 
 pub use super::latency::{
     HistogramExchange, Interval, LATENCY_MAX_NS, SLOW_N, SlowAck, SlowAcks, latency_histogram,
@@ -42,12 +44,37 @@ pub struct PublisherCounters {
     pub dropped_produce_error: AtomicU64,
     /// Times the producer queue was full and the publisher waited.
     pub queue_full_waits: AtomicU64,
+    /// The above per tier (the tier of the ring a tick came from).
+    pub by_tier: [CachePadded<TierCounters>; TIERS],
+}
+
+/// One tier's share of [`PublisherCounters`].
+#[derive(Debug, Default)]
+pub struct TierCounters {
+    /// Ticks taken off the tier's ring.
+    pub popped: AtomicU64,
+    /// Records enqueued on the producer.
+    pub produced: AtomicU64,
+    /// Refused: producer queue full past the wait (parked or dropped).
+    pub dropped_queue_full: AtomicU64,
+    /// Refused for another reason (parked or dropped).
+    pub dropped_produce_error: AtomicU64,
+}
+
+/// The publisher thread's own copy of [`TierCounters`].
+#[derive(Debug, Default, Clone, Copy)]
+struct TierTally {
+    popped: u64,
+    produced: u64,
+    dropped_queue_full: u64,
+    dropped_produce_error: u64,
 }
 
 /// One publisher: its ring, producer, buffer and histogram.
 #[derive(Debug)]
 pub struct Publisher {
-    rx: TickRx,
+    /// One ring per tier, T0 first (one ring when untiered).
+    rx: Vec<TickRx>,
     producer: TickProducer,
     buf: JsonBuf,
     counters: Arc<PublisherCounters>,
@@ -72,10 +99,12 @@ pub struct Publisher {
     dropped_queue_full: u64,
     dropped_produce_error: u64,
     queue_full_waits: u64,
+    tiers: [TierTally; TIERS],
 }
 
 impl Publisher {
-    /// A publisher over `rx` producing with `producer`.
+    /// A publisher over `rx` producing with `producer`; untiered (its ticks
+    /// count as T0) until [`with_tier_rings`](Self::with_tier_rings).
     #[must_use]
     pub fn new(
         rx: TickRx,
@@ -85,7 +114,7 @@ impl Publisher {
         exchange: HistogramExchange,
     ) -> Self {
         Self {
-            rx,
+            rx: vec![rx],
             acks: Arc::clone(producer.acks()),
             producer,
             buf: JsonBuf::with_capacity(MAX_ENVELOPE_LEN),
@@ -110,7 +139,17 @@ impl Publisher {
             dropped_queue_full: 0,
             dropped_produce_error: 0,
             queue_full_waits: 0,
+            tiers: [TierTally::default(); TIERS],
         }
+    }
+
+    /// Replaces the ring with one ring per tier, served T0 first: a chunk
+    /// takes what T0's ring holds, then T1's, then T2's, up to the chunk
+    /// size.
+    #[must_use]
+    pub fn with_tier_rings(mut self, rings: [TickRx; TIERS]) -> Self {
+        self.rx = rings.into();
+        self
     }
 
     /// Sets the run id every envelope carries.
@@ -201,34 +240,57 @@ impl Publisher {
             dropped_queue_full,
             dropped_produce_error,
             queue_full_waits,
+            tiers,
             ..
         } = self;
         let run = self.run;
         // Once per chunk: a change applies from the next chunk, and one
         // chunk's records all carry the same parts.
         let fields = self.fields.load();
-        let n = rx.pop_chunk(self.chunk, |ticks| {
-            for t in ticks {
-                let wait = if stopping.load(Ordering::Relaxed) {
-                    Duration::ZERO
-                } else {
-                    *queue_full_wait
-                };
-                match publish_one(
-                    t,
-                    (run, fields),
-                    producer,
-                    buf,
-                    &mut hist.produce,
-                    wait,
-                    queue_full_waits,
-                ) {
-                    Ok(()) => *produced += 1,
-                    Err(ProduceError::QueueFull) => *dropped_queue_full += 1,
-                    Err(ProduceError::Other(_)) => *dropped_produce_error += 1,
-                }
+        let mut n = 0;
+        // NB: strict priority: T0's ring first, then T1's, then T2's, one
+        // chunk in all; a lower tier waits while a higher one keeps the
+        // publisher busy, which is the point (README, "Tiers").
+        for (lane, rx) in rx.iter_mut().enumerate() {
+            if n >= self.chunk {
+                break;
             }
-        });
+            let tier = Tier::ALL[lane];
+            let tally = &mut tiers[lane];
+            let got = rx.pop_chunk(self.chunk - n, |ticks| {
+                for t in ticks {
+                    let wait = if stopping.load(Ordering::Relaxed) {
+                        Duration::ZERO
+                    } else {
+                        *queue_full_wait
+                    };
+                    match publish_one(
+                        t,
+                        (run, fields, tier),
+                        producer,
+                        buf,
+                        &mut hist.produce,
+                        wait,
+                        queue_full_waits,
+                    ) {
+                        Ok(()) => {
+                            *produced += 1;
+                            tally.produced += 1;
+                        }
+                        Err(ProduceError::QueueFull) => {
+                            *dropped_queue_full += 1;
+                            tally.dropped_queue_full += 1;
+                        }
+                        Err(ProduceError::Other(_)) => {
+                            *dropped_produce_error += 1;
+                            tally.dropped_produce_error += 1;
+                        }
+                    }
+                }
+            });
+            tally.popped += got as u64;
+            n += got;
+        }
         if n > 0 {
             self.popped += n as u64;
             #[cfg(feature = "test-hooks")]
@@ -240,21 +302,35 @@ impl Publisher {
                 self.fatal_after = None;
                 self.producer.inject_fatal();
             }
-            let c = &self.counters;
-            c.popped.store(self.popped, Ordering::Relaxed);
-            c.produced.store(self.produced, Ordering::Relaxed);
-            c.dropped_queue_full
-                .store(self.dropped_queue_full, Ordering::Relaxed);
-            c.dropped_produce_error
-                .store(self.dropped_produce_error, Ordering::Relaxed);
-            c.queue_full_waits
-                .store(self.queue_full_waits, Ordering::Relaxed);
+            self.store_counters();
             #[cfg(feature = "test-hooks")]
             if let Some(d) = self.slow {
                 std::thread::sleep(d);
             }
         }
         n
+    }
+
+    /// Publishes this thread's counts (`Relaxed` stores of single-writer
+    /// totals; readers want an eventually current value, nothing more).
+    fn store_counters(&self) {
+        let c = &self.counters;
+        c.popped.store(self.popped, Ordering::Relaxed);
+        c.produced.store(self.produced, Ordering::Relaxed);
+        c.dropped_queue_full
+            .store(self.dropped_queue_full, Ordering::Relaxed);
+        c.dropped_produce_error
+            .store(self.dropped_produce_error, Ordering::Relaxed);
+        c.queue_full_waits
+            .store(self.queue_full_waits, Ordering::Relaxed);
+        for (t, c) in self.tiers.iter().zip(&c.by_tier) {
+            c.popped.store(t.popped, Ordering::Relaxed);
+            c.produced.store(t.produced, Ordering::Relaxed);
+            c.dropped_queue_full
+                .store(t.dropped_queue_full, Ordering::Relaxed);
+            c.dropped_produce_error
+                .store(t.dropped_produce_error, Ordering::Relaxed);
+        }
     }
 
     /// Moves the delivery reports' receive → ack samples served by the last
@@ -361,7 +437,7 @@ impl Publisher {
             if n > 0 {
                 continue;
             }
-            if self.rx.is_abandoned() && self.rx.is_empty() {
+            if self.rx.iter().all(|rx| rx.is_abandoned() && rx.is_empty()) {
                 break;
             }
             // Idle: serve a few more delivery-report events (rdkafka's
@@ -379,7 +455,7 @@ impl Publisher {
                     // keeps delivery reports served while idle.
                     let rx = &self.rx;
                     wake.park_unless(
-                        || !rx.is_empty() || rx.is_abandoned(),
+                        || rx.iter().any(|rx| !rx.is_empty() || rx.is_abandoned()),
                         Duration::from_millis(5),
                     );
                 }
@@ -424,14 +500,21 @@ pub struct Report {
 
 /// Parks a record the producer would not take.
 #[cold]
-fn park(producer: &TickProducer, key: &[u8], payload: &[u8], e: ProduceError, waited: Duration) {
+fn park(
+    producer: &TickProducer,
+    tier: Tier,
+    (key, payload): (&[u8], &[u8]),
+    e: ProduceError,
+    waited: Duration,
+) {
     let why = match e {
         ProduceError::QueueFull => {
             format!("producer queue full for {} ms", waited.as_millis())
         }
         ProduceError::Other(code) => format!("produce refused: {code}"),
     };
-    producer.spool().park(
+    producer.spool().park_tiered(
+        tier,
         producer.topic_name(),
         key,
         payload,
@@ -444,7 +527,7 @@ fn park(producer: &TickProducer, key: &[u8], payload: &[u8], e: ProduceError, wa
 #[inline]
 fn publish_one(
     t: &Tick,
-    (run, fields): (RunId, FieldSelection),
+    (run, fields, tier): (RunId, FieldSelection, Tier),
     producer: &TickProducer,
     buf: &mut JsonBuf,
     hist: &mut Histogram<u64>,
@@ -478,7 +561,7 @@ fn publish_one(
         Err(e) => Err(e),
     };
     if let Err(e) = r {
-        park(producer, key, buf.as_bytes(), e, queue_full_wait);
+        park(producer, tier, (key, buf.as_bytes()), e, queue_full_wait);
     }
     r
 }

@@ -1,10 +1,14 @@
 //! Where instruments go: [`shard`] splits them over connections (at start-up,
 //! on the caller's thread), and the [`Router`] sends each decoded tick to the
-//! ring of the publisher that owns its instrument (on the network thread,
-//! which owns the router and with it the producer halves of the rings).
+//! ring of the publisher that owns its instrument, and within it to the ring
+//! of the instrument's tier (on the network thread, which owns the router and
+//! with it the producer halves of the rings).
+
+use std::sync::Arc;
 
 use crate::ring::TickTx;
 use crate::tick::Mode;
+use crate::tier::{TIERS, TierMap};
 use crate::wire::{DecodeError, Message, Packet, decode};
 
 /// What one routed message contained.
@@ -21,15 +25,20 @@ pub struct Routed {
     /// Packets of a token unsubscribed a moment ago (not ticks; skipped,
     /// counted).
     pub after_unsubscribe: u32,
-    /// Bit `i` is set when ring `i` received a tick.
+    /// Bit `i` is set when a ring of publisher `i` received a tick.
     pub touched: u64,
 }
 
 /// Routes ticks to publisher rings by instrument, so that each instrument's
-/// ticks stay in order on one publisher.
+/// ticks stay in order on one publisher, and, per publisher, to the ring of
+/// the instrument's tier (an instrument has one tier for the run, so its
+/// order holds too).
 #[derive(Debug)]
 pub struct Router {
+    /// Publisher `p`'s ring of tier `t` is `rings[p * lanes + t]`.
     rings: Vec<TickTx>,
+    lanes: usize,
+    tiers: Arc<TierMap>,
 }
 
 /// Most publishers (rings) a router supports.
@@ -46,7 +55,8 @@ pub fn ring_for(token: u32, n: usize) -> usize {
 }
 
 impl Router {
-    /// A router over `rings` (at most [`MAX_RINGS`]).
+    /// A router over `rings` (at most [`MAX_RINGS`]), one per publisher,
+    /// untiered: every tick counts as T0 ([`tiered`](Self::tiered) splits).
     ///
     /// # Panics
     /// When `rings` is empty or longer than [`MAX_RINGS`] (the engine's
@@ -57,18 +67,44 @@ impl Router {
             !rings.is_empty() && rings.len() <= MAX_RINGS,
             "1..={MAX_RINGS} rings"
         );
-        Self { rings }
+        Self {
+            rings,
+            lanes: 1,
+            // Untiered: every tick is T0, on its publisher's one ring.
+            tiers: Arc::new(TierMap::uniform(crate::tier::Tier::T0)),
+        }
     }
 
-    /// The rings.
+    /// A router over one ring per tier per publisher (at most
+    /// [`MAX_RINGS`] publishers); `tiers` gives each token its tier.
+    ///
+    /// # Panics
+    /// As [`new`](Self::new).
+    #[must_use]
+    pub fn tiered(rings: Vec<[TickTx; TIERS]>, tiers: Arc<TierMap>) -> Self {
+        assert!(
+            !rings.is_empty() && rings.len() <= MAX_RINGS,
+            "1..={MAX_RINGS} publishers"
+        );
+        Self {
+            rings: rings.into_iter().flatten().collect(),
+            lanes: TIERS,
+            tiers,
+        }
+    }
+
+    /// The rings, publisher by publisher (and, when tiered, T0, T1, T2 of
+    /// each).
     #[must_use]
     pub fn rings(&self) -> &[TickTx] {
         &self.rings
     }
 
     /// Decodes `msg` and pushes each tick, stamped with `conn`, `recv_ns` and
-    /// the next value of `seq`, onto its instrument's ring. Never blocks,
-    /// never allocates; a full ring drops the tick and counts it. A packet
+    /// the next value of `seq`, onto its instrument's ring (its publisher's
+    /// ring of its tier). Never blocks, never allocates; a full ring drops
+    /// the tick and counts it: a T0 tick is dropped only when its T0 ring is
+    /// full, whatever the T1 and T2 rings hold. A packet
     /// whose token is in `gone` (sorted; the connection unsubscribed it a
     /// moment ago) is skipped and counted, and takes no `seq`; `gone` is
     /// empty outside the moments after a live change.
@@ -92,7 +128,7 @@ impl Router {
             }
             Message::Packets(p) => p,
         };
-        let n = self.rings.len();
+        let n = self.rings.len() / self.lanes;
         for p in packets {
             if let Packet::Unknown { .. } = p {
                 r.unknown += 1;
@@ -103,9 +139,13 @@ impl Router {
                 continue;
             }
             let i = ring_for(p.token(), n);
+            // NB: a hash-table probe of the named tokens (none by default)
+            // and a table read (`benches/decode.rs`, `route/*`); `min`
+            // keeps an untiered router on its one ring per publisher.
+            let lane = self.tiers.tier_of(p.token()).index().min(self.lanes - 1);
             *seq += 1;
             let s = *seq;
-            let pushed = self.rings[i].push_with(|slot| {
+            let pushed = self.rings[i * self.lanes + lane].push_with(|slot| {
                 slot.decode_from(&p);
                 slot.ts_recv_ns = recv_ns;
                 slot.seq = s;
@@ -200,6 +240,43 @@ mod tests {
         assert_eq!(got, [(513, 1)]);
         let r = router.route(0, &mut seq, 2, &msg, &[]).unwrap();
         assert_eq!((r.pushed, r.after_unsubscribe, seq), (3, 0, 4));
+    }
+
+    #[test]
+    fn a_full_ring_drops_t2_and_takes_t0_which_drops_only_when_its_own_ring_is_full() {
+        use crate::tier::Tier;
+        let (t0, t1, t2) = ((1 << 8) | 1, (2 << 8) | 1, (3 << 8) | 1);
+        let map = TierMap::new(Tier::T1, &[], &[(t0, Tier::T0), (t2, Tier::T2)]);
+        let (mut txs, mut rxs, mut cs) = (Vec::new(), Vec::new(), Vec::new());
+        for cap in [3, 2, 2] {
+            let (tx, rx, c) = crate::ring::tick_ring(cap);
+            txs.push(tx);
+            rxs.push(rx);
+            cs.push(c);
+        }
+        let lanes: [TickTx; TIERS] = txs.try_into().unwrap();
+        let mut router = Router::tiered(vec![lanes], Arc::new(map));
+        let mut seq = 0;
+        let mut send = |tokens: &[u32]| {
+            router
+                .route(0, &mut seq, 1, &ltp_message(tokens), &[])
+                .unwrap()
+        };
+        // T2 and T1 fill up and drop; every T0 tick still gets in.
+        let r = send(&[t2, t2, t2, t2, t1, t1, t1, t0, t0, t0]);
+        assert_eq!((r.pushed, r.dropped_full), (7, 3));
+        let dropped = |cs: &[Arc<crate::ring::RingCounters>]| {
+            cs.iter().map(|c| c.dropped_full()).collect::<Vec<_>>()
+        };
+        assert_eq!(dropped(&cs), [0, 1, 2]);
+        // T0 drops only now that its own ring is full.
+        let r = send(&[t0]);
+        assert_eq!((r.pushed, r.dropped_full), (0, 1));
+        assert_eq!(dropped(&cs), [1, 1, 2]);
+        // Each tier's ring holds only its tier, in order.
+        let mut got = Vec::new();
+        rxs[0].pop_chunk(16, |ts| got.extend(ts.iter().map(|t| (t.token.0, t.seq))));
+        assert_eq!(got, [(t0, 8), (t0, 9), (t0, 10)]);
     }
 
     #[test]

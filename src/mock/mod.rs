@@ -516,6 +516,7 @@ pub fn default_instruments(n: usize) -> Vec<crate::instruments::Instrument> {
             exchange: "NSE".into(),
             expiry_day: None,
             mode: Some(Mode::Full),
+            tier: None,
         },
         crate::instruments::Instrument {
             token: 260_105,
@@ -524,6 +525,7 @@ pub fn default_instruments(n: usize) -> Vec<crate::instruments::Instrument> {
             exchange: "NSE".into(),
             expiry_day: None,
             mode: Some(Mode::Quote),
+            tier: None,
         },
     ];
     let segments: [(u32, &str); 6] = [
@@ -550,6 +552,7 @@ pub fn default_instruments(n: usize) -> Vec<crate::instruments::Instrument> {
             exchange: exch.into(),
             expiry_day: None,
             mode: Some(modes[i as usize % 3]),
+            tier: None,
         });
         i += 1;
     }

@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 
 use super::http::{CODE_LABELS, Counts as HttpCounts};
 use super::{Buckets, View};
+use crate::tier::{TIERS, Tier};
 
 /// A family's type, as `# TYPE` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +76,18 @@ families! {
         "Ticks parked in the dead-letter spool.";
     TICKS_DROPPED = Counter "panda_feed_ticks_dropped_total" ["reason"]
         "Ticks dropped, by reason.";
+    TICKS_RECEIVED_BY_TIER = Counter "panda_feed_ticks_received_by_tier_total" ["tier"]
+        "Ticks received, by instrument tier (T0 is shed last, T2 first).";
+    TICKS_PUBLISHED_BY_TIER = Counter "panda_feed_ticks_published_by_tier_total" ["tier"]
+        "Ticks whose delivery Kafka confirmed, by tier.";
+    TICKS_PARKED_BY_TIER = Counter "panda_feed_ticks_parked_by_tier_total" ["tier"]
+        "Ticks parked in the dead-letter spool, by tier.";
+    TICKS_DROPPED_BY_TIER = Counter "panda_feed_ticks_dropped_by_tier_total" ["tier", "reason"]
+        "Ticks dropped, by tier and reason.";
+    IN_FLIGHT_TICKS_BY_TIER = Gauge "panda_feed_in_flight_ticks_by_tier" ["tier"]
+        "Ticks in a ring, a publisher or the producer queue, by tier.";
+    TIER_RING_FILL_RATIO = Gauge "panda_feed_tier_ring_fill_ratio" ["tier"]
+        "Fill of a tier's rings over all publishers, 0..1 (0 for a tier with no slots).";
     SEND_FAILURES = Counter "panda_feed_send_failures_total" ["cause"]
         "Records Kafka did not take, by cause (each parked or dropped).";
     MALFORMED_MESSAGES = Counter "panda_feed_malformed_messages_total" ["reason"]
@@ -292,6 +305,51 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// The per-tier families, in table order.
+#[allow(
+    clippy::cast_precision_loss,
+    reason = "ring lengths are far below 2^52"
+)]
+fn render_tiers(o: &mut Out, tiers: &[crate::engine::TierCounts; TIERS]) {
+    let labelled = || Tier::ALL.iter().map(|t| t.label()).zip(tiers.iter());
+    type TierGet = fn(&crate::engine::TierCounts) -> u64;
+    let counters: [(&Family, TierGet); 3] = [
+        (&TICKS_RECEIVED_BY_TIER, |t| t.received),
+        (&TICKS_PUBLISHED_BY_TIER, |t| t.published),
+        (&TICKS_PARKED_BY_TIER, |t| t.parked),
+    ];
+    for (f, get) in counters {
+        o.header(f);
+        for (l, t) in labelled() {
+            o.sample(f, &[l], get(t));
+        }
+    }
+    o.header(&TICKS_DROPPED_BY_TIER);
+    for (l, t) in labelled() {
+        let d = &t.dropped_by_reason;
+        for (r, v) in [
+            ("ring_full", d.ring_full),
+            ("spool_full", d.spool_full),
+            ("spool_error", d.spool_error),
+        ] {
+            o.sample(&TICKS_DROPPED_BY_TIER, &[l, r], v);
+        }
+    }
+    o.header(&IN_FLIGHT_TICKS_BY_TIER);
+    for (l, t) in labelled() {
+        o.sample(&IN_FLIGHT_TICKS_BY_TIER, &[l], t.in_flight);
+    }
+    o.header(&TIER_RING_FILL_RATIO);
+    for (l, t) in labelled() {
+        let fill = if t.ring_capacity == 0 {
+            0.0
+        } else {
+            t.ring_len as f64 / t.ring_capacity as f64
+        };
+        o.sample(&TIER_RING_FILL_RATIO, &[l], fill);
+    }
+}
+
 /// Renders `view`, with the HTTP server's counters `http`.
 #[must_use]
 #[allow(clippy::too_many_lines, clippy::cast_precision_loss)]
@@ -312,6 +370,7 @@ pub fn render(view: &View, http: &HttpCounts) -> String {
     ] {
         o.sample(&TICKS_DROPPED, &[r], v);
     }
+    render_tiers(&mut o, &c.tiers);
     o.header(&SEND_FAILURES);
     let f = &c.failures;
     for (r, v) in [

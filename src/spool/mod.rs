@@ -67,6 +67,9 @@ pub struct SpoolCounters {
     pub error: AtomicU64,
     /// fsyncs of segment data (by policy, on a timer, at close).
     pub syncs: AtomicU64,
+    /// Per tier (index [`Tier::index`](crate::tier::Tier::index)), the
+    /// records of [`Spool::park_tiered`]: `[parked, full, error]`.
+    pub by_tier: [[AtomicU64; 3]; crate::tier::TIERS],
 }
 
 /// Whether a record that failed delivery may nevertheless be on its topic
@@ -244,6 +247,37 @@ impl Spool {
         error: &str,
         persisted: Persisted,
     ) -> bool {
+        self.park_as(None, topic, key, payload, error, persisted)
+    }
+
+    /// [`park`](Self::park), also counted in the record's tier
+    /// ([`SpoolCounters::by_tier`]).
+    pub fn park_tiered(
+        &self,
+        tier: crate::tier::Tier,
+        topic: &str,
+        key: &[u8],
+        payload: &[u8],
+        error: &str,
+        persisted: Persisted,
+    ) -> bool {
+        self.park_as(Some(tier), topic, key, payload, error, persisted)
+    }
+
+    fn park_as(
+        &self,
+        tier: Option<crate::tier::Tier>,
+        topic: &str,
+        key: &[u8],
+        payload: &[u8],
+        error: &str,
+        persisted: Persisted,
+    ) -> bool {
+        let by_tier = |outcome: usize| {
+            if let Some(t) = tier {
+                bump(&self.counters.by_tier[t.index()][outcome]);
+            }
+        };
         let mut w = self.lock();
         let rec = RecordRef {
             persisted,
@@ -255,12 +289,19 @@ impl Spool {
         match w.append(&self.total, &self.counters, rec) {
             Ok(()) => {
                 bump(&self.counters.parked);
+                by_tier(0);
                 true
             }
             Err(e) => {
                 match e {
-                    SpoolError::Full { .. } => bump(&self.counters.full),
-                    SpoolError::Io { .. } => bump(&self.counters.error),
+                    SpoolError::Full { .. } => {
+                        bump(&self.counters.full);
+                        by_tier(1);
+                    }
+                    SpoolError::Io { .. } => {
+                        bump(&self.counters.error);
+                        by_tier(2);
+                    }
                 }
                 drop(w);
                 self.set_error(e.to_string());
