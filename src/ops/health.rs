@@ -28,7 +28,7 @@ impl Status {
 }
 
 /// Every health reason code, in a stable order (documented in the README).
-pub const CODES: [&str; 12] = [
+pub const CODES: [&str; 13] = [
     "not_running",
     "disconnected",
     "auth_failed",
@@ -41,6 +41,7 @@ pub const CODES: [&str; 12] = [
     "spool_not_empty",
     "producer_fatal",
     "secret_file_readable",
+    "t0_dropped",
 ];
 
 /// One reason the feed is not healthy.
@@ -117,6 +118,9 @@ pub struct Input<'a> {
     pub spool_bytes: u64,
     /// Fatal producer errors (each replaced a producer) within the window.
     pub fatal_in_window: u64,
+    /// T0 ticks dropped within the window (README "Tiers": only when T0's
+    /// own ring was full).
+    pub t0_dropped_in_window: u64,
     /// The latest Kafka error.
     pub kafka_error: Option<&'a str>,
     /// Secret files readable by group/other (one warning text each).
@@ -277,6 +281,18 @@ pub fn evaluate(i: &Input<'_>, t: &Thresholds) -> Health {
             ),
         ));
     }
+    if i.t0_dropped_in_window > 0 {
+        v.push(issue(
+            "t0_dropped",
+            Degraded,
+            format!(
+                "{} T0 ticks dropped in the last {}s: the T0 rings were full (T1 and T2 were \
+                 shed first); the publishers cannot keep up: add publishers, raise \
+                 engine.ring_capacity or tiers.t0_ring_pct, or move instruments out of T0",
+                i.t0_dropped_in_window, i.window_s
+            ),
+        ));
+    }
     if i.spool_bytes > 0 {
         v.push(issue(
             "spool_not_empty",
@@ -359,6 +375,13 @@ mod tests {
         assert_eq!(codes(&h), ["secret_file_readable"]);
         assert_eq!(h.status, Status::Degraded);
         assert!(h.issues[0].text.contains("chmod 600"), "{h:?}");
+
+        let mut i = ok();
+        i.t0_dropped_in_window = 3;
+        let h = evaluate(&i, &T);
+        assert_eq!(codes(&h), ["t0_dropped"]);
+        assert_eq!(h.status, Status::Degraded);
+        assert!(h.issues[0].text.contains("3 T0 ticks"), "{h:?}");
 
         let mut i = ok();
         i.fatal_in_window = 1;

@@ -41,6 +41,7 @@ struct Point {
     dropped: u64,
     failures: u64,
     fatal: u64,
+    t0_dropped: u64,
 }
 
 /// The ops side of `run`. Call [`sample`](Self::sample) from the loop that
@@ -321,6 +322,7 @@ impl Ops {
             dropped: counts.dropped,
             failures: f.producer_queue_full + f.produce_error + f.delivery_failed,
             fatal: counts.producer_fatal_errors,
+            t0_dropped: counts.tiers[0].dropped,
         });
         let horizon = at_ns.saturating_sub(self.cfg.window_s * 1_000_000_000);
         while self.window.len() > 2 && self.window[1].at_ns <= horizon {
@@ -332,6 +334,7 @@ impl Ops {
             dropped: 0,
             failures: 0,
             fatal: 0,
+            t0_dropped: 0,
         });
         let window = (
             counts.received.saturating_sub(first.received),
@@ -434,6 +437,7 @@ impl Ops {
                 redis_error: redis.last_error.as_deref(),
                 spool_bytes: counts.spool_bytes,
                 fatal_in_window: counts.producer_fatal_errors.saturating_sub(first.fatal),
+                t0_dropped_in_window: counts.tiers[0].dropped.saturating_sub(first.t0_dropped),
                 kafka_error: counts.last_kafka_error.as_deref(),
                 secret_files: &self.notes,
                 markets_closed: &self.markets_closed,
