@@ -147,7 +147,7 @@ pub(crate) fn problems(a: &RunArgs, cfg: &Config) -> Vec<String> {
         }
         None => {}
     }
-    if cfg.kafka.brokers.is_empty() && !a.mock {
+    if cfg.kafka.brokers.is_empty() && !a.mock && cfg.kafka.sink != "blackhole" {
         p.push("no Kafka brokers: give --brokers, kafka.brokers or KAFKA__BROKERS".into());
     }
     let mut engine = EngineConfig {

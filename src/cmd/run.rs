@@ -165,7 +165,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(t) = &args.topic {
         kafka.topic.clone_from(t);
     }
-    let broker = if kafka.brokers.is_empty() {
+    let broker = if kafka.brokers.is_empty() && kafka.sink != "blackhole" {
         if !args.mock {
             bail!(
                 "no Kafka brokers: give --brokers HOST:PORT or kafka.brokers in the config \

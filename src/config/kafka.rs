@@ -37,6 +37,10 @@ pub struct KafkaConfig {
     /// Topic of order postbacks (Kite's `order` text frames), keyed by
     /// order id; empty = not published (only counted).
     pub orders_topic: String,
+    /// Where the publishers' records go: `kafka`, or `blackhole` (encoded,
+    /// then discarded and counted as published at once: the engine's own
+    /// cost, without a broker; README "Performance").
+    pub sink: String,
 }
 
 impl Default for KafkaConfig {
@@ -53,6 +57,7 @@ impl Default for KafkaConfig {
             flush_timeout_ms: 10_000,
             extra: BTreeMap::new(),
             orders_topic: defaults::ORDERS_TOPIC.into(),
+            sink: "kafka".into(),
         }
     }
 }
@@ -105,6 +110,13 @@ impl KafkaConfig {
                 "kafka.topic {:?} is not a topic name; use e.g. \"{}\"",
                 self.topic,
                 defaults::TOPIC
+            ));
+        }
+        if !["kafka", "blackhole"].contains(&self.sink.as_str()) {
+            p.push(format!(
+                "kafka.sink {:?} is not kafka or blackhole (blackhole discards every record: \
+                 for measuring the engine alone)",
+                self.sink
             ));
         }
         if !["none", "gzip", "snappy", "lz4"].contains(&self.compression.as_str()) {
