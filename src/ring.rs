@@ -28,6 +28,10 @@ use crossbeam_utils::CachePadded;
 
 use crate::tick::Tick;
 
+/// Bytes of one ring slot (a [`Tick`], stored in place): the ring memory is
+/// capacity × this, shown per publisher in the summary and `/metrics`.
+pub const SLOT_BYTES: u64 = std::mem::size_of::<Tick>() as u64;
+
 /// The ring was full; the tick was dropped and counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;

@@ -35,6 +35,14 @@ fn a_blackhole_run_publishes_every_tick_to_nowhere_without_a_broker() {
         "counted in its tier"
     );
     assert_eq!(s["parked"], 0);
+    // Ring memory in bytes as well as slots.
+    let p = &s["publishers"][0];
+    assert_eq!(
+        p["ring_bytes"].as_u64().unwrap(),
+        p["ring_capacity"].as_u64().unwrap() * panda_feed::ring::SLOT_BYTES,
+        "{p}"
+    );
+    assert_eq!(panda_feed::ring::SLOT_BYTES, 216, "the README's slot size");
 }
 
 #[test]

@@ -256,6 +256,7 @@ pub(crate) fn tally(conns: &[std::sync::Arc<ConnStats>], pubs: &[PublisherHandle
         }
         c.publishers.push(PublisherCountsOut {
             ring_capacity: st.capacity,
+            ring_bytes: (st.capacity as u64).saturating_mul(crate::ring::SLOT_BYTES),
             ring_len: st.pushed.saturating_sub(st.popped),
             pushed: st.pushed,
             dropped_ring_full: st.dropped_ring_full,
@@ -399,6 +400,8 @@ pub struct ConnCounts {
 pub struct PublisherCountsOut {
     /// Ring slots.
     pub ring_capacity: usize,
+    /// Ring memory: slots × the slot size (a `Tick`), bytes.
+    pub ring_bytes: u64,
     /// Ticks in the ring.
     pub ring_len: u64,
     /// Ticks pushed onto the ring.

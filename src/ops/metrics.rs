@@ -154,6 +154,8 @@ families! {
         "Ticks in a publisher ring.";
     RING_CAPACITY = Gauge "panda_feed_ring_capacity" ["publisher"]
         "Slots of a publisher ring.";
+    RING_BYTES = Gauge "panda_feed_ring_bytes" ["publisher"]
+        "Memory of a publisher's rings: slots times the slot size, bytes.";
     PRODUCER_QUEUE_DEPTH = Gauge "panda_feed_producer_queue_depth" ["publisher"]
         "Records in a publisher's Kafka producer awaiting a delivery report.";
     CONNECTION_UP = Gauge "panda_feed_connection_up" ["connection"]
@@ -468,12 +470,13 @@ pub fn render(view: &View, http: &HttpCounts) -> String {
     o.one(&HEALTH_STATUS, view.health.status as u8);
     o.one(&IN_FLIGHT_TICKS, c.in_flight);
     type PubGet = fn(&crate::engine::PublisherCountsOut) -> f64;
-    let per_pub: [(&Family, PubGet); 4] = [
+    let per_pub: [(&Family, PubGet); 5] = [
         (&RING_FILL_RATIO, |p| {
             p.ring_len as f64 / p.ring_capacity.max(1) as f64
         }),
         (&RING_LEN, |p| p.ring_len as f64),
         (&RING_CAPACITY, |p| p.ring_capacity as f64),
+        (&RING_BYTES, |p| p.ring_bytes as f64),
         (&PRODUCER_QUEUE_DEPTH, |p| p.producer_queue as f64),
     ];
     for (family, get) in per_pub {
