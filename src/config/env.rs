@@ -248,19 +248,7 @@ impl Layered {
     /// # Errors
     /// A bad file: every problem of the file and of the environment.
     pub fn load(path: Option<&Path>) -> Result<Self, Vec<String>> {
-        let (env, env_problems) = EnvOverlay::from_env();
-        match load_layered(path, &env) {
-            Ok((config, file)) => Ok(Self {
-                config,
-                file,
-                env,
-                env_problems,
-            }),
-            Err(mut p) => {
-                p.extend(env_problems);
-                Err(p)
-            }
-        }
+        Self::with_env(|env| load_layered(path, env))
     }
 
     /// `text` as the file (named `name` in messages) and this process's
@@ -269,8 +257,15 @@ impl Layered {
     /// # Errors
     /// Every problem of the text and of the environment.
     pub fn from_text(text: &str, name: &str) -> Result<Self, Vec<String>> {
+        Self::with_env(|env| layered_text(Some((text, name)), env))
+    }
+
+    /// This process's environment laid over what `file` gives.
+    fn with_env(
+        file: impl FnOnce(&EnvOverlay) -> Result<(Config, Table), Vec<String>>,
+    ) -> Result<Self, Vec<String>> {
         let (env, env_problems) = EnvOverlay::from_env();
-        match layered_text(Some((text, name)), &env) {
+        match file(&env) {
             Ok((config, file)) => Ok(Self {
                 config,
                 file,

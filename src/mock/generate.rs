@@ -34,10 +34,11 @@ pub(super) fn generate(shared: &Shared) {
     while !shared.stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(1));
         let v = shared.registry_version.load(Ordering::SeqCst);
-        let (sv, stalled) = shared.faults.stalled();
+        let sv = shared.faults.stalled_version();
         if v != seen_version || sv != seen_stalled {
             seen_version = v;
             seen_stalled = sv;
+            let (_, stalled) = shared.faults.stalled();
             let reg = shared
                 .registry
                 .lock()

@@ -195,6 +195,11 @@ impl Faults {
         self.stalled_version.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// The version of the stalled list (bumped by every change; no lock).
+    pub(crate) fn stalled_version(&self) -> u64 {
+        self.stalled_version.load(Ordering::SeqCst)
+    }
+
     /// The stalled instruments and the version of that list.
     pub(crate) fn stalled(&self) -> (u64, Vec<u32>) {
         let s = self
