@@ -140,6 +140,14 @@ impl JsonBuf {
         self.with_writer(|w| w.put_price(raw_units, divisor));
     }
 
+    /// Appends `v` in decimal.
+    ///
+    /// # Panics
+    /// When fewer than 20 bytes remain.
+    pub fn put_u64(&mut self, v: u64) {
+        self.with_writer(|w| w.put_u64(v));
+    }
+
     /// Appends Unix seconds as a quoted RFC 3339 UTC timestamp, or `null` for 0.
     ///
     /// # Panics

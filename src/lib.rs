@@ -11,6 +11,8 @@
 //! - [`wire`]: Kite binary and text frames (network thread, `decode` command);
 //! - [`tick`]: the normalized tick moved between threads;
 //! - [`json`]: the published tick object (publisher threads, `decode` command);
+//! - [`bars`]: one-minute bars, built on the publishers, handed to the ops
+//!   side;
 //! - [`fields`]: which optional parts of the published tick are sent (set on
 //!   the ops side, read by the publishers);
 //! - [`ring`]: bounded SPSC tick rings with drop counters (network → publisher);
@@ -34,6 +36,7 @@
 //! - [`cli`]: argument parsing, the only place argv is read.
 
 pub mod auth;
+pub mod bars;
 pub mod calendar;
 pub mod cli;
 pub mod clock;

@@ -71,6 +71,7 @@ pub struct Engine {
     spool_dir: std::path::PathBuf,
     spool_recounted: Instant,
     fields: LiveFields,
+    bar_feeds: Vec<crate::bars::BarRx>,
 }
 
 fn pin(core: Option<usize>, what: &str) {
@@ -194,6 +195,7 @@ impl Engine {
             spool_dir: cfg.spool.dir,
             spool_recounted: Instant::now(),
             fields,
+            bar_feeds: Vec::new(),
         })
     }
 
@@ -318,6 +320,14 @@ impl Engine {
     #[must_use]
     pub fn fields(&self) -> FieldSelection {
         self.fields.load()
+    }
+
+    /// The ops side's ends of the publishers' bar hand-offs (one per
+    /// publisher), once: later calls return none. Each [`Bar`](crate::bars::Bar)
+    /// a publisher closes is also pushed here (full = dropped from the
+    /// hand-off, counted; the Kafka record is unaffected).
+    pub fn take_bar_feeds(&mut self) -> Vec<crate::bars::BarRx> {
+        std::mem::take(&mut self.bar_feeds)
     }
 
     /// This run's id, carried in every envelope.
