@@ -10,6 +10,10 @@
 //! ([`BarTx`] → [`BarRx`]; full = dropped from the hand-off and counted,
 //! never waited on).
 
+mod book;
+
+pub use book::{BarBook, BarClock, BookStats};
+
 use crate::json::JsonBuf;
 use crate::run_id::RunId;
 
@@ -107,3 +111,6 @@ pub fn write_bar(bar: &Bar, run: RunId, out: &mut JsonBuf) -> Result<(), crate::
     out.put(b"}");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
