@@ -43,6 +43,9 @@ pub struct BookStats {
     pub unpriced_ticks: u64,
     /// Ticks of instruments the full table had no room for.
     pub untracked_ticks: u64,
+    /// Exchange clock only: ticks without an exchange timestamp before any
+    /// tick with one told the offset (no time to put them at).
+    pub unclocked_ticks: u64,
     /// Times an instrument's volume baseline was reset (reconnect, or a
     /// fall of `volume_traded` within a day): that tick adds no volume.
     pub volume_rebased: u64,
@@ -158,8 +161,9 @@ pub struct BarBook {
     max_len: usize,
     grace_ns: u64,
     clock: BarClock,
-    /// Exchange − receive time of the latest tick with an exchange stamp.
-    offset_ns: i64,
+    /// Exchange − receive time of the latest tick with an exchange stamp
+    /// (`None` until one came).
+    offset_ns: Option<i64>,
     calendar: Option<Arc<Calendar>>,
     /// Earliest `end + grace` of any open bar (`u64::MAX`: none).
     next_due: u64,
@@ -187,7 +191,7 @@ impl BarBook {
             max_len,
             grace_ns,
             clock,
-            offset_ns: 0,
+            offset_ns: None,
             calendar,
             next_due: u64::MAX,
             stats: BookStats::default(),
@@ -216,7 +220,10 @@ impl BarBook {
     #[must_use]
     #[inline]
     pub const fn watermark(&self, now_ns: u64) -> u64 {
-        now_ns.saturating_add_signed(self.offset_ns)
+        match self.offset_ns {
+            Some(o) => now_ns.saturating_add_signed(o),
+            None => now_ns,
+        }
     }
 
     /// `true` when some open bar's grace has passed at `now_ns`: call
@@ -227,19 +234,23 @@ impl BarBook {
         self.watermark(now_ns) >= self.next_due
     }
 
+    /// The time of `t` on the book's clock; `None` when the exchange clock
+    /// has no offset yet for a tick without an exchange timestamp.
     #[inline]
-    fn tick_time(&mut self, t: &Tick) -> u64 {
+    fn tick_time(&mut self, t: &Tick) -> Option<u64> {
         match self.clock {
-            BarClock::Receive => t.ts_recv_ns,
+            BarClock::Receive => Some(t.ts_recv_ns),
             BarClock::Exchange if t.exchange_timestamp != 0 => {
                 let ex = u64::from(t.exchange_timestamp) * 1_000_000_000;
                 #[allow(clippy::cast_possible_wrap)] // both far below 2^63
                 {
-                    self.offset_ns = ex as i64 - t.ts_recv_ns as i64;
+                    self.offset_ns = Some(ex as i64 - t.ts_recv_ns as i64);
                 }
-                ex
+                Some(ex)
             }
-            BarClock::Exchange => self.watermark(t.ts_recv_ns),
+            BarClock::Exchange => self
+                .offset_ns
+                .map(|o| t.ts_recv_ns.saturating_add_signed(o)),
         }
     }
 
@@ -284,7 +295,10 @@ impl BarBook {
     /// than a minute, has passed). Never allocates.
     #[inline]
     pub fn on_tick(&mut self, t: &Tick, epoch: u64, emit: &mut impl FnMut(&Bar)) {
-        let ts = self.tick_time(t);
+        let Some(ts) = self.tick_time(t) else {
+            self.stats.unclocked_ticks += 1;
+            return;
+        };
         let Some(i) = self.slot(t.token.0, t.price_divisor) else {
             self.stats.untracked_ticks += 1;
             return;

@@ -43,6 +43,40 @@ pub struct Bar {
     pub ticks: u32,
 }
 
+/// What the engine needs to build bars (from `[bars]` and the calendar).
+#[derive(Debug, Clone, Default)]
+pub struct BarSettings {
+    /// Build bars (default off for a bare engine; `run` turns them on per
+    /// `bars.enabled`).
+    pub enabled: bool,
+    /// The bar topic.
+    pub topic: String,
+    /// How long after its minute ends a bar waits for late ticks.
+    pub grace: std::time::Duration,
+    /// What times a tick.
+    pub clock: BarClock,
+    /// Room in each publisher's hand-off to the ops side.
+    pub handoff: usize,
+    /// The exchange calendar: ticks outside their market's sessions build
+    /// no bar. `None`: every minute is open.
+    pub calendar: Option<std::sync::Arc<crate::calendar::Calendar>>,
+}
+
+impl BarSettings {
+    /// The settings of `[bars]` (no calendar yet: the caller adds it).
+    #[must_use]
+    pub fn from_config(c: &crate::config::BarsConfig) -> Self {
+        Self {
+            enabled: c.enabled,
+            topic: c.topic.clone(),
+            grace: std::time::Duration::from_millis(c.grace_ms),
+            clock: c.bar_clock().unwrap_or_default(),
+            handoff: usize::try_from(c.handoff).unwrap_or(usize::MAX),
+            calendar: None,
+        }
+    }
+}
+
 /// The publisher's end of the bar hand-off to the ops side.
 pub type BarTx = rtrb::Producer<Bar>;
 /// The ops side's end of the bar hand-off.

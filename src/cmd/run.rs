@@ -18,7 +18,6 @@ use crate::config::env::Layered;
 use crate::engine::{Counts, Engine, EngineConfig, Summary};
 use crate::instruments::{self, Instrument};
 use crate::logging::{LogFormat, MAX_LOGGED_TEXT, RateLimiter, suppressed_note, truncate};
-use crate::mock::EmbeddedBroker;
 use crate::mock::{MockConfig, MockExchange, default_instruments};
 use crate::ops::Ops;
 use crate::secret::Secret;
@@ -157,35 +156,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         None => args.ws_url.clone().unwrap_or(cfg.zerodha.ws_url.clone()),
     };
 
-    // Kafka.
-    let mut kafka = cfg.kafka.clone();
-    if let Some(b) = &args.brokers {
-        kafka.brokers.clone_from(b);
-    }
-    if let Some(t) = &args.topic {
-        kafka.topic.clone_from(t);
-    }
-    let broker = if kafka.brokers.is_empty() && kafka.sink != "blackhole" {
-        if !args.mock {
-            bail!(
-                "no Kafka brokers: give --brokers HOST:PORT or kafka.brokers in the config \
-                 (or --mock for an embedded broker)"
-            );
-        }
-        let b = EmbeddedBroker::start(1, &kafka.topic, cfg.mock.partitions.max(1))
-            .map_err(anyhow::Error::msg)?;
-        kafka.brokers = b.bootstrap_servers().to_owned();
-        info!(
-            "embedded Kafka broker at {bs} (topic {t}, {p} partitions); while this runs, read \
-             it with any Kafka client, e.g. kcat -C -b {bs} -t {t} -o beginning",
-            bs = kafka.brokers,
-            t = kafka.topic,
-            p = cfg.mock.partitions.max(1),
-        );
-        Some(b)
-    } else {
-        None
-    };
+    let (kafka, broker) = super::run_setup::kafka(args, &cfg)?;
 
     let supervision = cfg
         .zerodha
@@ -199,6 +170,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         publishers: args.publishers.unwrap_or(cfg.engine.publishers),
         kafka,
         supervision,
+        bars: super::run_setup::bars(&cfg, args.mock)?,
         ..EngineConfig::from_sections(&cfg).with_tiers_of(&list)
     };
 

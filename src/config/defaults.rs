@@ -6,6 +6,8 @@
 pub const TOPIC: &str = "market.ticks";
 /// `kafka.orders_topic`: order postbacks.
 pub const ORDERS_TOPIC: &str = "orders.updates";
+/// `bars.topic`: where one-minute bars go.
+pub const BARS_TOPIC: &str = "market.bars.1m";
 /// `spool.dir`, and the `dlq --dir` default.
 pub const SPOOL_DIR: &str = "panda-feed-spool";
 /// `zerodha.ws_url`: Kite's streaming endpoint (the path must be `/`).

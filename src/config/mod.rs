@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use std::time::Duration;
 
+mod bars;
 mod calendar;
 mod control;
 pub mod defaults;
@@ -21,6 +22,7 @@ mod spool;
 mod tiers;
 
 use crate::tick::Mode;
+pub use bars::BarsConfig;
 pub use calendar::CalendarConfig;
 pub use control::SubscriptionsConfig;
 pub use fields::FieldsConfig;
@@ -59,6 +61,8 @@ pub struct Config {
     pub calendar: CalendarConfig,
     /// Instrument tiers: what is shed first under pressure.
     pub tiers: TiersConfig,
+    /// One-minute bars.
+    pub bars: BarsConfig,
 }
 
 /// `[zerodha]`: the Kite connection. Like every key, each can be set from
@@ -414,6 +418,7 @@ impl Config {
         p.extend(self.subscriptions.problems());
         p.extend(self.calendar.problems());
         p.extend(self.tiers.problems());
+        p.extend(self.bars.problems());
         p.extend(self.ops.problems());
         p.extend(self.redis.problems());
         p
@@ -492,7 +497,7 @@ mod tests {
         // And every key of every section is written out in it.
         for section in [
             "zerodha", "engine", "kafka", "spool", "mock", "run", "ops", "redis", "fields",
-            "calendar", "tiers",
+            "calendar", "tiers", "bars",
         ] {
             assert!(
                 text.contains(&format!("[{section}]")),

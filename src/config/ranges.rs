@@ -127,6 +127,8 @@ pub const RANGES: &[Range] = &[
     r("subscriptions.universe_history", 1, 1000, "versions"),
     r("calendar.days_back", 0, 366, "days"),
     r("calendar.days_forward", 0, 366, "days"),
+    r("bars.grace_ms", 0, 30_000, "ms"),
+    r("bars.handoff", 1, 1 << 20, "bars"),
     r("tiers.t0_ring_pct", 1, 100, "%"),
     r("tiers.t1_ring_pct", 1, 100, "%"),
     r("tiers.t2_ring_pct", 1, 100, "%"),

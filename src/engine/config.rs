@@ -69,6 +69,8 @@ pub struct EngineConfig {
     /// The optional tick parts published at start
     /// ([`Engine::set_fields`](super::Engine::set_fields) changes them live).
     pub fields: FieldSelection,
+    /// One-minute bars (README, "Bars"): off unless `enabled`.
+    pub bars: crate::bars::BarSettings,
     /// Test hook (feature `test-hooks`): publisher `.0` sleeps `.1` after
     /// every chunk.
     #[cfg(feature = "test-hooks")]
@@ -117,6 +119,7 @@ impl Default for EngineConfig {
             supervision: Supervision::default(),
             spool: SpoolConfig::default(),
             fields: FieldSelection::ALL,
+            bars: crate::bars::BarSettings::default(),
             #[cfg(feature = "test-hooks")]
             test_slow_publisher: None,
             #[cfg(feature = "test-hooks")]
@@ -153,6 +156,7 @@ impl EngineConfig {
             spool: cfg.spool.clone(),
             fields: FieldSelection::from_config(&cfg.fields),
             tiers: cfg.tiers.clone(),
+            bars: crate::bars::BarSettings::from_config(&cfg.bars),
             ..Self::default()
         }
     }

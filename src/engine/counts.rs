@@ -23,7 +23,9 @@ use crate::spool::Spool;
 use crate::tier::TIERS;
 use crate::wire::DecodeError;
 
+mod bars;
 mod tiers;
+pub use bars::BarCounts;
 pub use tiers::TierCounts;
 
 const REASONS: usize = DecodeError::REASONS;
@@ -270,6 +272,7 @@ pub(crate) fn tally(conns: &[std::sync::Arc<ConnStats>], pubs: &[PublisherHandle
     }
     c.dropped = c.dropped_by_reason.total();
     c.tiers = tiers::tally(pubs);
+    c.bars = bars::tally(pubs);
     c
 }
 
@@ -281,6 +284,7 @@ pub(crate) fn identity_holds(c: &Counts, pubs: &[PublisherHandle], panicked: boo
         && c.in_flight == 0
         && si(c.received) == si(c.published + c.parked + c.dropped) + c.in_flight
         && tiers::identity_holds(c, pubs)
+        && bars::identity_holds(pubs)
 }
 
 /// Latency percentiles, in nanoseconds, of receive → produce call.
@@ -448,6 +452,10 @@ pub struct Counts {
     /// Order postbacks (not ticks): their own identity (README, "Order
     /// postbacks").
     pub orders: super::orders::OrderCounts,
+    /// One-minute bars (not ticks): their own identity (README, "Bars");
+    /// absent when bars are off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bars: Option<BarCounts>,
     /// Market-data messages.
     pub messages: u64,
     /// Heartbeats.

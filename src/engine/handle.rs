@@ -38,6 +38,8 @@ pub(crate) struct PublisherHandle {
     /// Set by [`Engine::stop`](super::Engine::stop): a full producer queue
     /// drops at once instead of waiting.
     pub(crate) stopping: Arc<AtomicBool>,
+    /// The bar counters, when bars are on.
+    pub(crate) bars: Option<Arc<super::bar_lane::BarCounters>>,
     /// The thread; `None` once joined.
     pub(crate) thread: Option<JoinHandle<Option<Report>>>,
 }
@@ -57,6 +59,7 @@ pub(crate) type Spawned = (
     Vec<[TickTx; TIERS]>,
     Vec<PublisherHandle>,
     Vec<(Arc<Wake>, Thread)>,
+    Vec<crate::bars::BarRx>,
 );
 
 /// Creates each publisher's rings (one per tier, sized by
@@ -73,6 +76,7 @@ pub(crate) fn spawn_publishers(
     spool_total: &Arc<AtomicU64>,
     fields: &LiveFields,
     tiers: &Arc<TierMap>,
+    conns: &[Arc<super::net::ConnStats>],
 ) -> Result<Spawned, EngineError> {
     let caps = cfg.tier_capacities(tiers);
     let flush = Duration::from_millis(u64::from(cfg.kafka.flush_timeout_ms));
@@ -80,6 +84,15 @@ pub(crate) fn spawn_publishers(
     // Every producer first: a failure leaves no thread behind.
     let mut built = Vec::new();
     let mut txs = Vec::new();
+    let mut bar_feeds = Vec::new();
+    let bars = &cfg.bars;
+    // Each publisher's book holds its share of the universe's capacity,
+    // with room for an uneven hash (README, "Bars").
+    let book_room = (cfg.max_connections.max(1) * cfg.max_per_connection.max(1))
+        .div_ceil(cfg.publishers.max(1))
+        .saturating_mul(5)
+        / 4
+        + 64;
     for i in 0..cfg.publishers {
         let [(t0, r0, c0), (t1, r1, c1), (t2, r2, c2)] = caps.map(tick_ring);
         let (tx, rx, rings) = ([t0, t1, t2], [r0, r1, r2], [c0, c1, c2]);
@@ -91,6 +104,13 @@ pub(crate) fn spawn_publishers(
             Arc::clone(tiers),
         )
         .map_err(|e| EngineError::Kafka(cfg.kafka.redact(&e.to_string())))?;
+        let producer = if bars.enabled {
+            producer
+                .with_bars_topic(&bars.topic)
+                .map_err(|e| EngineError::Kafka(cfg.kafka.redact(&e.to_string())))?
+        } else {
+            producer
+        };
         let (full_tx, full) = rtrb::RingBuffer::new(1);
         let (mut empty, empty_rx) = rtrb::RingBuffer::new(1);
         // One spare so the first exchange can happen (the ring has room: it
@@ -112,6 +132,16 @@ pub(crate) fn spawn_publishers(
         .with_index(u32::try_from(i).unwrap_or(u32::MAX))
         .with_run(cfg.run_id)
         .with_fields(fields.clone());
+        let publisher = if bars.enabled {
+            let (tx, rx) = rtrb::RingBuffer::new(bars.handoff.max(1));
+            bar_feeds.push(rx);
+            let grace = u64::try_from(bars.grace.as_nanos()).unwrap_or(u64::MAX);
+            let book =
+                crate::bars::BarBook::new(book_room, grace, bars.clock, bars.calendar.clone());
+            publisher.with_bars(super::bar_lane::BarLane::new(book, tx, conns.to_vec()))
+        } else {
+            publisher
+        };
         #[cfg(feature = "test-hooks")]
         let publisher = publisher
             .with_slowdown(
@@ -138,6 +168,7 @@ pub(crate) fn spawn_publishers(
             full,
             empty,
             stopping: Arc::clone(publisher.stopping()),
+            bars: publisher.bar_counters().cloned(),
             thread: None,
         };
         txs.push(tx);
@@ -165,5 +196,5 @@ pub(crate) fn spawn_publishers(
         handle.thread = Some(thread);
         handles.push(handle);
     }
-    Ok((txs, handles, wakes))
+    Ok((txs, handles, wakes, bar_feeds))
 }

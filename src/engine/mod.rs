@@ -14,6 +14,7 @@
 //! published (delivery confirmed), parked, or dropped with a counted reason.
 //! [`Engine::stop`] drains everything and checks that identity exactly.
 
+pub mod bar_lane;
 mod config;
 mod counts;
 mod handle;
@@ -29,7 +30,7 @@ pub use crate::config::{IdlePolicy, Supervision};
 pub use crate::secret::Secret;
 pub use config::{EngineConfig, EngineError};
 pub use counts::{
-    ConnCounts, Counts, DropReasons, Failures, LatencySummary, Pending, PendingCounts,
+    BarCounts, ConnCounts, Counts, DropReasons, Failures, LatencySummary, Pending, PendingCounts,
     PublisherCountsOut, Summary, TierCounts,
 };
 
@@ -110,8 +111,6 @@ impl Engine {
         let panics: Arc<Mutex<Vec<String>>> = Arc::default();
         let fields = LiveFields::new(cfg.fields);
         let tiers = Arc::new(cfg.tier_map());
-        let (txs, pubs, wakes) =
-            handle::spawn_publishers(&cfg, &panics, &spool_bytes, &fields, &tiers)?;
         let creds = Arc::new(Credentials::new(
             cfg.api_key.clone(),
             cfg.access_token.clone(),
@@ -127,6 +126,9 @@ impl Engine {
             .chain(std::iter::repeat_with(|| ConnSpec { tokens: Vec::new() }))
             .take(cfg.max_connections.max(1))
             .collect();
+        let conns = net::new_stats(&cfg.ws_url, &specs);
+        let (txs, pubs, wakes, bar_feeds) =
+            handle::spawn_publishers(&cfg, &panics, &spool_bytes, &fields, &tiers, &conns)?;
         let subs = Arc::new(SubsHandoff::default());
         let (orders, orders_tx) = if cfg.kafka.orders_topic.is_empty() {
             (None, None)
@@ -143,7 +145,6 @@ impl Engine {
             .map_err(EngineError::Kafka)?;
             (Some(path), Some(tx))
         };
-        let conns = net::new_stats(&cfg.ws_url, &specs);
         let (net, stopper) = Net::new(
             &creds,
             specs,
@@ -195,7 +196,7 @@ impl Engine {
             spool_dir: cfg.spool.dir,
             spool_recounted: Instant::now(),
             fields,
-            bar_feeds: Vec::new(),
+            bar_feeds,
         })
     }
 

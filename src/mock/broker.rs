@@ -45,13 +45,16 @@ impl EmbeddedBroker {
                         return;
                     }
                 };
-                // The ticks' topic and the order postbacks' (default name),
-                // with the same partitions.
-                let orders = crate::config::defaults::ORDERS_TOPIC;
-                for t in [topic.as_str(), orders]
-                    .into_iter()
-                    .filter(|t| *t != orders || topic != orders)
-                {
+                // The ticks' topic, the order postbacks' and the bars'
+                // (default names), with the same partitions.
+                let mut topics = vec![
+                    topic.as_str(),
+                    crate::config::defaults::ORDERS_TOPIC,
+                    crate::config::defaults::BARS_TOPIC,
+                ];
+                topics.sort_unstable();
+                topics.dedup();
+                for t in topics {
                     if let Err(e) = cluster.create_topic(t, partitions, 1) {
                         let _ = ready_tx.send(Err(format!("cannot create topic {t:?}: {e}")));
                         return;

@@ -70,6 +70,24 @@ pub struct SpoolCounters {
     /// Per tier (index [`Tier::index`](crate::tier::Tier::index)), the
     /// records of [`Spool::park_tiered`]: `[parked, full, error]`.
     pub by_tier: [[AtomicU64; 3]; crate::tier::TIERS],
+    /// Bar records (README, "Bars"): `[parked, full, error]`, counted here
+    /// only, not in the totals above (which are the ticks').
+    pub bars: [AtomicU64; 3],
+}
+
+/// What a parked record is, for the counters.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// A tick, with its tier when known.
+    Tick(Option<crate::tier::Tier>),
+    /// A bar.
+    Bar,
+}
+
+impl From<Option<crate::tier::Tier>> for Kind {
+    fn from(t: Option<crate::tier::Tier>) -> Self {
+        Self::Tick(t)
+    }
 }
 
 /// Whether a record that failed delivery may nevertheless be on its topic
@@ -264,18 +282,37 @@ impl Spool {
         self.park_as(Some(tier), topic, key, payload, error, persisted)
     }
 
-    fn park_as(
+    /// [`park`](Self::park) for a bar record: counted in
+    /// [`SpoolCounters::bars`] only.
+    pub fn park_bar(
         &self,
-        tier: Option<crate::tier::Tier>,
         topic: &str,
         key: &[u8],
         payload: &[u8],
         error: &str,
         persisted: Persisted,
     ) -> bool {
-        let by_tier = |outcome: usize| {
-            if let Some(t) = tier {
-                bump(&self.counters.by_tier[t.index()][outcome]);
+        self.park_as(Kind::Bar, topic, key, payload, error, persisted)
+    }
+
+    fn park_as(
+        &self,
+        kind: impl Into<Kind>,
+        topic: &str,
+        key: &[u8],
+        payload: &[u8],
+        error: &str,
+        persisted: Persisted,
+    ) -> bool {
+        let kind = kind.into();
+        let by_tier = |outcome: usize| match kind {
+            Kind::Tick(Some(t)) => bump(&self.counters.by_tier[t.index()][outcome]),
+            Kind::Tick(None) => {}
+            Kind::Bar => bump(&self.counters.bars[outcome]),
+        };
+        let total = |c: &AtomicU64| {
+            if let Kind::Tick(_) = kind {
+                bump(c);
             }
         };
         let mut w = self.lock();
@@ -288,18 +325,18 @@ impl Spool {
         };
         match w.append(&self.total, &self.counters, rec) {
             Ok(()) => {
-                bump(&self.counters.parked);
+                total(&self.counters.parked);
                 by_tier(0);
                 true
             }
             Err(e) => {
                 match e {
                     SpoolError::Full { .. } => {
-                        bump(&self.counters.full);
+                        total(&self.counters.full);
                         by_tier(1);
                     }
                     SpoolError::Io { .. } => {
-                        bump(&self.counters.error);
+                        total(&self.counters.error);
                         by_tier(2);
                     }
                 }

@@ -45,6 +45,9 @@ pub struct DeliveryCounters {
     pub last_error: Mutex<Option<String>>,
     /// Per tier: `[delivered, failed, purged]`, as above.
     pub by_tier: [[AtomicU64; 3]; crate::tier::TIERS],
+    /// Bars (`bars.topic`): `[delivered, failed, purged]`, counted here
+    /// only, not above, so the ticks' identity stays the ticks' own.
+    pub bars: [AtomicU64; 3],
 }
 
 /// Receive → broker-ack samples, written by delivery callbacks and drained
@@ -147,6 +150,10 @@ fn key_token(key: &[u8]) -> u32 {
     })
 }
 
+/// Set in a bar record's opaque (next to its end time, far below 2^63 ns)
+/// so its delivery report is counted as a bar's.
+pub const BAR_OPAQUE: u64 = 1 << 63;
+
 /// Delivery reports buffered between two drains before samples are dropped.
 const ACK_SAMPLES: usize = 16_384;
 
@@ -197,6 +204,10 @@ impl ProducerContext for Ctx {
 
     fn delivery(&self, result: &DeliveryResult<'_>, recv_ns: usize) {
         use rdkafka::Message as _;
+        if recv_ns as u64 & BAR_OPAQUE != 0 {
+            self.bar_delivery(result);
+            return;
+        }
         let key = match result {
             Ok(m) => m.key(),
             Err((_, m)) => m.key(),
@@ -258,6 +269,41 @@ impl ProducerContext for Ctx {
     }
 }
 
+impl Ctx {
+    /// A bar record's delivery report: counted in
+    /// [`DeliveryCounters::bars`]; a failed one is parked as a bar.
+    #[cold]
+    fn bar_delivery(&self, result: &DeliveryResult<'_>) {
+        use rdkafka::Message as _;
+        let c = &self.counters.bars;
+        let (e, msg) = match result {
+            Ok(_) => {
+                bump(&c[0]);
+                return;
+            }
+            Err((e, msg)) => (e, msg),
+        };
+        let purge = matches!(
+            e.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+        );
+        let why = if purge && !self.counters.fatal.load(Ordering::Relaxed) {
+            bump(&c[2]);
+            "undelivered at shutdown (flush deadline passed)".to_owned()
+        } else {
+            bump(&c[1]);
+            format!("delivery failed: {e}")
+        };
+        self.spool.park_bar(
+            msg.topic(),
+            msg.key().unwrap_or_default(),
+            msg.payload().unwrap_or_default(),
+            &why,
+            raw::persisted(msg),
+        );
+    }
+}
+
 /// Why a record was not enqueued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProduceError {
@@ -273,6 +319,8 @@ pub struct TickProducer {
     // its client. `BaseProducer`'s own drop then purges what is left and
     // serves the purge reports (counted as `purged`).
     topic: raw::Topic,
+    /// `bars.topic`, when bars are on.
+    bars_topic: Option<(raw::Topic, String)>,
     producer: BaseProducer<Ctx>,
     counters: Arc<DeliveryCounters>,
     topic_name: String,
@@ -331,6 +379,18 @@ impl TickProducer {
         )
     }
 
+    /// Also produces bars, to topic `name` ([`produce_bar`](Self::produce_bar)).
+    ///
+    /// # Errors
+    /// The topic handle cannot be made (a name librdkafka refuses).
+    pub fn with_bars_topic(mut self, name: &str) -> Result<Self, KafkaError> {
+        let t = raw::Topic::new(&self.producer, name).ok_or_else(|| {
+            KafkaError::ClientCreation(format!("cannot create a handle for topic {name:?}"))
+        })?;
+        self.bars_topic = Some((t, name.to_owned()));
+        Ok(self)
+    }
+
     fn with_shared(cfg: &KafkaConfig, client_id: &str, ctx: Ctx) -> Result<Self, KafkaError> {
         let counters = Arc::clone(&ctx.counters);
         let producer: BaseProducer<Ctx> = cfg.client_config(client_id).create_with_context(ctx)?;
@@ -339,6 +399,7 @@ impl TickProducer {
         ))?;
         Ok(Self {
             topic,
+            bars_topic: None,
             producer,
             counters,
             topic_name: cfg.topic.clone(),
@@ -398,6 +459,10 @@ impl TickProducer {
                 tiers: Arc::clone(&ctx.tiers),
             },
         )?;
+        let fresh = match &self.bars_topic {
+            Some((_, name)) => fresh.with_bars_topic(name)?,
+            None => fresh,
+        };
         // Dropping the old producer purges and parks what it held while the
         // `fatal` flag still marks those purges as failures, not shutdown.
         drop(std::mem::replace(self, fresh));
@@ -456,6 +521,31 @@ impl TickProducer {
         self.topic.produce(key, payload, recv_ns)
     }
 
+    /// Enqueues one bar record on `bars.topic`, like [`produce`](Self::produce);
+    /// its delivery report is counted in [`DeliveryCounters::bars`].
+    ///
+    /// # Errors
+    /// [`ProduceError`] when librdkafka refused the record, or
+    /// `UnknownTopic` when bars were not set up
+    /// ([`with_bars_topic`](Self::with_bars_topic)).
+    #[inline]
+    pub fn produce_bar(&self, key: &[u8], payload: &[u8], end_ns: u64) -> Result<(), ProduceError> {
+        if self.blackhole {
+            bump(&self.counters.bars[0]);
+            return Ok(());
+        }
+        match &self.bars_topic {
+            Some((t, _)) => t.produce(key, payload, (end_ns & !BAR_OPAQUE) | BAR_OPAQUE),
+            None => Err(ProduceError::Other(RDKafkaErrorCode::UnknownTopic)),
+        }
+    }
+
+    /// The bars topic, when bars are on.
+    #[must_use]
+    pub fn bars_topic_name(&self) -> Option<&str> {
+        self.bars_topic.as_ref().map(|(_, n)| n.as_str())
+    }
+
     /// Serves delivery reports (counted in [`DeliveryCounters`]), waiting at
     /// most `timeout`.
     #[inline]
@@ -480,121 +570,4 @@ impl TickProducer {
 }
 
 #[allow(unsafe_code)]
-mod raw {
-    //! The FFI calls the `rdkafka` crate does not wrap: the hot path's
-    //! `rd_kafka_produce` on a topic handle made once (instead of
-    //! `rd_kafka_producev` with a per-call `CString`), and, on the failure
-    //! path, `rd_kafka_message_status`.
-
-    use std::ffi::{CString, c_void};
-    use std::ptr::NonNull;
-
-    use rdkafka::bindings as rd;
-    use rdkafka::producer::{BaseProducer, Producer as _};
-
-    use super::{Ctx, ProduceError};
-    use crate::spool::Persisted;
-    use rdkafka::error::RDKafkaErrorCode;
-
-    /// An `rd_kafka_topic_t` owned by us, destroyed on drop.
-    #[derive(Debug)]
-    pub(super) struct Topic(NonNull<rd::rd_kafka_topic_t>);
-
-    // SAFETY: librdkafka topic handles are thread-safe (refcounted, with
-    // internal locking); `rd_kafka_produce` may be called from any thread.
-    unsafe impl Send for Topic {}
-
-    /// What librdkafka knows of a failed record's fate: certainly not
-    /// written, or possibly written (a request the broker may have received
-    /// before the timeout). "Persisted" cannot happen for a failure and is
-    /// mapped to possibly, the safe side.
-    pub(super) fn persisted(msg: &rdkafka::message::BorrowedMessage<'_>) -> Persisted {
-        // SAFETY: `msg.ptr()` points at the `rd_kafka_message_t` librdkafka
-        // handed to the delivery callback; it is valid for the borrow of `msg`,
-        // and `rd_kafka_message_status` only reads it.
-        let status = unsafe { rd::rd_kafka_message_status(msg.ptr()) };
-        match status {
-            rd::rd_kafka_msg_status_t::RD_KAFKA_MSG_STATUS_NOT_PERSISTED => Persisted::No,
-            _ => Persisted::Possibly,
-        }
-    }
-
-    /// Test hook: `rd_kafka_test_fatal_error` on `producer`.
-    #[cfg(feature = "test-hooks")]
-    pub(super) fn inject_fatal(producer: &BaseProducer<Ctx>) {
-        let reason = c"test hook: injected fatal error";
-        // SAFETY: the client pointer is valid for the producer's lifetime and
-        // `reason` is a NUL-terminated string that outlives the call, which
-        // copies it.
-        let _ = unsafe {
-            rd::rd_kafka_test_fatal_error(
-                producer.client().native_ptr(),
-                rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
-                reason.as_ptr(),
-            )
-        };
-    }
-
-    impl Topic {
-        pub(super) fn new(producer: &BaseProducer<Ctx>, name: &str) -> Option<Self> {
-            let name = CString::new(name).ok()?;
-            // SAFETY: the client pointer is valid for the producer's lifetime,
-            // `name` is a valid C string, and a null topic config means
-            // "defaults". The owner (`TickProducer`) drops this handle before
-            // the producer (field order).
-            let ptr = unsafe {
-                rd::rd_kafka_topic_new(
-                    producer.client().native_ptr(),
-                    name.as_ptr(),
-                    std::ptr::null_mut(),
-                )
-            };
-            NonNull::new(ptr).map(Self)
-        }
-
-        #[inline]
-        pub(super) fn produce(
-            &self,
-            key: &[u8],
-            payload: &[u8],
-            recv_ns: u64,
-        ) -> Result<(), ProduceError> {
-            // SAFETY: the topic handle is live (owned by `self`); with
-            // RD_KAFKA_MSG_F_COPY librdkafka copies key and payload before
-            // returning, so the borrowed slices need only outlive the call and
-            // the mutable payload pointer is never written through. The
-            // opaque is an integer (the receive time), never dereferenced:
-            // `Ctx::DeliveryOpaque = usize` turns it back into one.
-            let rc = unsafe {
-                rd::rd_kafka_produce(
-                    self.0.as_ptr(),
-                    rdkafka::producer::PARTITION_UA,
-                    rd::RD_KAFKA_MSG_F_COPY,
-                    payload.as_ptr().cast_mut().cast::<c_void>(),
-                    payload.len(),
-                    key.as_ptr().cast::<c_void>(),
-                    key.len(),
-                    recv_ns as usize as *mut c_void,
-                )
-            };
-            if rc == 0 {
-                return Ok(());
-            }
-            // SAFETY: reads the calling thread's last librdkafka error; no
-            // pointers involved.
-            let code = RDKafkaErrorCode::from(unsafe { rd::rd_kafka_last_error() });
-            Err(match code {
-                RDKafkaErrorCode::QueueFull => ProduceError::QueueFull,
-                c => ProduceError::Other(c),
-            })
-        }
-    }
-
-    impl Drop for Topic {
-        fn drop(&mut self) {
-            // SAFETY: the handle came from `rd_kafka_topic_new` and is
-            // destroyed exactly once, while its client is still alive.
-            unsafe { rd::rd_kafka_topic_destroy(self.0.as_ptr()) }
-        }
-    }
-}
+mod raw;

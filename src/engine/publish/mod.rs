@@ -15,6 +15,7 @@ use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
 
 use super::IdlePolicy;
+use super::bar_lane::Emit;
 use super::kafka::{AckSamples, ProduceError, TickProducer};
 use super::wake::Wake;
 use crate::clock::now_ns;
@@ -24,6 +25,8 @@ use crate::ring::TickRx;
 use crate::run_id::RunId;
 use crate::tick::Tick;
 use crate::tier::{TIERS, Tier};
+
+mod bars;
 
 pub use super::latency::{
     HistogramExchange, Interval, LATENCY_MAX_NS, SLOW_N, SlowAck, SlowAcks, latency_histogram,
@@ -94,6 +97,7 @@ pub struct Publisher {
     #[cfg(feature = "test-hooks")]
     fatal_after: Option<u64>,
     next_replace: Option<Instant>,
+    bars: Option<super::bar_lane::BarLane>,
     popped: u64,
     produced: u64,
     dropped_queue_full: u64,
@@ -134,6 +138,7 @@ impl Publisher {
             #[cfg(feature = "test-hooks")]
             fatal_after: None,
             next_replace: None,
+            bars: None,
             popped: 0,
             produced: 0,
             dropped_queue_full: 0,
@@ -241,9 +246,13 @@ impl Publisher {
             dropped_produce_error,
             queue_full_waits,
             tiers,
+            bars,
             ..
         } = self;
         let run = self.run;
+        if let Some(b) = bars.as_mut() {
+            b.refresh_epochs();
+        }
         // Once per chunk: a change applies from the next chunk, and one
         // chunk's records all carry the same parts.
         let fields = self.fields.load();
@@ -286,6 +295,16 @@ impl Publisher {
                             tally.dropped_produce_error += 1;
                         }
                     }
+                    if let Some(b) = bars.as_mut() {
+                        b.on_tick(
+                            t,
+                            Emit {
+                                producer,
+                                run,
+                                wait,
+                            },
+                        );
+                    }
                 }
             });
             tally.popped += got as u64;
@@ -303,6 +322,9 @@ impl Publisher {
                 self.producer.inject_fatal();
             }
             self.store_counters();
+            if let Some(b) = &self.bars {
+                b.store_counters();
+            }
             #[cfg(feature = "test-hooks")]
             if let Some(d) = self.slow {
                 std::thread::sleep(d);
@@ -425,6 +447,7 @@ impl Publisher {
         let mut next_exchange = Instant::now() + Duration::from_millis(200);
         loop {
             let n = self.publish_available();
+            self.sweep_bars(false);
             self.poll_now();
             if self.producer.check_fatal() {
                 self.replace_producer();
@@ -461,6 +484,7 @@ impl Publisher {
                 }
             }
         }
+        self.sweep_bars(true);
         let flushed = self.producer.flush(flush_timeout).is_ok();
         self.drain_acks();
         let Self {

@@ -1,0 +1,168 @@
+//! One-minute bars end to end (README, "Bars"): the mock exchange's market
+//! clock set just before a minute boundary → the engine's publishers build
+//! bars on the exchange clock → `market.bars.1m` on the embedded broker,
+//! exactly once, each bar equal to what the published ticks of its minute
+//! say, with the bars' own identity in the summary.
+
+mod util;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use panda_feed::Mode;
+use panda_feed::bars::{BarClock, BarSettings};
+use panda_feed::config::defaults::{BARS_TOPIC, TOPIC};
+use serde_json::Value;
+use util::kafka::read_to_end;
+use util::stack::PARTITIONS;
+use util::{Stack, wait_until};
+
+/// 2026-11-26 10:00:00 IST.
+const T10_S: u32 = 1_795_667_400;
+
+fn bar_settings(clock: BarClock) -> BarSettings {
+    BarSettings {
+        enabled: true,
+        topic: BARS_TOPIC.into(),
+        grace: Duration::from_millis(300),
+        clock,
+        handoff: 1024,
+        calendar: None,
+    }
+}
+
+/// What the bars of a minute must be, from the published ticks: per token,
+/// OHLC of `last_price`, the tick count, and the volume as the rise of
+/// `volume_traded` since the token's previous tick (its first is the
+/// baseline).
+fn expected_bars(
+    ticks: &[Value],
+    minute_prefix: &str,
+) -> BTreeMap<u64, (f64, f64, f64, f64, u64, u64)> {
+    let mut by_token: BTreeMap<u64, Vec<&Value>> = BTreeMap::new();
+    for t in ticks {
+        by_token
+            .entry(t["data"]["instrument_token"].as_u64().unwrap())
+            .or_default()
+            .push(t);
+    }
+    let mut out = BTreeMap::new();
+    for (tok, mut ts) in by_token {
+        ts.sort_by_key(|t| (t["conn"].as_u64(), t["seq"].as_u64()));
+        let mut last_v = 0u64;
+        let mut bar: Option<(f64, f64, f64, f64, u64, u64)> = None;
+        for t in ts {
+            let d = &t["data"];
+            let v = d["volume_traded"].as_u64().unwrap_or(0);
+            let delta = if v == 0 {
+                0
+            } else {
+                let x = if last_v == 0 {
+                    0
+                } else {
+                    v.saturating_sub(last_v)
+                };
+                last_v = v;
+                x
+            };
+            let in_minute = d["exchange_timestamp"]
+                .as_str()
+                .is_some_and(|s| s.starts_with(minute_prefix));
+            let p = d["last_price"].as_f64().unwrap();
+            if !in_minute || p == 0.0 {
+                continue;
+            }
+            bar = Some(match bar {
+                None => (p, p, p, p, delta, 1),
+                Some((o, h, l, _, vol, n)) => (o, h.max(p), l.min(p), p, vol + delta, n + 1),
+            });
+        }
+        if let Some(b) = bar {
+            out.insert(tok, b);
+        }
+    }
+    out
+}
+
+#[test]
+fn bars_reach_their_topic_exactly_once_and_match_the_ticks_of_their_minute() {
+    // The market clock starts at 10:00:59 IST: the 10:00 minute ends about
+    // a second after the mock starts.
+    let mut s = Stack::builder()
+        .tag("bars")
+        .mock(|m| {
+            m.rate_per_s = 2000;
+            m.clock_start_s = Some(T10_S + 59);
+        })
+        .engine(|c| {
+            c.bars = bar_settings(BarClock::Exchange);
+            // Full mode: every tick carries its exchange timestamp.
+            for i in &mut c.instruments {
+                i.1 = Mode::Full;
+            }
+        })
+        .start();
+    assert!(
+        wait_until(Duration::from_secs(30), || s
+            .engine
+            .counts()
+            .bars
+            .is_some_and(|b| b.published > 0)),
+        "{:?}",
+        s.engine.counts().bars
+    );
+    let summary = s.engine.stop();
+    s.mock.stop();
+    let b = summary.counts.bars.expect("bars are on");
+    assert!(summary.identity_holds, "{summary:?}");
+    assert_eq!((b.parked, b.dropped, b.in_flight), (0, 0, 0), "{b:?}");
+    assert_eq!(b.built, b.published, "{b:?}");
+    assert_eq!(b.late_ticks, 0, "exchange timestamps never go back");
+
+    let records = read_to_end(s.broker.bootstrap_servers(), BARS_TOPIC, PARTITIONS);
+    assert_eq!(records.len() as u64, b.published, "exactly once");
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/bar.schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("the bar schema compiles");
+    let ticks: Vec<Value> = read_to_end(s.broker.bootstrap_servers(), TOPIC, PARTITIONS)
+        .into_iter()
+        .map(|(_, v)| serde_json::from_slice(&v).unwrap())
+        .collect();
+    // 10:00 IST = 04:30 UTC.
+    let want = expected_bars(&ticks, "2026-11-26T04:30:");
+    let mut got = BTreeMap::new();
+    for (key, value) in records {
+        let e: Value = serde_json::from_slice(&value).unwrap();
+        if let Err(err) = validator.validate(&e) {
+            panic!("{e} does not match schemas/bar.schema.json: {err}");
+        }
+        let tok = e["instrument_token"].as_u64().unwrap();
+        assert_eq!(
+            String::from_utf8(key).unwrap(),
+            tok.to_string(),
+            "keyed by token"
+        );
+        assert_eq!(e["run"], summary.run_id.to_string());
+        assert_eq!(e["start"], "2026-11-26T04:30:00Z", "{e}");
+        assert_eq!(e["end"], "2026-11-26T04:31:00Z", "{e}");
+        let bar = (
+            e["open"].as_f64().unwrap(),
+            e["high"].as_f64().unwrap(),
+            e["low"].as_f64().unwrap(),
+            e["close"].as_f64().unwrap(),
+            e["volume"].as_u64().unwrap(),
+            e["ticks"].as_u64().unwrap(),
+        );
+        assert!(
+            got.insert(tok, bar).is_none(),
+            "token {tok}: a second 10:00 bar"
+        );
+    }
+    assert_eq!(got, want, "bars = the ticks of their minute");
+    assert!(!got.is_empty());
+}
