@@ -73,7 +73,8 @@ fn leaves_import_nothing_from_the_engine_and_net_and_publish_meet_only_through_r
         if p.starts_with("src/engine/net") && (c.contains("publish::") || c.contains("publish}")) {
             bad.push(format!("{p} imports the publisher"));
         }
-        if p.starts_with("src/engine/publish") && (c.contains("net::") || c.contains("super::net")) {
+        if p.starts_with("src/engine/publish") && (c.contains("net::") || c.contains("super::net"))
+        {
             bad.push(format!("{p} imports the network thread"));
         }
         if (p == "src/clock.rs" || p == "src/secret.rs") && c.contains("crate::") {

@@ -82,6 +82,11 @@ fn measure<R>(f: impl FnOnce() -> R) -> (R, u64) {
 
 /// 1,000 messages of 100 packets each, every kind and several segments.
 fn corpus() -> Vec<Vec<u8>> {
+    corpus_of(|m| m)
+}
+
+/// [`corpus`] with message `m`'s tokens numbered from `block(m) * 100`.
+fn corpus_of(block: impl Fn(u32) -> u32) -> Vec<Vec<u8>> {
     let kinds = [
         PacketKind::Ltp,
         PacketKind::IndexQuote,
@@ -95,8 +100,10 @@ fn corpus() -> Vec<Vec<u8>> {
             w.clear();
             for i in 0..100u32 {
                 let seg = [1, 3, 6, 9, 12][(i % 5) as usize];
-                let mut t =
-                    Tick::for_token(((m * 100 + i) << 8) | seg, kinds[((m + i) % 5) as usize]);
+                let mut t = Tick::for_token(
+                    ((block(m) * 100 + i) << 8) | seg,
+                    kinds[((m + i) % 5) as usize],
+                );
                 t.last_price = 100_000 + i;
                 t.ohlc = Ohlc {
                     open: 1,
@@ -260,7 +267,8 @@ fn router_and_publisher_allocate_nothing_per_tick() {
     use panda_feed::tier::{Tier, TierMap};
     use std::time::Duration;
 
-    let corpus = corpus();
+    // 1,000 instruments, each ticking every 10th message: their bars close.
+    let corpus = corpus_of(|m| m % 10);
     let broker = util::stack::start_broker(panda_feed::config::defaults::TOPIC, 4);
     let tmp = util::temp::TempDir::new("no-alloc-spool");
     let kafka = KafkaConfig {
@@ -289,7 +297,20 @@ fn router_and_publisher_allocate_nothing_per_tick() {
         std::sync::Arc::default(),
     ));
     let producer =
-        TickProducer::new_tiered(&kafka, "no-alloc", spool, std::sync::Arc::clone(&tiers)).unwrap();
+        TickProducer::new_tiered(&kafka, "no-alloc", spool, std::sync::Arc::clone(&tiers))
+            .unwrap()
+            .with_bars_topic(panda_feed::config::defaults::BARS_TOPIC)
+            .unwrap();
+    // Bars on, as `run` has them: a book for the corpus' instruments and a
+    // hand-off small enough to fill (its drops are counted, not allocated).
+    let (bar_tx, _bar_rx) = rtrb::RingBuffer::new(64);
+    let book = panda_feed::bars::BarBook::new(
+        20_000,
+        2_000_000_000,
+        panda_feed::bars::BarClock::Receive,
+        None,
+    );
+    let lane = panda_feed::engine::bar_lane::BarLane::new(book, bar_tx, Vec::new());
     // A reduced selection, changed half-way (as `Engine::set_fields` does).
     let live =
         LiveFields::new(FieldSelection::ALL.with(panda_feed::Mode::Full, Part::Depth, false));
@@ -301,14 +322,17 @@ fn router_and_publisher_allocate_nothing_per_tick() {
         HistogramExchange::unconnected(),
     )
     .with_tier_rings([r0, r1, r2])
-    .with_fields(live.clone());
+    .with_fields(live.clone())
+    .with_bars(lane);
     let mut seq = 0u64;
+    // Receive times 250 ms apart per message: the corpus spans minutes, so
+    // bars close (and are produced) while it is measured.
+    let mut clock = 1_700_000_000_000_000_000u64;
     let mut feed = |msgs: &[Vec<u8>], publisher: &mut Publisher| {
         let mut routed = 0u64;
         for msg in msgs {
-            let r = router
-                .route(0, &mut seq, 1_700_000_000_000_000_000, msg, &[])
-                .unwrap();
+            clock += 250_000_000;
+            let r = router.route(0, &mut seq, clock, msg, &[]).unwrap();
             routed += u64::from(r.pushed);
             while publisher.publish_available() > 0 {}
         }
@@ -334,6 +358,17 @@ fn router_and_publisher_allocate_nothing_per_tick() {
         .produced
         .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(produced, 101_000, "every routed tick was enqueued");
+    let bars = publisher.bar_counters().unwrap();
+    let built = bars.built.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        built > 1000 && bars.produced.load(std::sync::atomic::Ordering::Relaxed) == built,
+        "bars were built and produced while measured: {bars:?}"
+    );
+    assert!(
+        bars.handoff_dropped
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
     assert_eq!(
         allocs, 0,
         "{allocs} allocations routing and publishing {routed} ticks"
