@@ -109,7 +109,9 @@ struct Slot {
     /// Token + 1.
     key: u64,
     price_divisor: u32,
-    cursor: Option<Cursor>,
+    /// The instrument's exchange (`None`: one the calendar does not know,
+    /// or no calendar: every minute open).
+    exchange: Option<Exchange>,
     cur: Open,
     prev: Open,
     /// End of the latest emitted bar: ticks before it are late.
@@ -118,13 +120,13 @@ struct Slot {
     last_volume: u32,
     /// IST day and connection (index, epoch) of that baseline.
     volume_day: u32,
-    volume_conn: (u8, u64),
+    volume_conn: (u8, u32),
 }
 
 const EMPTY: Slot = Slot {
     key: 0,
     price_divisor: 0,
-    cursor: None,
+    exchange: None,
     cur: Open {
         start_ns: 0,
         open: 0,
@@ -149,6 +151,9 @@ const EMPTY: Slot = Slot {
     volume_conn: (0, 0),
 };
 
+/// Bytes of one table slot.
+pub const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
+
 /// IST offset from UTC.
 const IST_NS: u64 = 19_800 * 1_000_000_000;
 
@@ -165,14 +170,17 @@ pub struct BarBook {
     /// (`None` until one came).
     offset_ns: Option<i64>,
     calendar: Option<Arc<Calendar>>,
+    /// Per exchange, the calendar memo (ticks come in time order, so an
+    /// exchange's minute and session answer hold across its instruments).
+    cursors: [Cursor; 9],
     /// Earliest `end + grace` of any open bar (`u64::MAX`: none).
     next_due: u64,
     stats: BookStats,
 }
 
 impl BarBook {
-    /// A book with room for `instruments` (the table is twice that, a power
-    /// of two); bars close `grace_ns` after their minute ends, by `clock`.
+    /// A book with room for `instruments` (the table is a power of two at
+    /// least 4/3 of that, [`SLOT_BYTES`] each); bars close `grace_ns` after their minute ends, by `clock`.
     /// With a `calendar`, ticks outside their market's sessions build no
     /// bar; without one every minute is open.
     #[must_use]
@@ -183,7 +191,8 @@ impl BarBook {
         calendar: Option<Arc<Calendar>>,
     ) -> Self {
         let max_len = instruments.max(1);
-        let size = (max_len * 2).next_power_of_two();
+        // Load at most 3/4 with linear probing.
+        let size = (max_len + max_len / 3 + 1).next_power_of_two();
         Self {
             slots: vec![EMPTY; size].into_boxed_slice(),
             shift: 64 - size.trailing_zeros(),
@@ -193,6 +202,7 @@ impl BarBook {
             clock,
             offset_ns: None,
             calendar,
+            cursors: Exchange::ALL.map(Cursor::new),
             next_due: u64::MAX,
             stats: BookStats::default(),
         }
@@ -278,11 +288,10 @@ impl BarBook {
         self.slots[i] = Slot {
             key,
             price_divisor,
-            cursor: self
+            exchange: self
                 .calendar
                 .as_ref()
-                .and_then(|_| Exchange::of_instrument(token, None))
-                .map(Cursor::new),
+                .and_then(|_| Exchange::of_instrument(token, None)),
             ..EMPTY
         };
         Some(i)
@@ -306,14 +315,15 @@ impl BarBook {
         let Self {
             slots,
             calendar,
+            cursors,
             stats,
             next_due,
             grace_ns,
             ..
         } = self;
         let s = &mut slots[i];
-        let minute = match (calendar.as_deref(), s.cursor.as_mut()) {
-            (Some(cal), Some(c)) => match c.minute_start(cal, ts) {
+        let minute = match (calendar.as_deref(), s.exchange) {
+            (Some(cal), Some(ex)) => match cursors[ex.index()].minute_start(cal, ts) {
                 Some(m) => m,
                 None => {
                     stats.closed_market_ticks += 1;
@@ -420,7 +430,9 @@ fn volume_delta(s: &mut Slot, t: &Tick, epoch: u64, ts: u64, stats: &mut BookSta
         return 0;
     }
     let day = u32::try_from((ts + IST_NS) / crate::calendar::DAY_NS).unwrap_or(u32::MAX);
-    let conn = (t.conn, epoch);
+    // The epoch's low 32 bits: 4 billion reconnects apart is the same.
+    #[allow(clippy::cast_possible_truncation)]
+    let conn = (t.conn, epoch as u32);
     let delta = if s.last_volume == 0 {
         0
     } else if s.volume_conn != conn {

@@ -10,7 +10,7 @@
 //! ([`BarTx`] → [`BarRx`]; full = dropped from the hand-off and counted,
 //! never waited on).
 
-mod book;
+pub mod book;
 
 pub use book::{BarBook, BarClock, BookStats};
 

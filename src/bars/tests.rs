@@ -252,3 +252,9 @@ fn every_minute_of_every_instrument_is_emitted_once_whatever_the_order() {
     assert_eq!(s.built, n as u64);
     assert!(s.late_ticks > 0, "the delays make some ticks late");
 }
+
+#[test]
+fn a_slot_is_the_size_the_readme_says() {
+    // README "Bars": "120 bytes a slot".
+    assert_eq!(super::book::SLOT_BYTES, 120);
+}

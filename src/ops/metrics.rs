@@ -134,6 +134,12 @@ families! {
         "Desired subscription states handed to the network thread.";
     ORDER_POSTBACKS = Counter "panda_feed_order_postbacks_total" ["result"]
         "Order postbacks (Kite order frames): received, published, parked, dropped.";
+    BARS = Counter "panda_feed_bars_total" ["result"]
+        "One-minute bars: built, published, parked, dropped (README, Bars).";
+    BAR_TICKS_SKIPPED = Counter "panda_feed_bar_ticks_skipped_total" ["reason"]
+        "Ticks not folded into a bar: late (past the grace), closed_market, unpriced, untracked, unclocked.";
+    BARS_HANDOFF_DROPPED = Counter "panda_feed_bars_handoff_dropped_total" []
+        "Bars the hand-off to the ops side (stream, Redis) had no room for; their Kafka records are unaffected.";
     PACKETS_AFTER_UNSUBSCRIBE = Counter "panda_feed_packets_after_unsubscribe_total" []
         "Packets of an instrument received just after its unsubscribe: skipped, not ticks.";
     POLICY_INFO = Gauge "panda_feed_policy_info" ["policy_version"]
@@ -453,6 +459,27 @@ pub fn render(view: &View, http: &HttpCounts) -> String {
     ] {
         o.sample(&ORDER_POSTBACKS, &[r], v);
     }
+    let b = c.bars.unwrap_or_default();
+    o.header(&BARS);
+    for (r, v) in [
+        ("built", b.built),
+        ("published", b.published),
+        ("parked", b.parked),
+        ("dropped", b.dropped),
+    ] {
+        o.sample(&BARS, &[r], v);
+    }
+    o.header(&BAR_TICKS_SKIPPED);
+    for (r, v) in [
+        ("late", b.late_ticks),
+        ("closed_market", b.closed_market_ticks),
+        ("unpriced", b.unpriced_ticks),
+        ("untracked", b.untracked_ticks),
+        ("unclocked", b.unclocked_ticks),
+    ] {
+        o.sample(&BAR_TICKS_SKIPPED, &[r], v);
+    }
+    o.one(&BARS_HANDOFF_DROPPED, b.handoff_dropped);
     o.one(&PACKETS_AFTER_UNSUBSCRIBE, c.after_unsubscribe);
     o.header(&POLICY_INFO);
     o.sample(&POLICY_INFO, &[&ctl.policy_version.to_string()], 1);
