@@ -567,6 +567,8 @@ impl Status {
             },
             reconnects,
             age,
-        )
+        ) + &c
+            .bars
+            .map_or_else(String::new, |b| format!(" | bars {}", b.published))
     }
 }
