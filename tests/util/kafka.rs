@@ -153,6 +153,19 @@ pub(crate) fn read_to_end(
     topic: &str,
     partitions: i32,
 ) -> Vec<(Vec<u8>, Vec<u8>)> {
+    read_to_end_with_partitions(bootstrap, topic, partitions)
+        .into_iter()
+        .map(|(_, k, v)| (k, v))
+        .collect()
+}
+
+/// [`read_to_end`] with each record's partition: `(partition, key, value)`.
+#[allow(dead_code)] // not every test binary reads partitions
+pub(crate) fn read_to_end_with_partitions(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<(i32, Vec<u8>, Vec<u8>)> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "panda-feed-tests-read-to-end")
@@ -182,6 +195,7 @@ pub(crate) fn read_to_end(
         if let Some(m) = c.poll(Duration::from_millis(200)) {
             let m = m.unwrap();
             out.push((
+                m.partition(),
                 m.key().unwrap_or_default().to_vec(),
                 m.payload().unwrap_or_default().to_vec(),
             ));

@@ -9,13 +9,16 @@
 //! - `decode`: one binary message of 50 full packets (250 NSE instruments'
 //!   worth of realistic values) → `Tick`s, as the router does; per tick.
 //! - `json`: a full tick → the Kafka envelope; per tick.
-//! - `enqueue`: the publisher's `rd_kafka_produce` of a full envelope
-//!   (enqueue only; the broker is unreachable and delivery never happens);
-//!   per record.
+//! - `enqueue`: the publisher's batched enqueue (`rd_kafka_produce_batch`
+//!   of a chunk of 256 staged full envelopes; enqueue only: the broker is
+//!   unreachable and delivery never happens); per record.
+//! - `enqueue1`: one `rd_kafka_produce` per record, as the publisher did
+//!   before the batched enqueue (and bars still do); per record.
 
 use std::hint::black_box;
 use std::sync::Arc;
 
+use panda_feed::engine::kafka::batch::Batch;
 use panda_feed::engine::kafka::{KafkaConfig, TickProducer};
 use panda_feed::json::{JsonBuf, write_envelope};
 use panda_feed::run_id::RunId;
@@ -89,6 +92,34 @@ fn measure_json(ticks: &[Tick], n: usize, buf: &mut JsonBuf) -> usize {
 }
 
 #[inline(never)]
+fn measure_enqueue_batch(p: &TickProducer, batch: &mut Batch) -> usize {
+    p.produce_batch(batch, 0)
+}
+
+/// `n` records through [`measure_enqueue_batch`], 256 at a time; staging
+/// (which the publisher does by encoding in place) is not measured.
+fn enqueue_batched(p: &TickProducer, payload: &[u8], n: usize) -> usize {
+    let mut batch = Batch::with_capacity(256);
+    let mut ok = 0;
+    let mut left = n;
+    let mut i = 0usize;
+    while left > 0 {
+        batch.clear();
+        for _ in 0..left.min(256) {
+            let key = (1000 + i % 250).to_string();
+            batch.stage(key.as_bytes(), i as u64, 0, |b| {
+                b.put(payload);
+                true
+            });
+            i += 1;
+        }
+        left -= left.min(256);
+        ok += measure_enqueue_batch(p, black_box(&mut batch));
+    }
+    ok
+}
+
+#[inline(never)]
 fn measure_enqueue(p: &TickProducer, payload: &[u8], n: usize) -> usize {
     let mut ok = 0;
     for i in 0..n {
@@ -118,7 +149,7 @@ fn main() {
             let mut buf = JsonBuf::with_capacity(4096);
             println!("{}", measure_json(&ticks, n, &mut buf));
         }
-        "enqueue" => {
+        "enqueue" | "enqueue1" => {
             let kafka = KafkaConfig {
                 brokers: "127.0.0.1:1".into(),
                 queue_max_messages: 10_000_000,
@@ -137,13 +168,17 @@ fn main() {
             let mut buf = JsonBuf::with_capacity(4096);
             let _ = write_envelope(&ticks[0], RunId::default(), &mut buf);
             let payload = buf.as_bytes().to_vec();
-            println!("{}", measure_enqueue(&p, &payload, n));
+            if kind == "enqueue" {
+                println!("{}", enqueue_batched(&p, &payload, n));
+            } else {
+                println!("{}", measure_enqueue(&p, &payload, n));
+            }
             // Exit without waiting for deliveries that cannot happen.
             let _ = std::fs::remove_dir_all(&dir);
             std::process::exit(0);
         }
         _ => {
-            eprintln!("usage: instr decode|json|enqueue N");
+            eprintln!("usage: instr decode|json|enqueue|enqueue1 N");
             std::process::exit(2);
         }
     }

@@ -569,5 +569,6 @@ impl TickProducer {
     }
 }
 
+pub mod batch;
 #[allow(unsafe_code)]
 mod raw;

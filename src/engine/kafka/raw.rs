@@ -107,6 +107,57 @@ impl Topic {
     }
 }
 
+impl Topic {
+    /// `rd_kafka_produce_batch` of `recs` (at most [`super::batch::SUB_BATCH`]),
+    /// whose payloads are in `payloads`, to the partitioner's partitions;
+    /// sets each record's verdict and returns how many were enqueued. After
+    /// a queue-full refusal librdkafka refuses every later record of the
+    /// call with the same error, so the enqueued ones are a prefix.
+    pub(super) fn produce_batch(
+        &self,
+        payloads: &[u8],
+        recs: &mut [super::batch::BatchRec],
+    ) -> usize {
+        const N: usize = super::batch::SUB_BATCH;
+        let n = recs.len().min(N);
+        // SAFETY: `rd_kafka_message_t` is a plain C struct of pointers and
+        // integers, for which all-zero bytes are valid (null pointers, error
+        // code 0 = no error).
+        let mut msgs: [rd::rd_kafka_message_t; N] = unsafe { std::mem::zeroed() };
+        for (m, r) in msgs.iter_mut().zip(&recs[..n]) {
+            let p = &payloads[r.start as usize..(r.start + r.len) as usize];
+            m.payload = p.as_ptr().cast_mut().cast::<c_void>();
+            m.len = p.len();
+            m.key = r.key.as_ptr().cast_mut().cast::<c_void>();
+            m.key_len = usize::from(r.key_len);
+            m._private = r.recv_ns as usize as *mut c_void;
+        }
+        // SAFETY: the topic handle is live (owned by `self`); `msgs[..n]`
+        // point into `payloads` and `recs`, which outlive the call, and with
+        // RD_KAFKA_MSG_F_COPY librdkafka copies them before returning and
+        // never writes through them (it writes only each message's `err`).
+        // The opaque is an integer, as in `produce`. `n` ≤ 64 fits a c_int.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
+        let good = unsafe {
+            rd::rd_kafka_produce_batch(
+                self.0.as_ptr(),
+                rdkafka::producer::PARTITION_UA,
+                rd::RD_KAFKA_MSG_F_COPY,
+                msgs.as_mut_ptr(),
+                n as std::ffi::c_int,
+            )
+        };
+        for (m, r) in msgs.iter().zip(&mut recs[..n]) {
+            r.err = match RDKafkaErrorCode::from(m.err) {
+                RDKafkaErrorCode::NoError => None,
+                RDKafkaErrorCode::QueueFull => Some(ProduceError::QueueFull),
+                c => Some(ProduceError::Other(c)),
+            };
+        }
+        usize::try_from(good).unwrap_or(0)
+    }
+}
+
 impl Drop for Topic {
     fn drop(&mut self) {
         // SAFETY: the handle came from `rd_kafka_topic_new` and is

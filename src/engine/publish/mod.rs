@@ -16,14 +16,14 @@ use hdrhistogram::Histogram;
 
 use super::IdlePolicy;
 use super::bar_lane::Emit;
+use super::kafka::batch::Batch;
 use super::kafka::{AckSamples, ProduceError, TickProducer};
 use super::wake::Wake;
 use crate::clock::now_ns;
-use crate::fields::{FieldSelection, LiveFields};
-use crate::json::{JsonBuf, MAX_ENVELOPE_LEN, write_envelope_with};
+use crate::fields::LiveFields;
+use crate::json::write_envelope_with;
 use crate::ring::TickRx;
 use crate::run_id::RunId;
-use crate::tick::Tick;
 use crate::tier::{TIERS, Tier};
 
 mod bars;
@@ -79,7 +79,8 @@ pub struct Publisher {
     /// One ring per tier, T0 first (one ring when untiered).
     rx: Vec<TickRx>,
     producer: TickProducer,
-    buf: JsonBuf,
+    /// The chunk's records, staged for one batched enqueue.
+    batch: Batch,
     counters: Arc<PublisherCounters>,
     hist: Box<Interval>,
     acks: Arc<AckSamples>,
@@ -121,7 +122,7 @@ impl Publisher {
             rx: vec![rx],
             acks: Arc::clone(producer.acks()),
             producer,
-            buf: JsonBuf::with_capacity(MAX_ENVELOPE_LEN),
+            batch: Batch::with_capacity(chunk.clamp(1, BATCH_MAX)),
             counters: Arc::new(PublisherCounters::default()),
             hist: Box::new(Interval::new()),
             index: 0,
@@ -237,7 +238,7 @@ impl Publisher {
         let Self {
             rx,
             producer,
-            buf,
+            batch,
             hist,
             queue_full_wait,
             stopping,
@@ -250,12 +251,27 @@ impl Publisher {
             ..
         } = self;
         let run = self.run;
-        if let Some(b) = bars.as_mut() {
-            b.refresh_epochs();
-        }
         // Once per chunk: a change applies from the next chunk, and one
         // chunk's records all carry the same parts.
         let fields = self.fields.load();
+        if let Some(b) = bars.as_mut() {
+            b.refresh_epochs();
+        }
+        let wait = if stopping.load(Ordering::Relaxed) {
+            Duration::ZERO
+        } else {
+            *queue_full_wait
+        };
+        let mut out = Enqueue {
+            producer,
+            hist: &mut hist.produce,
+            wait,
+            produced,
+            dropped_queue_full,
+            dropped_produce_error,
+            queue_full_waits,
+            tiers,
+        };
         let mut n = 0;
         // NB: strict priority: T0's ring first, then T1's, then T2's, one
         // chunk in all; a lower tier waits while a higher one keeps the
@@ -264,42 +280,27 @@ impl Publisher {
             if n >= self.chunk {
                 break;
             }
-            let tier = Tier::ALL[lane];
-            let tally = &mut tiers[lane];
             let got = rx.pop_chunk(self.chunk - n, |ticks| {
                 for t in ticks {
-                    let wait = if stopping.load(Ordering::Relaxed) {
-                        Duration::ZERO
-                    } else {
-                        *queue_full_wait
-                    };
-                    match publish_one(
-                        t,
-                        (run, fields, tier),
-                        producer,
-                        buf,
-                        &mut hist.produce,
-                        wait,
-                        queue_full_waits,
-                    ) {
-                        Ok(()) => {
-                            *produced += 1;
-                            tally.produced += 1;
-                        }
-                        Err(ProduceError::QueueFull) => {
-                            *dropped_queue_full += 1;
-                            tally.dropped_queue_full += 1;
-                        }
-                        Err(ProduceError::Other(_)) => {
-                            *dropped_produce_error += 1;
-                            tally.dropped_produce_error += 1;
-                        }
+                    if batch.is_full() {
+                        out.flush(batch);
+                    }
+                    let mut key = itoa::Buffer::new();
+                    let key = key.format(t.token.0).as_bytes();
+                    #[allow(clippy::cast_possible_truncation)] // lane < TIERS
+                    let staged = batch.stage(key, t.ts_recv_ns, lane as u8, |buf| {
+                        write_envelope_with(t, run, fields, buf).is_ok()
+                    });
+                    if !staged {
+                        // Unreachable: the batch holds MAX_ENVELOPE_LEN per
+                        // record. Counted and parked, not hidden.
+                        out.refuse(lane, key, &[], ProduceError::Other(TOO_LARGE));
                     }
                     if let Some(b) = bars.as_mut() {
                         b.on_tick(
                             t,
                             Emit {
-                                producer,
+                                producer: out.producer,
                                 run,
                                 wait,
                             },
@@ -307,9 +308,10 @@ impl Publisher {
                     }
                 }
             });
-            tally.popped += got as u64;
+            out.tiers[lane].popped += got as u64;
             n += got;
         }
+        out.flush(batch);
         if n > 0 {
             self.popped += n as u64;
             #[cfg(feature = "test-hooks")]
@@ -548,44 +550,94 @@ fn park(
     );
 }
 
-#[inline]
-fn publish_one(
-    t: &Tick,
-    (run, fields, tier): (RunId, FieldSelection, Tier),
-    producer: &TickProducer,
-    buf: &mut JsonBuf,
-    hist: &mut Histogram<u64>,
-    queue_full_wait: Duration,
-    queue_full_waits: &mut u64,
-) -> Result<(), ProduceError> {
-    buf.clear();
-    if write_envelope_with(t, run, fields, buf).is_err() {
-        // Unreachable: the buffer holds MAX_ENVELOPE_LEN. Counted, not hidden.
-        return Err(ProduceError::Other(
-            rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge,
-        ));
-    }
-    let mut key = itoa::Buffer::new();
-    let key = key.format(t.token.0).as_bytes();
-    let sent_at = now_ns();
-    hist.saturating_record(sent_at.saturating_sub(t.ts_recv_ns).max(1));
-    let r = match producer.produce(key, buf.as_bytes(), t.ts_recv_ns) {
-        Ok(()) => return Ok(()),
-        Err(ProduceError::QueueFull) => {
-            let deadline = Instant::now() + queue_full_wait;
-            loop {
-                *queue_full_waits += 1;
-                producer.poll(Duration::from_millis(1));
-                match producer.produce(key, buf.as_bytes(), t.ts_recv_ns) {
-                    Err(ProduceError::QueueFull) if Instant::now() < deadline => {}
-                    r => break r,
+/// Most records staged before an enqueue: bounds the batch's memory (and
+/// the receive → produce delay a full chunk adds) whatever
+/// `engine.publish_chunk` is.
+const BATCH_MAX: usize = 256;
+
+/// librdkafka's word for a record that does not fit.
+const TOO_LARGE: rdkafka::types::RDKafkaErrorCode =
+    rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge;
+
+/// What enqueueing a batch updates: the producer, the receive → produce
+/// histogram and the publisher's tallies.
+struct Enqueue<'a> {
+    producer: &'a TickProducer,
+    hist: &'a mut Histogram<u64>,
+    wait: Duration,
+    produced: &'a mut u64,
+    dropped_queue_full: &'a mut u64,
+    dropped_produce_error: &'a mut u64,
+    queue_full_waits: &'a mut u64,
+    tiers: &'a mut [TierTally; TIERS],
+}
+
+impl Enqueue<'_> {
+    /// Enqueues every record staged in `batch` and empties it: records the
+    /// queue has no room for are retried, in order, until `wait` has
+    /// passed, then parked; records refused for another reason are parked.
+    #[inline]
+    fn flush(&mut self, batch: &mut Batch) {
+        if batch.is_empty() {
+            return;
+        }
+        let sent_at = now_ns();
+        for r in batch.records() {
+            self.hist
+                .saturating_record(sent_at.saturating_sub(r.recv_ns).max(1));
+        }
+        let n = batch.records().len();
+        let mut from = 0;
+        let mut deadline = None;
+        loop {
+            self.producer.produce_batch(batch, from);
+            let recs = batch.records();
+            let full = recs[from..]
+                .iter()
+                .position(|r| r.err == Some(ProduceError::QueueFull))
+                .map_or(n, |i| from + i);
+            for r in &recs[from..full] {
+                let lane = usize::from(r.lane);
+                match r.err {
+                    None => {
+                        *self.produced += 1;
+                        self.tiers[lane].produced += 1;
+                    }
+                    Some(e) => self.refuse(lane, r.key(), batch.payload(r), e),
                 }
             }
+            if full == n {
+                break;
+            }
+            from = full;
+            let dl = *deadline.get_or_insert_with(|| Instant::now() + self.wait);
+            if Instant::now() >= dl {
+                for r in &recs[from..] {
+                    let e = ProduceError::QueueFull;
+                    self.refuse(usize::from(r.lane), r.key(), batch.payload(r), e);
+                }
+                break;
+            }
+            *self.queue_full_waits += 1;
+            self.producer.poll(Duration::from_millis(1));
         }
-        Err(e) => Err(e),
-    };
-    if let Err(e) = r {
-        park(producer, tier, (key, buf.as_bytes()), e, queue_full_wait);
+        batch.clear();
     }
-    r
+
+    /// Counts and parks a record the producer would not take.
+    #[cold]
+    fn refuse(&mut self, lane: usize, key: &[u8], payload: &[u8], e: ProduceError) {
+        let tally = &mut self.tiers[lane];
+        match e {
+            ProduceError::QueueFull => {
+                *self.dropped_queue_full += 1;
+                tally.dropped_queue_full += 1;
+            }
+            ProduceError::Other(_) => {
+                *self.dropped_produce_error += 1;
+                tally.dropped_produce_error += 1;
+            }
+        }
+        park(self.producer, Tier::ALL[lane], (key, payload), e, self.wait);
+    }
 }
