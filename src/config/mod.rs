@@ -17,6 +17,7 @@ mod kafka;
 mod ops;
 pub mod ranges;
 mod redis;
+mod slo;
 mod spool;
 mod tiers;
 
@@ -28,6 +29,7 @@ pub use kafka::KafkaConfig;
 pub use ops::OpsConfig;
 use ranges::check;
 pub use redis::RedisConfig;
+pub use slo::SloConfig;
 pub use spool::{Fsync, SpoolConfig};
 pub use tiers::TiersConfig;
 
@@ -59,6 +61,8 @@ pub struct Config {
     pub calendar: CalendarConfig,
     /// Instrument tiers: what is shed first under pressure.
     pub tiers: TiersConfig,
+    /// The SLO gap monitor (README, "SLO monitoring").
+    pub slo: SloConfig,
 }
 
 /// `[zerodha]`: the Kite connection. Like every key, each can be set from
@@ -414,6 +418,7 @@ impl Config {
         p.extend(self.subscriptions.problems());
         p.extend(self.calendar.problems());
         p.extend(self.tiers.problems());
+        p.extend(self.slo.problems());
         p.extend(self.ops.problems());
         p.extend(self.redis.problems());
         p
@@ -492,7 +497,7 @@ mod tests {
         // And every key of every section is written out in it.
         for section in [
             "zerodha", "engine", "kafka", "spool", "mock", "run", "ops", "redis", "fields",
-            "calendar", "tiers",
+            "calendar", "tiers", "slo",
         ] {
             assert!(
                 text.contains(&format!("[{section}]")),

@@ -1,0 +1,205 @@
+//! The SLO gap monitor end to end (README, "SLO monitoring"): `run` against
+//! the mock exchange with 200 T0 instruments, one of them stalled by the
+//! mock (`Faults::stall_tokens`). With its market open, the T0 violation
+//! rate on `/metrics` reads 1/200 = 0.005 within one sampling round of the
+//! gap passing twice the expected interval, and `/health` carries the
+//! `slo_gap` note naming it; with its market closed (a holiday, or the
+//! weekend, in the calendar file) the rate is 0 and nothing is noted. The
+//! calendar file makes both cases independent of the wall clock.
+
+mod util;
+
+use std::time::{Duration, Instant};
+
+use panda_feed::calendar::dates::{format_date, is_weekend};
+use panda_feed::calendar::{DAY_NS, IST_OFFSET_NS, ist_day};
+use panda_feed::clock::now_ns;
+use util::cli::{Running, feed_run};
+use util::http::{call, get_json, metric};
+use util::stack::start_mock;
+use util::{TempDir, holds_for, wait_until};
+
+/// The stalled instrument: the 58th of the 200.
+const STALLED: u32 = (1057 << 8) | 1;
+
+/// 200 NSE instruments (segment 1), all T0 by the CSV's `tier` column.
+fn instruments_csv() -> String {
+    let mut csv = String::from("instrument_token,tradingsymbol,name,exchange,mode,tier\n");
+    for i in 1000..1200u32 {
+        csv.push_str(&format!("{},SYM{i},SYM{i},NSE,ltp,T0\n", (i << 8) | 1));
+    }
+    csv
+}
+
+/// The IST date of now, after waiting out the last two minutes of an IST
+/// day (a special session can close at 23:59 at the latest).
+fn ist_today() -> u32 {
+    let into_day = |ns: u64| (ns + IST_OFFSET_NS) % DAY_NS;
+    while into_day(now_ns()) > DAY_NS - 120_000_000_000 {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    ist_day(now_ns())
+}
+
+/// A holiday file for today's year: NSE open all day today (a special
+/// session, which also overrides a weekend), or closed today (a holiday; a
+/// weekend is closed anyway).
+fn calendar_file(open: bool) -> String {
+    let today = ist_today();
+    let date = format_date(today);
+    let year = &date[..4];
+    let nse = if open {
+        format!(
+            "sessions = [{{ date = \"{date}\", open = \"00:00\", close = \"23:59\", \
+             name = \"test: open all day\", exchanges = [\"NSE\"] }}]"
+        )
+    } else if is_weekend(today) {
+        String::new()
+    } else {
+        format!(
+            "holidays = [{{ date = \"{date}\", name = \"test: closed\", exchanges = [\"NSE\"] }}]"
+        )
+    };
+    format!("year = {year}\nsource = \"tests/slo.rs\"\n[nse]\n{nse}\n")
+}
+
+/// `run` against a mock streaming 2000 ticks/s over the 200 instruments
+/// (each about every 100 ms) with `STALLED` silent; T0 expects a tick every
+/// 500 ms, so a gap above 1 s is a violation; a round every second.
+fn start(dir: &TempDir, open: bool) -> (Running, panda_feed::mock::MockExchange) {
+    let mock = start_mock(|m| m.rate_per_s = 2000);
+    mock.faults().stall_tokens(&[STALLED]);
+    let csv = dir.file("t0.csv", instruments_csv());
+    let cal = dir.file("calendar.toml", calendar_file(open));
+    let cfg = dir.file(
+        "feed.toml",
+        format!(
+            "[kafka]\nsink = \"blackhole\"\n[ops]\nsample_ms = 250\n[calendar]\nfile = {:?}\n\
+             [slo]\ninterval_s = 1\nt0_expected_ms = 500\nviolation_threshold = 0.001\n",
+            cal.to_str().unwrap()
+        ),
+    );
+    let token = dir.file(
+        "token",
+        format!("{}\n", panda_feed::config::defaults::MOCK_ACCESS_TOKEN),
+    );
+    let mut cmd = feed_run(["--ws-url", &mock.ws_url(), "--api-key", "mock_api_key"]);
+    cmd.arg("--config")
+        .arg(cfg)
+        .arg("--instruments")
+        .arg(csv)
+        .arg("--access-token-file")
+        .arg(token)
+        .args(["--duration", "120"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null());
+    (Running::spawn(&mut cmd), mock)
+}
+
+fn metrics(addr: &str) -> String {
+    let (code, body) = call(addr, "GET", "/metrics", None, "");
+    assert_eq!(code, 200, "{body}");
+    body
+}
+
+/// `(violation rate, open sampled, closed sampled, rounds)` of T0.
+fn t0(addr: &str) -> (f64, f64, f64, f64) {
+    let m = metrics(addr);
+    let get = |name: &str, labels: &str| metric(&m, name, labels).unwrap_or(-1.0);
+    (
+        get(
+            "panda_feed_slo_gap_violation_rate",
+            r#"tier="T0",interval="1s""#,
+        ),
+        get(
+            "panda_feed_slo_sampled_instruments",
+            r#"tier="T0",market="open""#,
+        ),
+        get(
+            "panda_feed_slo_sampled_instruments",
+            r#"tier="T0",market="closed""#,
+        ),
+        get("panda_feed_slo_rounds_total", ""),
+    )
+}
+
+/// Waits until the feed streams (ticks received), then returns when.
+fn streaming(addr: &str) -> Instant {
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            metric(&metrics(addr), "panda_feed_ticks_received_total", "").unwrap_or(0.0) > 0.0
+        }),
+        "no ticks"
+    );
+    Instant::now()
+}
+
+#[test]
+fn one_stalled_t0_instrument_of_200_in_session_is_a_violation_rate_of_0_005() {
+    let dir = TempDir::new("slo-open");
+    let (mut feed, _mock) = start(&dir, true);
+    let addr = feed.ops_addr();
+    let t = streaming(&addr);
+    // The gap passes 2 × 500 ms one second after subscribing; a round runs
+    // every second: the rate reads 1/200 within a round of that (plus an
+    // ops sample of 250 ms; the bound allows for a loaded machine).
+    let mut last = (0.0, 0.0, 0.0, 0.0);
+    let seen = wait_until(Duration::from_secs(20), || {
+        last = t0(&addr);
+        (last.0 - 0.005).abs() < 1e-9
+    });
+    assert!(seen, "T0 (rate, open, closed, rounds) = {last:?}");
+    eprintln!("0.005 read {:?} after the first tick", t.elapsed());
+    assert!((last.1 - 200.0).abs() < 0.5, "all 200 sampled: {last:?}");
+    // And it stays there: exactly the stalled one, round after round.
+    assert!(
+        holds_for(Duration::from_secs(3), || {
+            last = t0(&addr);
+            (last.0 - 0.005).abs() < 1e-9 && (last.1 - 200.0).abs() < 0.5
+        }),
+        "{last:?}"
+    );
+    let health = get_json(&addr, "/health");
+    let note = health["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["code"] == "slo_gap")
+        .unwrap_or_else(|| panic!("no slo_gap note: {health}"));
+    assert_eq!(note["severity"], "degraded", "{note}");
+    let text = note["text"].as_str().unwrap();
+    assert!(
+        text.contains("T0: 1 of 200 sampled instruments (0.50%)")
+            && text.contains(&format!("instrument {STALLED}")),
+        "{text}"
+    );
+    feed.terminate();
+    let (status, rest) = feed.wait(Duration::from_secs(60));
+    assert!(status.success(), "{status:?}\n{}", rest.join("\n"));
+}
+
+#[test]
+fn the_same_stall_in_a_closed_market_is_no_violation() {
+    let dir = TempDir::new("slo-closed");
+    let (mut feed, _mock) = start(&dir, false);
+    let addr = feed.ops_addr();
+    streaming(&addr);
+    // Rounds run (at least 3 after the gap passed 1 s), every sampled
+    // instrument's market is closed, and nothing is a violation.
+    let mut last = (0.0, 0.0, 0.0, 0.0);
+    let start_rounds = t0(&addr).3;
+    let ran = wait_until(Duration::from_secs(20), || {
+        last = t0(&addr);
+        last.3 >= start_rounds + 3.0
+    });
+    assert!(ran, "no SLO rounds: {last:?}");
+    assert_eq!((last.0, last.1, last.2), (0.0, 0.0, 200.0), "{last:?}");
+    let health = get_json(&addr, "/health");
+    assert!(
+        !health.to_string().contains("slo_gap"),
+        "a closed market is not an SLO gap: {health}"
+    );
+    feed.terminate();
+    let (status, rest) = feed.wait(Duration::from_secs(60));
+    assert!(status.success(), "{status:?}\n{}", rest.join("\n"));
+}
