@@ -203,3 +203,42 @@ fn the_same_stall_in_a_closed_market_is_no_violation() {
     let (status, rest) = feed.wait(Duration::from_secs(60));
     assert!(status.success(), "{status:?}\n{}", rest.join("\n"));
 }
+
+#[test]
+fn instruments_added_live_get_a_slot_and_removed_ones_lose_it() {
+    use panda_feed::Mode;
+    use panda_feed::engine::net::Desired;
+    let first: Vec<(u32, Mode)> = (1..=20u32).map(|i| ((i << 8) | 1, Mode::Ltp)).collect();
+    let later: Vec<(u32, Mode)> = (11..=30u32).map(|i| ((i << 8) | 1, Mode::Ltp)).collect();
+    let init = first.clone();
+    let s = util::Stack::builder()
+        .tag("slo-live")
+        .mock(|m| m.rate_per_s = 2_000)
+        .engine(move |c| c.instruments = init)
+        .start();
+    let table = |s: &util::Stack, t: u32| s.engine.last_ticks().last_ns(t);
+    // Sized for the universe's capacity; the first instruments tracked
+    // from the start, and their ticks recorded.
+    assert_eq!(s.engine.last_ticks().tracked(), 20);
+    let subscribed = table(&s, first[0].0).unwrap();
+    assert!(wait_until(Duration::from_secs(30), || {
+        first.iter().all(|t| table(&s, t.0) > Some(subscribed))
+    }));
+    s.engine.set_subscriptions(Desired {
+        version: 1,
+        tokens: later.clone(),
+    });
+    assert!(wait_until(Duration::from_secs(30), || s
+        .engine
+        .subscriptions_applied()
+        == 1));
+    let l = s.engine.last_ticks();
+    assert_eq!((l.tracked(), l.untracked()), (20, 0));
+    assert!(first[..10].iter().all(|t| table(&s, t.0).is_none()));
+    let added = table(&s, later[19].0).expect("an instrument added live has a slot");
+    assert!(wait_until(Duration::from_secs(30), || {
+        table(&s, later[19].0) > Some(added)
+    }));
+    let summary = s.engine.stop();
+    assert!(summary.identity_holds, "{summary:?}");
+}

@@ -7,7 +7,6 @@
 use serde::{Deserialize, Serialize};
 
 use super::defaults;
-use crate::tier::TIERS;
 
 /// `[slo]` settings.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -74,28 +73,6 @@ impl SloConfig {
         }
         p
     }
-
-    /// The monitor's settings (in range once `problems` is empty; out of
-    /// range values are clamped, never a panic).
-    #[must_use]
-    pub fn settings(&self) -> crate::slo::Settings {
-        let ms = |v: u64| v.min(super::ranges::MAX_MS).saturating_mul(1_000_000);
-        let n = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
-        let expected: [u64; TIERS] = [
-            ms(self.t0_expected_ms),
-            ms(self.t1_expected_ms),
-            ms(self.t2_expected_ms),
-        ];
-        crate::slo::Settings {
-            interval_ns: self
-                .interval_s
-                .clamp(1, super::ranges::MAX_SECS)
-                .saturating_mul(1_000_000_000),
-            expected_ns: expected.map(|e| e.max(1)),
-            sample: [n(self.t0_sample), n(self.t1_sample), n(self.t2_sample)],
-            violation_threshold: self.violation_threshold,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -115,8 +92,5 @@ mod tests {
         assert!(p.contains("slo.t1_sample"), "{p}");
         assert!(p.contains("slo.violation_threshold = NaN"), "{p}");
         assert!(SloConfig::default().problems().is_empty());
-        let s = SloConfig::default().settings();
-        assert_eq!(s.interval_ns, 30_000_000_000);
-        assert_eq!(s.sample, [200, 200, 100]);
     }
 }

@@ -15,6 +15,7 @@ pub mod http;
 pub mod metrics;
 pub mod redis_sink;
 mod response;
+pub mod slo;
 mod view;
 
 pub use crate::config::{CalendarConfig, OpsConfig, RedisConfig};
@@ -68,7 +69,7 @@ pub struct Ops {
     control: ControlView,
     calendar: Option<MarketHours>,
     markets_closed: Vec<bool>,
-    slo: Option<crate::slo::Slo>,
+    slo: Option<slo::Slo>,
 }
 
 /// The calendar the ops side asks whether a connection's markets are
@@ -165,7 +166,7 @@ impl Ops {
     /// Runs the SLO gap monitor from now on (README, "SLO monitoring"),
     /// with the calendar of [`set_calendar`](Self::set_calendar) if any.
     pub fn set_slo(&mut self, cfg: &crate::config::SloConfig) {
-        self.slo = Some(crate::slo::Slo::new(cfg, now_ns()));
+        self.slo = Some(slo::Slo::new(cfg, now_ns()));
     }
 
     /// Per connection slot: every exchange of its subscriptions is closed
@@ -455,7 +456,7 @@ impl Ops {
             },
             &self.thresholds,
         );
-        let health = crate::slo::with_note(self.slo.as_ref(), health);
+        let health = slo::with_note(self.slo.as_ref(), health);
         let connections = counts
             .connections
             .iter()
