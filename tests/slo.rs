@@ -242,3 +242,28 @@ fn instruments_added_live_get_a_slot_and_removed_ones_lose_it() {
     let summary = s.engine.stop();
     assert!(summary.identity_holds, "{summary:?}");
 }
+
+#[test]
+fn check_config_names_bad_slo_settings_from_the_file_and_the_environment() {
+    use util::cli::{output, panda_feed, stderr};
+    let dir = TempDir::new("slo-check");
+    let cfg = dir.file(
+        "bad.toml",
+        "[slo]\ninterval_s = 0\nt2_sample = 192001\nviolation_threshold = 1.5\n",
+    );
+    let out = output(
+        panda_feed(["check-config", "--mock", "--config"])
+            .arg(&cfg)
+            .env("SLO__T0_EXPECTED_MS", "0"),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for want in [
+        "slo.interval_s = 0 is out of range: must be 1..=86400 s",
+        "slo.t2_sample = 192001 is out of range",
+        "slo.t0_expected_ms = 0 is out of range",
+        "slo.violation_threshold = 1.5 must be a fraction",
+    ] {
+        assert!(err.contains(want), "{want:?} not in:\n{err}");
+    }
+}

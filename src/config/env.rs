@@ -26,6 +26,7 @@ pub const SECTIONS: &[&str] = &[
     "fields",
     "calendar",
     "tiers",
+    "slo",
 ];
 
 /// Variables that set a key under another name: (variable, section, key).
