@@ -173,6 +173,17 @@ fn one_stalled_t0_instrument_of_200_in_session_is_a_violation_rate_of_0_005() {
             && text.contains(&format!("instrument {STALLED}")),
         "{text}"
     );
+    // The round itself, with the oldest gap.
+    let slo = get_json(&addr, "/stats/slo");
+    let r = &slo["tiers"][0];
+    assert_eq!(
+        (r["tier"].as_str(), r["subscribed"].as_u64()),
+        (Some("T0"), Some(200)),
+        "{slo}"
+    );
+    assert_eq!(r["oldest_gap"]["instrument"], STALLED, "{slo}");
+    assert!(r["oldest_gap"]["age_ms"].as_u64().unwrap() > 1000, "{slo}");
+    assert_eq!(slo["interval"], "1s");
     feed.terminate();
     let (status, rest) = feed.wait(Duration::from_secs(60));
     assert!(status.success(), "{status:?}\n{}", rest.join("\n"));

@@ -15,5 +15,5 @@
 pub mod monitor;
 pub mod table;
 
-pub use monitor::{Market, Monitor, Settings, SloView, TierRound};
+pub use monitor::{Gap, Market, Monitor, Settings, SloView, TierRound};
 pub use table::LastTicks;

@@ -57,8 +57,18 @@ pub struct TierRound {
     pub violation_rate: f64,
     /// The tier's expected interval, ms.
     pub expected_ms: u64,
-    /// The oldest gap among the violations: (token, age in ms).
-    pub worst: Option<(u32, u64)>,
+    /// The oldest gap among the violations.
+    pub oldest_gap: Option<Gap>,
+}
+
+/// An instrument's gap: how long since its last tick (or its session's
+/// opening, or its subscription).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Gap {
+    /// The instrument token.
+    pub instrument: u32,
+    /// The gap, ms.
+    pub age_ms: u64,
 }
 
 /// The latest round, as `/metrics`, `/health` and the view show it.
@@ -202,8 +212,11 @@ impl Monitor {
                 if age > limit {
                     r.violations += 1;
                     let ms = age / 1_000_000;
-                    if r.worst.is_none_or(|(_, w)| ms > w) {
-                        r.worst = Some((token, ms));
+                    if r.oldest_gap.is_none_or(|g| ms > g.age_ms) {
+                        r.oldest_gap = Some(Gap {
+                            instrument: token,
+                            age_ms: ms,
+                        });
                     }
                 }
             }
@@ -234,8 +247,8 @@ impl Monitor {
             .iter()
             .filter(|r| r.sampled > 0 && r.violation_rate > t)
             .map(|r| {
-                let worst = r.worst.map_or_else(String::new, |(tok, ms)| {
-                    format!("; oldest: instrument {tok}, {ms} ms")
+                let worst = r.oldest_gap.map_or_else(String::new, |g| {
+                    format!("; oldest: instrument {}, {} ms", g.instrument, g.age_ms)
                 });
                 format!(
                     "{}: {} of {} sampled instruments ({:.2}%) had no tick for more than 2 × \
@@ -312,7 +325,8 @@ mod tests {
         let r = t0_round(&mut m, now + S, now - S / 5, open);
         assert_eq!((r.sampled, r.violations), (200, 1));
         assert!((r.violation_rate - 0.005).abs() < 1e-12, "{r:?}");
-        assert_eq!(r.worst, Some(((58 << 8) | 1, 1200)));
+        let oldest = r.oldest_gap.unwrap();
+        assert_eq!((oldest.instrument, oldest.age_ms), ((58 << 8) | 1, 1200));
         let note = m.health_note().unwrap();
         assert!(
             note.contains("T0: 1 of 200 sampled instruments (0.50%)"),
