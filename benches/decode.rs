@@ -14,7 +14,10 @@
 //!   are drained outside the timed part): `untiered` (one ring per
 //!   publisher), `tiered_rules` (three tier rings each, tiers by exchange
 //!   rule), `tiered_named_9000` (and 9000 tokens named with a tier, the
-//!   most one API key subscribes: the hash table's largest).
+//!   most one API key subscribes: the hash table's largest),
+//!   `tiered_rules_slo` (`tiered_rules` plus the SLO monitor's last-tick
+//!   table sized for 9000 instruments, holding the 3000: one probe and one
+//!   store per tick; README, "SLO monitoring").
 //!
 //! Run: `cargo bench --bench decode`. Figures are in the README.
 
@@ -195,7 +198,16 @@ fn bench_route(c: &mut Criterion) {
         .map(|i| ((i << 8) | (1 + i % 6), Tier::ALL[(i % 3) as usize]))
         .collect();
     let named = TierMap::new(Tier::T1, &[(2, Tier::T2)], &named);
-    for (name, map) in [("tiered_rules", rules), ("tiered_named_9000", named)] {
+    let table = panda_feed::slo::LastTicks::with_capacity(9000);
+    let mut sorted = tokens;
+    sorted.sort_unstable();
+    table.sync(&[], &sorted, 1);
+    let table = std::sync::Arc::new(table);
+    for (name, map, slo) in [
+        ("tiered_rules", rules.clone(), false),
+        ("tiered_named_9000", named, false),
+        ("tiered_rules_slo", rules, true),
+    ] {
         let mut lanes = Vec::new();
         let mut rxs = Vec::new();
         for _ in 0..4 {
@@ -204,7 +216,10 @@ fn bench_route(c: &mut Criterion) {
             lanes.push([a, b, c]);
             rxs.extend([ra, rb, rc]);
         }
-        let router = Router::tiered(lanes, std::sync::Arc::new(map));
+        let mut router = Router::tiered(lanes, std::sync::Arc::new(map));
+        if slo {
+            router = router.with_last_ticks(std::sync::Arc::clone(&table));
+        }
         route_case(&mut g, name, router, rxs, &msg);
     }
     g.finish();

@@ -19,6 +19,8 @@
 //! - [`engine`]: the network thread, the publishers, the Kafka producer and
 //!   the accounting (`docs/ARCHITECTURE.md`);
 //! - [`spool`]: the dead-letter spool (publisher threads, failure path; `dlq`);
+//! - [`slo`]: the SLO gap monitor: a last-tick table (written by the network
+//!   thread, one store per tick) sampled per tier on the ops side;
 //! - [`ops`]: metrics, health, Redis pipeline metrics and the ops HTTP
 //!   server (ops side: the `run` loop and the `ops-http` thread);
 //! - [`config`]: the `run` configuration;
@@ -53,6 +55,7 @@ pub mod ops;
 pub mod ring;
 pub mod run_id;
 pub mod secret;
+pub mod slo;
 pub mod spool;
 pub mod tick;
 pub mod tier;

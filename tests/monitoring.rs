@@ -54,6 +54,21 @@ const REQUIRED_ALERTS: &[(&str, &str, &str)] = &[
         "panda_feed_tier_ring_fill_ratio",
     ),
     ("PandaFeedUnhealthy", "critical", "panda_feed_health_status"),
+    (
+        "PandaFeedT0SloGaps",
+        "critical",
+        "panda_feed_slo_gap_violation_rate",
+    ),
+    (
+        "PandaFeedT1SloGaps",
+        "warning",
+        "panda_feed_slo_gap_violation_rate",
+    ),
+    (
+        "PandaFeedT2SloGaps",
+        "warning",
+        "panda_feed_slo_gap_violation_rate",
+    ),
 ];
 
 /// Names the alert expressions depend on.
@@ -70,6 +85,7 @@ const ALERT_METRICS: &[&str] = &[
     "panda_feed_ticks_dropped_by_tier_total",
     "panda_feed_ticks_received_by_tier_total",
     "panda_feed_tier_ring_fill_ratio",
+    "panda_feed_slo_gap_violation_rate",
 ];
 
 fn monitoring_file(name: &str) -> PathBuf {

@@ -287,7 +287,20 @@ fn router_and_publisher_allocate_nothing_per_tick() {
     ));
     let [(t0, r0, c0), (t1, r1, c1), (t2, r2, c2)] = [1024; 3].map(tick_ring);
     let rings = [c0, c1, c2];
-    let mut router = Router::tiered(vec![[t0, t1, t2]], std::sync::Arc::clone(&tiers));
+    // And the SLO monitor's last-tick table holding the corpus's
+    // instruments (one probe and one store per pushed tick).
+    let mut tokens: Vec<u32> = Vec::new();
+    for msg in &corpus {
+        if let Ok(panda_feed::wire::Message::Packets(ps)) = panda_feed::wire::decode(msg) {
+            tokens.extend(ps.map(|p| p.token()));
+        }
+    }
+    tokens.sort_unstable();
+    tokens.dedup();
+    let last = std::sync::Arc::new(panda_feed::slo::LastTicks::with_capacity(tokens.len()));
+    last.sync(&[], &tokens, 1);
+    let mut router = Router::tiered(vec![[t0, t1, t2]], std::sync::Arc::clone(&tiers))
+        .with_last_ticks(std::sync::Arc::clone(&last));
     let spool = std::sync::Arc::new(panda_feed::spool::Spool::new(
         panda_feed::spool::SpoolConfig {
             dir: tmp.join("spool"),
@@ -348,6 +361,20 @@ fn router_and_publisher_allocate_nothing_per_tick() {
         first + feed(&corpus[half..], &mut publisher)
     });
     assert_eq!(routed, 100_000);
+    let missed: Vec<(u32, Option<u64>)> = tokens
+        .iter()
+        .map(|&t| (t, last.last_ns(t)))
+        // Receive times advance per message from 1_700_000_000 s.
+        .filter(|x| x.1.is_none_or(|t| t <= 1_700_000_000_000_000_000))
+        .collect();
+    assert!(
+        missed.is_empty(),
+        "{} of {} instruments' times not recorded ({} untracked): {:?}",
+        missed.len(),
+        tokens.len(),
+        last.untracked(),
+        &missed[..missed.len().min(5)]
+    );
     assert!(rings.iter().all(|r| r.dropped_full() == 0));
     assert!(
         rings.iter().all(|r| r.pushed() > 0),

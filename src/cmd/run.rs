@@ -174,8 +174,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         ..EngineConfig::from_sections(&cfg).with_tiers_of(&list)
     };
 
-    // Ops: HTTP server and Redis metrics, started before the engine so a
-    // bad address fails before anything connects.
+    // Ops (HTTP, Redis metrics, SLO) starts first: a bad address fails early.
     let mut ops_cfg = cfg.ops.clone();
     if let Some(l) = &args.ops_listen {
         ops_cfg.listen.clone_from(l);
@@ -188,6 +187,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     if !args.mock {
         ops.set_calendar(&cfg.calendar)?;
     }
+    ops.set_slo(&cfg.slo);
     ops.set_admin_auth(admin_auth(&cfg)?);
     let control_queue = ops.control_queue();
     if let Some(a) = ops.local_addr() {

@@ -93,3 +93,14 @@ pub const FIELDS_SENT: bool = true;
 /// a publisher's ring slots, percent (renormalized over the tiers some
 /// instrument can have).
 pub const TIER_RING_PCT: [u64; 3] = [50, 30, 20];
+
+/// `slo.interval_s`: a sampling round of the SLO gap monitor every 30 s.
+pub const SLO_INTERVAL_S: u64 = 30;
+/// `slo.t0_expected_ms`, `t1_expected_ms`, `t2_expected_ms`: the expected
+/// interval between two ticks of one instrument per tier, ms (a gap above
+/// twice this, in session, is a violation).
+pub const SLO_EXPECTED_MS: [u64; 3] = [1000, 5000, 30_000];
+/// `slo.t0_sample`, `t1_sample`, `t2_sample`: instruments sampled per round.
+pub const SLO_SAMPLE: [u64; 3] = [200, 200, 100];
+/// `slo.violation_threshold`: a tier above 1% violations is a `/health` note.
+pub const SLO_VIOLATION_THRESHOLD: f64 = 0.01;

@@ -27,6 +27,7 @@ pub const SECTIONS: &[&str] = &[
     "calendar",
     "tiers",
     "bars",
+    "slo",
 ];
 
 /// Variables that set a key under another name: (variable, section, key).

@@ -18,6 +18,7 @@ mod kafka;
 mod ops;
 pub mod ranges;
 mod redis;
+mod slo;
 mod spool;
 mod tiers;
 
@@ -30,6 +31,7 @@ pub use kafka::KafkaConfig;
 pub use ops::OpsConfig;
 use ranges::check;
 pub use redis::RedisConfig;
+pub use slo::SloConfig;
 pub use spool::{Fsync, SpoolConfig};
 pub use tiers::TiersConfig;
 
@@ -63,6 +65,8 @@ pub struct Config {
     pub tiers: TiersConfig,
     /// One-minute bars.
     pub bars: BarsConfig,
+    /// The SLO gap monitor (README, "SLO monitoring").
+    pub slo: SloConfig,
 }
 
 /// `[zerodha]`: the Kite connection. Like every key, each can be set from
@@ -419,6 +423,7 @@ impl Config {
         p.extend(self.calendar.problems());
         p.extend(self.tiers.problems());
         p.extend(self.bars.problems());
+        p.extend(self.slo.problems());
         p.extend(self.ops.problems());
         p.extend(self.redis.problems());
         p
@@ -497,7 +502,7 @@ mod tests {
         // And every key of every section is written out in it.
         for section in [
             "zerodha", "engine", "kafka", "spool", "mock", "run", "ops", "redis", "fields",
-            "calendar", "tiers", "bars",
+            "calendar", "tiers", "bars", "slo",
         ] {
             assert!(
                 text.contains(&format!("[{section}]")),

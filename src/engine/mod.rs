@@ -73,6 +73,8 @@ pub struct Engine {
     spool_recounted: Instant,
     fields: LiveFields,
     bar_feeds: Vec<crate::bars::BarRx>,
+    tiers: Arc<crate::tier::TierMap>,
+    last_ticks: Arc<crate::slo::LastTicks>,
 }
 
 fn pin(core: Option<usize>, what: &str) {
@@ -145,11 +147,12 @@ impl Engine {
             .map_err(EngineError::Kafka)?;
             (Some(path), Some(tx))
         };
+        let last_ticks = slo_table(&cfg);
         let (net, stopper) = Net::new(
             &creds,
             specs,
             &conns,
-            Router::tiered(txs, Arc::clone(&tiers)),
+            Router::tiered(txs, Arc::clone(&tiers)).with_last_ticks(Arc::clone(&last_ticks)),
             wakes,
             NetConfig {
                 idle: cfg.idle,
@@ -197,6 +200,8 @@ impl Engine {
             spool_recounted: Instant::now(),
             fields,
             bar_feeds,
+            tiers,
+            last_ticks,
         })
     }
 
@@ -331,6 +336,19 @@ impl Engine {
         std::mem::take(&mut self.bar_feeds)
     }
 
+    /// Each token's tier (fixed for the run).
+    #[must_use]
+    pub fn tier_map(&self) -> &crate::tier::TierMap {
+        &self.tiers
+    }
+
+    /// The last-tick table the SLO monitor reads (README, "SLO
+    /// monitoring").
+    #[must_use]
+    pub fn last_ticks(&self) -> &crate::slo::LastTicks {
+        &self.last_ticks
+    }
+
     /// This run's id, carried in every envelope.
     #[must_use]
     pub fn run_id(&self) -> RunId {
@@ -414,6 +432,20 @@ impl Drop for Engine {
             }
         }
     }
+}
+
+/// The SLO monitor's last-tick table, sized for the universe's capacity
+/// (`max_connections × max_per_connection`), holding the first instruments
+/// from now (their time counts from their subscription).
+fn slo_table(cfg: &EngineConfig) -> Arc<crate::slo::LastTicks> {
+    let t = crate::slo::LastTicks::with_capacity(
+        cfg.max_connections.saturating_mul(cfg.max_per_connection),
+    );
+    let mut first: Vec<u32> = cfg.instruments.iter().map(|i| i.0).collect();
+    first.sort_unstable();
+    first.dedup();
+    t.sync(&[], &first, crate::clock::now_ns());
+    Arc::new(t)
 }
 
 /// Runs `f`, recording a panic as "`what` panicked: message".

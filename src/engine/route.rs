@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use crate::ring::TickTx;
+use crate::slo::LastTicks;
 use crate::tick::Mode;
 use crate::tier::{TIERS, TierMap};
 use crate::wire::{DecodeError, Message, Packet, decode};
@@ -39,6 +40,8 @@ pub struct Router {
     rings: Vec<TickTx>,
     lanes: usize,
     tiers: Arc<TierMap>,
+    /// Last-tick times for the SLO monitor (`crate::slo::table`).
+    last: Arc<LastTicks>,
 }
 
 /// Most publishers (rings) a router supports.
@@ -72,6 +75,7 @@ impl Router {
             lanes: 1,
             // Untiered: every tick is T0, on its publisher's one ring.
             tiers: Arc::new(TierMap::uniform(crate::tier::Tier::T0)),
+            last: Arc::default(),
         }
     }
 
@@ -90,7 +94,23 @@ impl Router {
             rings: rings.into_iter().flatten().collect(),
             lanes: TIERS,
             tiers,
+            last: Arc::default(),
         }
+    }
+
+    /// Records each pushed tick's receive time in `last` (the SLO
+    /// monitor's table; none by default).
+    #[must_use]
+    pub fn with_last_ticks(mut self, last: Arc<LastTicks>) -> Self {
+        self.last = last;
+        self
+    }
+
+    /// The last-tick table (the network thread keeps its slots in step
+    /// with live subscription changes).
+    #[must_use]
+    pub fn last_ticks(&self) -> &LastTicks {
+        &self.last
     }
 
     /// The rings, publisher by publisher (and, when tiered, T0, T1, T2 of
@@ -154,6 +174,7 @@ impl Router {
             if pushed.is_ok() {
                 r.pushed += 1;
                 r.touched |= 1 << i;
+                self.last.record(p.token(), recv_ns);
             } else {
                 r.dropped_full += 1;
             }

@@ -28,7 +28,7 @@ impl Status {
 }
 
 /// Every health reason code, in a stable order (documented in the README).
-pub const CODES: [&str; 13] = [
+pub const CODES: [&str; 14] = [
     "not_running",
     "disconnected",
     "auth_failed",
@@ -42,6 +42,7 @@ pub const CODES: [&str; 13] = [
     "producer_fatal",
     "secret_file_readable",
     "t0_dropped",
+    "slo_gap",
 ];
 
 /// One reason the feed is not healthy.

@@ -186,6 +186,12 @@ families! {
         "Ops HTTP connections held now (this scrape's included).";
     BUILD_INFO = Gauge "panda_feed_build_info" ["version"]
         "Always 1; the version is a label.";
+    SLO_GAP_VIOLATION_RATE = Gauge "panda_feed_slo_gap_violation_rate" ["tier", "interval"]
+        "Share of a tier's sampled in-session instruments whose last tick was older than twice the tier's expected interval, latest SLO round (0..1).";
+    SLO_SAMPLED = Gauge "panda_feed_slo_sampled_instruments" ["tier", "market"]
+        "Instruments the latest SLO round sampled, by tier and market: open (counted), closed or untracked (not counted).";
+    SLO_ROUNDS = Counter "panda_feed_slo_rounds_total" []
+        "SLO gap monitor rounds (one per slo.interval_s).";
     PRODUCE_LATENCY = Histogram "panda_feed_produce_latency_seconds" []
         "Latency from receive to the produce call, since start.";
     ACK_LATENCY = Histogram "panda_feed_ack_latency_seconds" []
@@ -356,6 +362,35 @@ fn render_tiers(o: &mut Out, tiers: &[crate::engine::TierCounts; TIERS]) {
         };
         o.sample(&TIER_RING_FILL_RATIO, &[l], fill);
     }
+}
+
+/// The SLO gap monitor's families (README, "SLO monitoring").
+fn render_slo(o: &mut Out, slo: &crate::slo::SloView) {
+    // No monitor: the families without samples.
+    let tiers = if slo.interval.is_empty() {
+        &[][..]
+    } else {
+        &slo.tiers[..]
+    };
+    o.header(&SLO_GAP_VIOLATION_RATE);
+    for t in tiers {
+        o.sample(
+            &SLO_GAP_VIOLATION_RATE,
+            &[t.tier, &slo.interval],
+            t.violation_rate,
+        );
+    }
+    o.header(&SLO_SAMPLED);
+    for t in tiers {
+        for (m, v) in [
+            ("open", t.sampled),
+            ("closed", t.closed),
+            ("untracked", t.untracked),
+        ] {
+            o.sample(&SLO_SAMPLED, &[t.tier, m], v);
+        }
+    }
+    o.one(&SLO_ROUNDS, slo.rounds);
 }
 
 /// Renders `view`, with the HTTP server's counters `http`.
@@ -538,6 +573,7 @@ pub fn render(view: &View, http: &HttpCounts) -> String {
     o.one(&OPS_HTTP_OPEN_CONNECTIONS, http.open);
     o.header(&BUILD_INFO);
     o.sample(&BUILD_INFO, &[env!("CARGO_PKG_VERSION")], 1);
+    render_slo(&mut o, &view.slo);
     o.histogram(&PRODUCE_LATENCY, &view.produce_latency);
     o.histogram(&ACK_LATENCY, &view.ack_latency);
     o.s
@@ -582,6 +618,7 @@ mod tests {
         }
         v.produce_latency = Buckets::of(&h);
         v.control.policy_version = 3;
+        v.slo.interval = "30s".into();
         v.control.universe = Some(
             crate::control::Universe::new(&[(1, crate::tick::Mode::Full)], "file:/x \"y\"", 0, 1)
                 .current()

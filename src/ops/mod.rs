@@ -15,6 +15,7 @@ pub mod http;
 pub mod metrics;
 pub mod redis_sink;
 mod response;
+pub mod slo;
 mod view;
 
 pub use crate::config::{CalendarConfig, OpsConfig, RedisConfig};
@@ -68,6 +69,7 @@ pub struct Ops {
     control: ControlView,
     calendar: Option<MarketHours>,
     markets_closed: Vec<bool>,
+    slo: Option<slo::Slo>,
 }
 
 /// The calendar the ops side asks whether a connection's markets are
@@ -131,6 +133,7 @@ impl Ops {
             notes: Vec::new(),
             calendar: None,
             markets_closed: Vec::new(),
+            slo: None,
             control: ControlView::default(),
         })
     }
@@ -158,6 +161,12 @@ impl Ops {
         warn_missing(&window, &[]);
         self.calendar = Some(MarketHours { holidays, window });
         Ok(())
+    }
+
+    /// Runs the SLO gap monitor from now on (README, "SLO monitoring"),
+    /// with the calendar of [`set_calendar`](Self::set_calendar) if any.
+    pub fn set_slo(&mut self, cfg: &crate::config::SloConfig) {
+        self.slo = Some(slo::Slo::new(cfg, now_ns()));
     }
 
     /// Per connection slot: every exchange of its subscriptions is closed
@@ -251,6 +260,9 @@ impl Ops {
         let counts = engine.counts();
         if self.calendar.is_some() {
             self.markets_closed(&engine.connection_subscriptions(), now_ns());
+        }
+        if let Some(s) = &mut self.slo {
+            s.observe(engine, self.calendar.as_ref().map(|c| &c.window), now_ns());
         }
         let slow = engine.take_slow_acks();
         let panics = engine.thread_panics();
@@ -444,6 +456,7 @@ impl Ops {
             },
             &self.thresholds,
         );
+        let health = slo::with_note(self.slo.as_ref(), health);
         let connections = counts
             .connections
             .iter()
@@ -479,6 +492,11 @@ impl Ops {
             expected_tick_interval_s: self.cfg.expected_tick_interval_ms as f64 / 1000.0,
             window_s: self.cfg.window_s,
             control: self.control.clone(),
+            slo: self
+                .slo
+                .as_ref()
+                .map(|s| s.view().clone())
+                .unwrap_or_default(),
             counts,
         });
         self.shared.view.store(Arc::clone(&view));

@@ -55,7 +55,7 @@ pub fn json(status: u16, v: &impl serde::Serialize) -> Response {
     }
 }
 
-const INDEX: &str = "panda-feed ops endpoints:\n  GET /metrics            Prometheus text format 0.0.4\n  GET /health             status and issues (200 healthy or degraded, 503 unhealthy)\n  GET /stats/connections  connection states and their last health samples\n  GET /ops/slow           slowest Kafka deliveries and Redis writes of the window\n  GET /stats/universe     the instrument universe's latest versions\n  GET /ops/subscriptions  desired and applied subscriptions per connection\n  POST /ops/subscriptions change subscriptions (JSON; admin)\n  POST /ops/reload        reload the config file (admin)\n  POST /ops/validate      check a TOML body as the config file (admin)\n";
+const INDEX: &str = "panda-feed ops endpoints:\n  GET /metrics            Prometheus text format 0.0.4\n  GET /health             status and issues (200 healthy or degraded, 503 unhealthy)\n  GET /stats/connections  connection states and their last health samples\n  GET /ops/slow           slowest Kafka deliveries and Redis writes of the window\n  GET /stats/slo          the SLO gap monitor's latest round per tier\n  GET /stats/universe     the instrument universe's latest versions\n  GET /ops/subscriptions  desired and applied subscriptions per connection\n  POST /ops/subscriptions change subscriptions (JSON; admin)\n  POST /ops/reload        reload the config file (admin)\n  POST /ops/validate      check a TOML body as the config file (admin)\n";
 
 /// Routes one request head (everything before the blank line).
 #[must_use]
@@ -128,6 +128,7 @@ pub fn route(head: &[u8], shared: &Shared) -> Response {
                 "redis": view.slow_redis,
             }),
         ),
+        "/stats/slo" => json(200, &view.slo),
         _ => text(404, format!("not found: {path}\n\n{INDEX}")),
     }
 }

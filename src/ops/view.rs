@@ -164,6 +164,8 @@ pub struct View {
     pub window_s: u64,
     /// The control plane's state (settings version, universe, reloader).
     pub control: ControlView,
+    /// The SLO gap monitor's latest round (README, "SLO monitoring").
+    pub slo: crate::slo::SloView,
 }
 
 /// The control plane's state, as the `run` loop reports it (README,
@@ -206,6 +208,7 @@ impl View {
             expected_tick_interval_s: cfg.expected_tick_interval_ms as f64 / 1000.0,
             window_s: cfg.window_s,
             control: ControlView::default(),
+            slo: crate::slo::SloView::default(),
         }
     }
 }

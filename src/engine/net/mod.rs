@@ -336,6 +336,12 @@ impl Net {
             self.conns.iter().map(Conn::tokens).collect();
         match subs::plan(&current, &d.tokens, self.cfg.max_per_connection) {
             Ok(plan) => {
+                // The SLO monitor's table follows (README, "SLO monitoring").
+                let mut before: Vec<u32> =
+                    current.iter().flat_map(|c| c.iter().map(|t| t.0)).collect();
+                before.sort_unstable();
+                let after: Vec<u32> = d.tokens.iter().map(|t| t.0).collect();
+                self.router.last_ticks().sync(&before, &after, now_ns());
                 for (c, delta) in self.conns.iter_mut().zip(plan) {
                     if !delta.is_empty() {
                         c.apply(delta, &self.cfg, now);
