@@ -1,8 +1,11 @@
 //! Bounded SPSC tick rings with explicit drop accounting.
 //!
 //! Contract: allocates at start-up only; every hot-path call is wait-free; a
-//! full ring drops the *newest* tick and counts it, and never blocks the
-//! producer. The producer half ([`TickTx`]) lives on the network thread, the
+//! full ring never blocks the producer: [`TickTx::push_with`] drops the
+//! *newest* tick and counts it, [`TickTx::try_push_with`] hands it back
+//! uncounted so the network thread can hold its message (`engine.overflow =
+//! "block"`, README "Overflow: block or drop") and count it later if it
+//! gives up ([`TickTx::count_full`]). The producer half ([`TickTx`]) lives on the network thread, the
 //! consumer half ([`TickRx`]) on one publisher thread; the [`RingCounters`]
 //! are read by the ops thread.
 //!

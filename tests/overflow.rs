@@ -143,3 +143,23 @@ fn drop_newest_drops_and_never_holds() {
         (0, 0, 0)
     );
 }
+
+#[test]
+fn ring_bytes_sizes_the_rings_and_the_summary_shows_it() {
+    let dir = util::TempDir::new("overflow-ring-bytes");
+    let summary = dir.join("summary.json");
+    let out = util::cli::output(
+        util::cli::feed_run(["--mock", "--duration", "1", "--summary"])
+            .arg(&summary)
+            .env("ENGINE__RING_BYTES", "1048576")
+            .env("ENGINE__RING_CAPACITY", "8"),
+    );
+    assert!(out.status.success(), "{}", util::cli::stderr(&out));
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    // ring_bytes wins: 1 MiB / 216-byte slots = 4854 slots (1,048,464 bytes).
+    let p = &s["publishers"][0];
+    assert_eq!(p["ring_capacity"], 4854, "{s:#}");
+    assert_eq!(p["ring_bytes"], 4854 * 216, "{s:#}");
+    assert_eq!(s["identity_holds"], true);
+}

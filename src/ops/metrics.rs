@@ -102,14 +102,14 @@ families! {
         "Connection attempts (the first included), per connection.";
     DISCONNECTED_SECONDS = Counter "panda_feed_disconnected_seconds_total" ["connection"]
         "Time spent not open after the first open, per connection.";
+    SERVER_ERROR_FRAMES = Counter "panda_feed_server_error_frames_total" ["connection"]
+        "Text error frames from the server, per connection.";
     BLOCKED_SECONDS = Counter "panda_feed_blocked_seconds_total" ["connection"]
         "Time a connection's socket was not read because a ring was full (engine.overflow = block).";
     BLOCK_STALLS = Counter "panda_feed_block_stalls_total" ["connection"]
         "Messages held for ring room (engine.overflow = block), per connection.";
     BLOCK_TIMEOUTS = Counter "panda_feed_block_timeouts_total" ["connection"]
         "Holds that ran past engine.block_max_ms and dropped what did not fit (ring_full).";
-    SERVER_ERROR_FRAMES = Counter "panda_feed_server_error_frames_total" ["connection"]
-        "Text error frames from the server, per connection.";
     RECONNECTIONS = Counter "panda_feed_reconnections_total" ["connection", "reason"]
         "Times a connection went down (and reconnected), by reason.";
     KAFKA_CLIENT_ERRORS = Counter "panda_feed_kafka_client_errors_total" []

@@ -34,21 +34,37 @@ pub fn memlock_limit() -> Option<u64> {
     Some(r.rlim_cur)
 }
 
+/// `CAP_IPC_LOCK` (bit 14) is in the effective set (`/proc/self/status`,
+/// `CapEff`): the memlock limit does not apply then.
+#[must_use]
+pub fn has_ipc_lock() -> bool {
+    const CAP_IPC_LOCK: u32 = 14;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let hex = s.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+            u64::from_str_radix(hex.trim(), 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << CAP_IPC_LOCK) != 0)
+}
+
 /// Locks the process's memory: all of it, now and later, when
-/// `RLIMIT_MEMLOCK` is unlimited or the process is root (which
-/// `CAP_IPC_LOCK` exempts); otherwise what is mapped now.
+/// `RLIMIT_MEMLOCK` is unlimited or the process holds `CAP_IPC_LOCK`;
+/// otherwise what is mapped now.
 ///
 /// # Errors
 /// `mlockall` failed: the message names the limit, the error and the fix.
 pub fn lock_all() -> Result<Locked, String> {
     let limit = memlock_limit();
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    let all = limit.is_none() || root;
+    let all = limit.is_none() || has_ipc_lock();
+    // MCL_ONFAULT (Linux 4.4): lock each page when it is first touched, not
+    // every page mapped: without it the allocator's reserved arenas and
+    // every thread's whole stack become resident (over 1 GiB measured for
+    // `run --mock`; tuning/README.md, "Memory locking").
     let flags = if all {
-        libc::MCL_CURRENT | libc::MCL_FUTURE
+        libc::MCL_CURRENT | libc::MCL_FUTURE | libc::MCL_ONFAULT
     } else {
-        libc::MCL_CURRENT
+        libc::MCL_CURRENT | libc::MCL_ONFAULT
     };
     // SAFETY: mlockall takes flags only and touches no memory of ours.
     let rc = unsafe { libc::mlockall(flags) };

@@ -12,7 +12,9 @@
 //! connection's read budget for the turn is spent, and then read on next
 //! turn without waiting), never resolves a name itself (each connection has
 //! a resolver thread), never blocks on a
-//! ring (a full ring drops and counts), and allocates only when a connection
+//! ring (a full ring either drops and counts, or, under `engine.overflow =
+//! "block"`, holds the message and stops reading that socket, retried every
+//! turn with a 1 ms poll timeout: `hold.rs`), and allocates only when a connection
 //! changes state (connect, upgrade, subscribe, going down). A loop turn that
 //! reads market data or heartbeats, or finds nothing to do, allocates
 //! nothing; `tests/no_alloc.rs` drives [`Net::turn`] to check it.
@@ -28,7 +30,7 @@
 //! per-connection `seq` goes on.
 //!
 //! Files: `mod.rs` the loop; `conn.rs` one connection's state machine;
-//! `read.rs` the read loop; `ws.rs` tungstenite/mio set-up; `resolve.rs` name resolution off the
+//! `read.rs` the read loop; `hold.rs` a message held for ring room; `ws.rs` tungstenite/mio set-up; `resolve.rs` name resolution off the
 //! network thread; `budget.rs` the per-turn read budget; `backoff.rs` the
 //! reconnect policy;
 //! `stats.rs` the published state, reasons and counters; `creds.rs` the
