@@ -31,6 +31,7 @@
 //! - [`cmd`]: the binary's subcommands (main thread);
 //! - [`calendar`]: exchange sessions, holidays, the preloaded window (built on
 //!   the main thread and the ops side; per-tick queries are O(1));
+//! - [`sys`]: the libc calls that need `unsafe` (`mlockall`; main thread);
 //! - [`clock`]: the time source and date formatting (a leaf);
 //! - [`secret`]: the secret type whose `Debug` never shows it (a leaf);
 //! - [`run_id`]: the random id of a run, carried in every envelope (a leaf);
@@ -57,6 +58,11 @@ pub mod run_id;
 pub mod secret;
 pub mod slo;
 pub mod spool;
+#[allow(
+    unsafe_code,
+    reason = "libc mlockall/getrlimit, each call with a SAFETY note"
+)]
+pub mod sys;
 pub mod tick;
 pub mod tier;
 pub mod wire;

@@ -1,8 +1,11 @@
 //! Bounded SPSC tick rings with explicit drop accounting.
 //!
 //! Contract: allocates at start-up only; every hot-path call is wait-free; a
-//! full ring drops the *newest* tick and counts it, and never blocks the
-//! producer. The producer half ([`TickTx`]) lives on the network thread, the
+//! full ring never blocks the producer: [`TickTx::push_with`] drops the
+//! *newest* tick and counts it, [`TickTx::try_push_with`] hands it back
+//! uncounted so the network thread can hold its message (`engine.overflow =
+//! "block"`, README "Overflow: block or drop") and count it later if it
+//! gives up ([`TickTx::count_full`]). The producer half ([`TickTx`]) lives on the network thread, the
 //! consumer half ([`TickRx`]) on one publisher thread; the [`RingCounters`]
 //! are read by the ops thread.
 //!
@@ -122,25 +125,45 @@ impl TickTx {
     /// called) and counted in [`RingCounters::dropped_full`].
     #[inline]
     pub fn push_with(&mut self, fill: impl FnOnce(&mut Tick)) -> Result<(), Full> {
-        match self.tx.write_chunk(1) {
-            Ok(mut chunk) => {
-                let (first, _) = chunk.as_mut_slices();
-                if let Some(slot) = first.first_mut() {
-                    fill(slot);
-                }
-                chunk.commit_all();
-                self.pushed += 1;
-                self.counters.pushed.store(self.pushed, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(_) => {
-                self.dropped += 1;
-                self.counters
-                    .dropped_full
-                    .store(self.dropped, Ordering::Relaxed);
-                Err(Full)
-            }
+        self.try_push_with(fill).inspect_err(|_| self.count_full())
+    }
+
+    /// As [`push_with`](Self::push_with), but a full ring is *not* counted:
+    /// the caller keeps the tick (the `block` overflow policy holds its
+    /// message) and, if it gives up on it later, counts the drop with
+    /// [`count_full`](Self::count_full).
+    ///
+    /// # Errors
+    /// [`Full`] when no slot is free (`fill` is not called).
+    #[inline]
+    pub fn try_push_with(&mut self, fill: impl FnOnce(&mut Tick)) -> Result<(), Full> {
+        let Ok(mut chunk) = self.tx.write_chunk(1) else {
+            return Err(Full);
+        };
+        let (first, _) = chunk.as_mut_slices();
+        if let Some(slot) = first.first_mut() {
+            fill(slot);
         }
+        chunk.commit_all();
+        self.pushed += 1;
+        self.counters.pushed.store(self.pushed, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Counts one tick dropped because this ring was full (after a
+    /// [`try_push_with`](Self::try_push_with) the caller gave up on).
+    #[inline]
+    pub fn count_full(&mut self) {
+        self.dropped += 1;
+        self.counters
+            .dropped_full
+            .store(self.dropped, Ordering::Relaxed);
+    }
+
+    /// Ring capacity in slots.
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.counters.capacity
     }
 
     /// Copies `tick` into the ring. See [`push_with`](Self::push_with).

@@ -226,3 +226,77 @@ fn the_calendar_settings_and_the_holiday_file_are_checked() {
     assert!(line(&text, "calendar.file").contains("(env)"), "{text}");
     assert!(line(&text, "calendar.days_back").contains("14"), "{text}");
 }
+
+// --- overflow policy, ring bytes, mlockall (README, "Overflow: block or drop")
+
+#[test]
+fn the_overflow_ring_bytes_and_mlockall_keys_are_checked_and_shown() {
+    let dir = TempDir::new("check-config-overflow");
+    let bad = dir.file("bad.toml", "[engine]\nblock_max_ms = 0\nring_bytes = 100\n");
+    let out = output(&mut check_config(&[
+        "--mock",
+        "--config",
+        bad.to_str().unwrap(),
+    ]));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("engine.block_max_ms = 0 is out of range: must be 1..=60000 ms"),
+        "{err}"
+    );
+    assert!(
+        err.contains("engine.ring_bytes = 100 is out of range: must be 216..="),
+        "{err}"
+    );
+    assert!(
+        !err.contains("engine.ring_capacity"),
+        "reported twice: {err}"
+    );
+    // A policy that does not exist names the ones that do.
+    let out = output(check_config(&["--mock"]).env("ENGINE__OVERFLOW", "wait"));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("ENGINE__OVERFLOW"), "{err}");
+    assert!(err.contains("`block` or `drop_newest`"), "{err}");
+    // The rings' bytes win over their slots, and the whole rings fit 8 GiB.
+    let out = output(
+        check_config(&["--mock"])
+            .env("ENGINE__RING_BYTES", "3623878656")
+            .env("ENGINE__PUBLISHERS", "4"),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("engine.ring_bytes (16777216 slots)")
+            && err.contains("lower engine.ring_bytes"),
+        "{err}"
+    );
+    let good = dir.file(
+        "ok.toml",
+        "[engine]\noverflow = \"drop_newest\"\nblock_max_ms = 250\nring_bytes = 1048576\nmlockall = true\n",
+    );
+    let out = output(&mut check_config(&[
+        "--mock",
+        "--config",
+        good.to_str().unwrap(),
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        line(&text, "engine.overflow").contains("\"drop_newest\"  (file)"),
+        "{text}"
+    );
+    assert!(line(&text, "engine.block_max_ms").contains("250"), "{text}");
+    assert!(
+        line(&text, "engine.ring_bytes").contains("1048576"),
+        "{text}"
+    );
+    assert!(line(&text, "engine.mlockall").contains("true"), "{text}");
+    let out = output(&mut check_config(&["--mock"]));
+    let text = stdout(&out);
+    assert!(
+        line(&text, "engine.overflow").contains("\"block\"  (default)"),
+        "{text}"
+    );
+    assert!(line(&text, "engine.mlockall").contains("false"), "{text}");
+}

@@ -153,6 +153,8 @@ fn slow_publisher_drops_are_counted_exactly_and_reading_goes_on() {
             c.ring_capacity = 4096;
             c.publish_chunk = 256;
             c.test_slow_publisher = Some((0, Duration::from_millis(200)));
+            // The policy under test (`block`, the default, is tests/overflow.rs).
+            c.overflow = panda_feed::config::Overflow::DropNewest;
         })
         .start();
     let engine = &mut s.engine;

@@ -462,7 +462,9 @@ fn network_thread_turns_allocate_nothing_busy_or_idle() {
         Secret::new(defaults::MOCK_API_KEY),
         Secret::new(defaults::MOCK_ACCESS_TOKEN),
     ));
-    let (tx, mut rx, ring) = tick_ring(8192);
+    // Small enough for the "held" window below to fill it from what is left
+    // after the busy window; popped every turn otherwise.
+    let (tx, mut rx, ring) = tick_ring(2048);
     let wakes = vec![(Arc::new(Wake::default()), std::thread::current())];
     let (mut net, _stopper) = Net::new(
         &creds,
@@ -542,6 +544,25 @@ fn network_thread_turns_allocate_nothing_busy_or_idle() {
         allocs, 0,
         "{allocs} allocations in {busy_turns} busy turns ({messages} messages, {routed} ticks)"
     );
+
+    // Held (`engine.overflow = "block"`, the default): the publisher stops
+    // popping, the ring fills, a message is held and retried every turn
+    // (1 ms poll timeout) and nothing more is read: no allocation either.
+    let stalls = || sum(|s| s.block_stalls.load(Relaxed));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stalls() == 0 && Instant::now() < deadline {
+        net.turn(Duration::from_millis(5)).expect("poll");
+    }
+    assert!(stalls() > 0, "the ring never filled: {} ticks", ticks());
+    let (held_ticks, held_turns) = (ticks(), 40);
+    let ((), allocs) = measure(|| {
+        for _ in 0..held_turns {
+            net.turn(Duration::from_millis(5)).expect("poll");
+        }
+    });
+    assert_eq!(allocs, 0, "{allocs} allocations in {held_turns} held turns");
+    assert_eq!(ticks(), held_ticks, "nothing routed while held");
+    assert_eq!(ring.dropped_full(), 0, "a held message drops nothing");
 
     // Drain: the mock stops generating at TICKS; take everything it sent.
     let sent = || mock.stats().sent_ticks.load(Relaxed);

@@ -50,6 +50,9 @@ fn pressure_sheds_t2_then_t1_then_t0_and_each_tier_balances() {
             c.publish_chunk = 16;
             // ~800 ticks/s drained against ~1,000/s of T0 alone.
             c.test_slow_publisher = Some((0, Duration::from_millis(20)));
+            // Shedding order is what `drop_newest` shows; under `block` (the
+            // default) full T0/T1 rings hold the socket (tests/overflow.rs).
+            c.overflow = panda_feed::config::Overflow::DropNewest;
             c.tiers = TiersConfig {
                 t2_exchanges: ["NFO", "CDS", "BSE", "BFO", "BCD"].map(String::from).into(),
                 t0_tokens,

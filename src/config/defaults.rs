@@ -49,6 +49,9 @@ pub const CONNECT_TIMEOUT_MS: u64 = 10_000;
 pub const PUBLISHERS: usize = 1;
 /// `engine.ring_capacity`, slots.
 pub const RING_CAPACITY: usize = 65_536;
+/// `engine.block_max_ms`: the longest a message waits for ring room under
+/// `engine.overflow = "block"` before its ticks are dropped and counted.
+pub const BLOCK_MAX_MS: u64 = 1000;
 /// `engine.publish_chunk`.
 pub const PUBLISH_CHUNK: usize = 256;
 /// `engine.read_buffer_size`, bytes.

@@ -16,6 +16,7 @@ pub mod env;
 mod fields;
 mod kafka;
 mod ops;
+mod overflow;
 pub mod ranges;
 mod redis;
 mod slo;
@@ -29,6 +30,7 @@ pub use control::SubscriptionsConfig;
 pub use fields::FieldsConfig;
 pub use kafka::KafkaConfig;
 pub use ops::OpsConfig;
+pub use overflow::{Overflow, ring_slots};
 use ranges::check;
 pub use redis::RedisConfig;
 pub use slo::SloConfig;
@@ -315,9 +317,27 @@ pub struct EngineSection {
     pub publisher_cores: Vec<usize>,
     /// WebSocket read buffer, bytes.
     pub read_buffer_size: usize,
+    /// Ring memory per publisher, bytes; when set it wins over
+    /// `ring_capacity` (slots = bytes / 216).
+    pub ring_bytes: Option<u64>,
+    /// What a full ring does: `block` (default) or `drop_newest`.
+    pub overflow: Overflow,
+    /// With `block`: longest wait for ring room per message, ms; then drop
+    /// and count.
+    pub block_max_ms: u64,
+    /// Lock the process's memory (`mlockall`) at start; a failure is a
+    /// warning.
+    pub mlockall: bool,
 }
 
 impl EngineSection {
+    /// Slots per publisher ring: from `ring_bytes` when set, else
+    /// `ring_capacity`.
+    #[must_use]
+    pub fn ring_slots(&self) -> usize {
+        ring_slots(self.ring_capacity, self.ring_bytes)
+    }
+
     /// Every problem with the `[engine]` numbers, including the memory of
     /// all rings together (README "Ranges").
     #[must_use]
@@ -331,13 +351,22 @@ impl EngineSection {
         ] {
             check(&mut p, k, v as u64);
         }
+        if let Some(b) = self.ring_bytes {
+            check(&mut p, "engine.ring_bytes", b);
+        }
+        check(&mut p, "engine.block_max_ms", self.block_max_ms);
         let slot = std::mem::size_of::<crate::tick::Tick>() as u128;
-        let bytes = self.ring_capacity as u128 * self.publishers as u128 * slot;
+        let bytes = self.ring_slots() as u128 * self.publishers as u128 * slot;
         if p.is_empty() && bytes > u128::from(ranges::MAX_RING_BYTES) {
+            let key = if self.ring_bytes.is_some() {
+                "engine.ring_bytes"
+            } else {
+                "engine.ring_capacity"
+            };
             p.push(format!(
-                "engine.ring_capacity = {} × engine.publishers = {} × {slot}-byte slots = {bytes} \
-                 bytes of rings: at most {} (8 GiB); lower engine.ring_capacity",
-                self.ring_capacity,
+                "{key} ({} slots) × engine.publishers = {} × {slot}-byte slots = {bytes} \
+                 bytes of rings: at most {} (8 GiB); lower {key}",
+                self.ring_slots(),
                 self.publishers,
                 ranges::MAX_RING_BYTES
             ));
@@ -356,6 +385,10 @@ impl Default for EngineSection {
             network_core: None,
             publisher_cores: Vec::new(),
             read_buffer_size: defaults::READ_BUFFER_SIZE,
+            ring_bytes: None,
+            overflow: Overflow::default(),
+            block_max_ms: defaults::BLOCK_MAX_MS,
+            mlockall: false,
         }
     }
 }

@@ -90,6 +90,13 @@ pub const RANGES: &[Range] = &[
         RING_CAPACITY.1,
         "slots",
     ),
+    r(
+        "engine.ring_bytes",
+        crate::ring::SLOT_BYTES,
+        RING_CAPACITY.1 * crate::ring::SLOT_BYTES,
+        "bytes (216 per slot)",
+    ),
+    r("engine.block_max_ms", 1, 60_000, "ms"),
     r("engine.publish_chunk", 1, 65_536, "ticks"),
     r("engine.read_buffer_size", 4096, 64 << 20, "bytes"),
     r("kafka.linger_ms", 0, 900_000, "ms (librdkafka linger.ms)"),

@@ -38,8 +38,16 @@ pub struct EngineConfig {
     pub max_connections: usize,
     /// Tokens per subscribe/mode request.
     pub subscribe_chunk: usize,
-    /// Slots per publisher ring.
+    /// Slots per publisher ring (`engine.ring_bytes` / 216 when that is
+    /// set, else `engine.ring_capacity`).
     pub ring_capacity: usize,
+    /// What a full ring does (`engine.overflow`).
+    pub overflow: crate::config::Overflow,
+    /// With `block`: the longest a message waits for ring room
+    /// (`engine.block_max_ms`).
+    pub block_max: std::time::Duration,
+    /// `mlockall` at start (`engine.mlockall`); a failure is a warning.
+    pub mlockall: bool,
     /// Publisher threads (and rings).
     pub publishers: usize,
     /// Most ticks a publisher takes off its ring at once.
@@ -106,6 +114,9 @@ impl Default for EngineConfig {
             max_connections: defaults::MAX_CONNECTIONS,
             subscribe_chunk: defaults::SUBSCRIBE_CHUNK,
             ring_capacity: defaults::RING_CAPACITY,
+            overflow: crate::config::Overflow::default(),
+            block_max: std::time::Duration::from_millis(defaults::BLOCK_MAX_MS),
+            mlockall: false,
             publishers: defaults::PUBLISHERS,
             publish_chunk: defaults::PUBLISH_CHUNK,
             idle: IdlePolicy::Park,
@@ -144,7 +155,10 @@ impl EngineConfig {
             ws_url: cfg.zerodha.ws_url.clone(),
             max_per_connection: cfg.zerodha.max_per_connection,
             max_connections: cfg.zerodha.max_connections,
-            ring_capacity: e.ring_capacity,
+            ring_capacity: e.ring_slots(),
+            overflow: e.overflow,
+            block_max: std::time::Duration::from_millis(e.block_max_ms),
+            mlockall: e.mlockall,
             publishers: e.publishers,
             publish_chunk: e.publish_chunk,
             idle: e.idle,

@@ -208,6 +208,9 @@ fn conn_counts(s: &ConnStats) -> ConnCounts {
             .map(|(k, v)| (k.to_owned(), v))
             .collect(),
         disconnected_ms: s.disconnected_ns.load(Relaxed) / 1_000_000,
+        block_stalls: s.block_stalls.load(Relaxed),
+        block_timeouts: s.block_timeouts.load(Relaxed),
+        blocked_ms: s.blocked_ns.load(Relaxed) / 1_000_000,
     }
 }
 
@@ -397,6 +400,13 @@ pub struct ConnCounts {
     pub reconnects: std::collections::BTreeMap<String, u64>,
     /// Time spent down after the first open, ms.
     pub disconnected_ms: u64,
+    /// Messages held for ring room (`engine.overflow = "block"`).
+    pub block_stalls: u64,
+    /// Holds that ran out (`engine.block_max_ms`); their ticks that did
+    /// not fit are in `dropped_ring_full`.
+    pub block_timeouts: u64,
+    /// Time this socket was not read because a ring was full, ms.
+    pub blocked_ms: u64,
 }
 
 /// One publisher's counters.

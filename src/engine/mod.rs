@@ -77,6 +77,22 @@ pub struct Engine {
     last_ticks: Arc<crate::slo::LastTicks>,
 }
 
+/// `engine.mlockall`, once the rings and threads exist; a failure is a
+/// warning (tuning/README.md, "Memory locking").
+fn lock_memory() {
+    match crate::sys::mem::lock_all() {
+        Ok(crate::sys::mem::Locked::All) => {
+            tracing::info!("engine.mlockall: all memory locked, now and later");
+        }
+        Ok(crate::sys::mem::Locked::Current { limit }) => tracing::warn!(
+            "engine.mlockall: locked the memory mapped at start only: RLIMIT_MEMLOCK is \
+             {limit} bytes, and locking later mappings too would make any allocation past it \
+             fail; set LimitMEMLOCK=infinity (tuning/panda-feed.service) to lock everything"
+        ),
+        Err(e) => tracing::warn!("{e}"),
+    }
+}
+
 fn pin(core: Option<usize>, what: &str) {
     if let Some(id) = core
         && !core_affinity::set_for_current(core_affinity::CoreId { id })
@@ -162,6 +178,8 @@ impl Engine {
                 max_text_frame_bytes: cfg.max_text_frame_bytes,
                 supervision: cfg.supervision,
                 max_per_connection: cfg.max_per_connection,
+                overflow: cfg.overflow,
+                block_max: cfg.block_max,
                 #[cfg(feature = "test-hooks")]
                 test_slow_resolver: cfg.test_slow_resolver,
             },
@@ -180,6 +198,9 @@ impl Engine {
                 guarded(&panics_n, "the network thread", move || net.run());
             })
             .map_err(|e| EngineError::Io(format!("spawn network thread: {e}")))?;
+        if cfg.mlockall {
+            lock_memory();
+        }
         Ok(Self {
             conns,
             pubs,

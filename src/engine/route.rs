@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::ring::TickTx;
 use crate::slo::LastTicks;
 use crate::tick::Mode;
-use crate::tier::{TIERS, TierMap};
+use crate::tier::{TIERS, Tier, TierMap};
 use crate::wire::{DecodeError, Message, Packet, decode};
 
 /// What one routed message contained.
@@ -28,6 +28,15 @@ pub struct Routed {
     pub after_unsubscribe: u32,
     /// Bit `i` is set when a ring of publisher `i` received a tick.
     pub touched: u64,
+    /// `Some(k)`: routing stopped at packet `k` (counting from the first
+    /// packet of the message), whose T0/T1 ring was full under the `block`
+    /// policy; nothing from `k` on was pushed, dropped or counted, and no
+    /// `seq` was taken for it. Resume with
+    /// [`Router::route_from`] at `k`.
+    pub held_at: Option<u16>,
+    /// The ring that held the message (an index into
+    /// [`Router::rings`]) when `held_at` is set.
+    pub held_ring: u16,
 }
 
 /// Routes ticks to publisher rings by instrument, so that each instrument's
@@ -42,6 +51,11 @@ pub struct Router {
     tiers: Arc<TierMap>,
     /// Last-tick times for the SLO monitor (`crate::slo::table`).
     last: Arc<LastTicks>,
+    /// `engine.overflow = "block"`: a full T0/T1 ring holds the message.
+    block: bool,
+    /// Per ring: its stall ran out (`engine.block_max_ms`), so it drops
+    /// rather than holds until it has drained to half its capacity.
+    shedding: Vec<bool>,
 }
 
 /// Most publishers (rings) a router supports.
@@ -70,9 +84,12 @@ impl Router {
             !rings.is_empty() && rings.len() <= MAX_RINGS,
             "1..={MAX_RINGS} rings"
         );
+        let shedding = vec![false; rings.len()];
         Self {
             rings,
             lanes: 1,
+            block: false,
+            shedding,
             // Untiered: every tick is T0, on its publisher's one ring.
             tiers: Arc::new(TierMap::uniform(crate::tier::Tier::T0)),
             last: Arc::default(),
@@ -90,11 +107,33 @@ impl Router {
             !rings.is_empty() && rings.len() <= MAX_RINGS,
             "1..={MAX_RINGS} publishers"
         );
+        let rings: Vec<TickTx> = rings.into_iter().flatten().collect();
         Self {
-            rings: rings.into_iter().flatten().collect(),
+            shedding: vec![false; rings.len()],
+            rings,
             lanes: TIERS,
             tiers,
             last: Arc::default(),
+            block: false,
+        }
+    }
+
+    /// Sets the overflow policy (`engine.overflow`; a new router drops, as
+    /// `drop_newest`). Only [`route_from`](Self::route_from) with
+    /// `may_hold` ever holds a message.
+    #[must_use]
+    pub fn with_overflow(mut self, overflow: crate::config::Overflow) -> Self {
+        self.block = overflow == crate::config::Overflow::Block;
+        self
+    }
+
+    /// Ring `ring` (an index into [`rings`](Self::rings)) stalled a message
+    /// past `engine.block_max_ms`: it drops (counted) rather than holds
+    /// until it has drained to half its capacity, so a publisher that makes
+    /// no progress costs each message one bounded stall, not every message.
+    pub fn shed(&mut self, ring: u16) {
+        if let Some(s) = self.shedding.get_mut(usize::from(ring)) {
+            *s = true;
         }
     }
 
@@ -140,6 +179,34 @@ impl Router {
         msg: &[u8],
         gone: &[u32],
     ) -> Result<Routed, DecodeError> {
+        self.route_from(conn, seq, recv_ns, msg, gone, 0, false)
+    }
+
+    /// As [`route`](Self::route), from packet `from` of `msg` on (the
+    /// packets before it were routed by an earlier call). With `may_hold`
+    /// and the `block` policy, a tick whose T0 or T1 ring is full (and not
+    /// [shedding](Self::shed)) stops the routing there: [`Routed::held_at`]
+    /// says where to resume, and nothing from there on is pushed or
+    /// counted. A full T2 ring drops as with `drop_newest` (README,
+    /// "Overflow: block or drop"). Never blocks, never allocates.
+    ///
+    /// # Errors
+    /// The message's [`DecodeError`]; nothing was pushed then.
+    #[inline]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the hot path: no struct built per message"
+    )]
+    pub fn route_from(
+        &mut self,
+        conn: u8,
+        seq: &mut u64,
+        recv_ns: u64,
+        msg: &[u8],
+        gone: &[u32],
+        from: u16,
+        may_hold: bool,
+    ) -> Result<Routed, DecodeError> {
         let mut r = Routed::default();
         let packets = match decode(msg)? {
             Message::Heartbeat => {
@@ -149,7 +216,8 @@ impl Router {
             Message::Packets(p) => p,
         };
         let n = self.rings.len() / self.lanes;
-        for p in packets {
+        let may_hold = may_hold && self.block;
+        for (k, p) in packets.enumerate().skip(usize::from(from)) {
             if let Packet::Unknown { .. } = p {
                 r.unknown += 1;
                 continue;
@@ -163,19 +231,32 @@ impl Router {
             // and a table read (`benches/decode.rs`, `route/*`); `min`
             // keeps an untiered router on its one ring per publisher.
             let lane = self.tiers.tier_of(p.token()).index().min(self.lanes - 1);
-            *seq += 1;
-            let s = *seq;
-            let pushed = self.rings[i * self.lanes + lane].push_with(|slot| {
+            let at = i * self.lanes + lane;
+            let s = *seq + 1;
+            let ring = &mut self.rings[at];
+            let pushed = ring.try_push_with(|slot| {
                 slot.decode_from(&p);
                 slot.ts_recv_ns = recv_ns;
                 slot.seq = s;
                 slot.conn = conn;
             });
             if pushed.is_ok() {
+                *seq = s;
                 r.pushed += 1;
                 r.touched |= 1 << i;
                 self.last.record(p.token(), recv_ns);
+                // A shedding ring holds again once it has drained to half.
+                if self.shedding[at] && ring.len() <= ring.capacity() / 2 {
+                    self.shedding[at] = false;
+                }
+            } else if may_hold && lane != Tier::T2.index() && !self.shedding[at] {
+                // `k` < 2^16: the packet count is a u16 (docs/KITE_PROTOCOL.md).
+                r.held_at = Some(u16::try_from(k).unwrap_or(u16::MAX));
+                r.held_ring = u16::try_from(at).unwrap_or(u16::MAX);
+                return Ok(r);
             } else {
+                ring.count_full();
+                *seq = s;
                 r.dropped_full += 1;
             }
         }
@@ -265,7 +346,6 @@ mod tests {
 
     #[test]
     fn a_full_ring_drops_t2_and_takes_t0_which_drops_only_when_its_own_ring_is_full() {
-        use crate::tier::Tier;
         let (t0, t1, t2) = ((1 << 8) | 1, (2 << 8) | 1, (3 << 8) | 1);
         let map = TierMap::new(Tier::T1, &[], &[(t0, Tier::T0), (t2, Tier::T2)]);
         let (mut txs, mut rxs, mut cs) = (Vec::new(), Vec::new(), Vec::new());
@@ -298,6 +378,80 @@ mod tests {
         let mut got = Vec::new();
         rxs[0].pop_chunk(16, |ts| got.extend(ts.iter().map(|t| (t.token.0, t.seq))));
         assert_eq!(got, [(t0, 8), (t0, 9), (t0, 10)]);
+    }
+
+    #[test]
+    fn block_holds_at_the_first_packet_that_does_not_fit_and_resumes_there() {
+        let (tx, mut rx, c) = crate::ring::tick_ring(2);
+        let mut router = Router::new(vec![tx]).with_overflow(crate::config::Overflow::Block);
+        let mut seq = 0;
+        let msg = ltp_message(&[257, 513, 769, 1025]);
+        let r = router
+            .route_from(0, &mut seq, 1, &msg, &[], 0, true)
+            .unwrap();
+        assert_eq!(
+            (r.pushed, r.dropped_full, r.held_at, seq),
+            (2, 0, Some(2), 2)
+        );
+        assert_eq!(c.dropped_full(), 0, "a held tick is not a drop");
+        // Still no room: held at the same packet, nothing taken.
+        let r = router
+            .route_from(0, &mut seq, 1, &msg, &[], 2, true)
+            .unwrap();
+        assert_eq!((r.pushed, r.held_at, seq), (0, Some(2), 2));
+        rx.pop_chunk(16, |_| {});
+        let r = router
+            .route_from(0, &mut seq, 1, &msg, &[], 2, true)
+            .unwrap();
+        assert_eq!((r.pushed, r.held_at, seq), (2, None, 4));
+        let mut got = Vec::new();
+        rx.pop_chunk(16, |ts| got.extend(ts.iter().map(|t| (t.token.0, t.seq))));
+        assert_eq!(got, [(769, 3), (1025, 4)], "in order, each once");
+        // `route` (and `may_hold = false`) never holds: drop and count.
+        router
+            .route(0, &mut seq, 1, &ltp_message(&[1, 2, 3]), &[])
+            .unwrap();
+        assert_eq!((c.pushed(), c.dropped_full()), (6, 1));
+    }
+
+    #[test]
+    fn a_shed_ring_drops_until_it_has_drained_to_half_and_t2_never_holds() {
+        let (tx, mut rx, c) = crate::ring::tick_ring(4);
+        let mut router = Router::new(vec![tx]).with_overflow(crate::config::Overflow::Block);
+        let mut seq = 0;
+        let r = router
+            .route_from(0, &mut seq, 1, &ltp_message(&[1; 5]), &[], 0, true)
+            .unwrap();
+        assert_eq!((r.pushed, r.held_at), (4, Some(4)));
+        router.shed(r.held_ring);
+        let r = router
+            .route_from(0, &mut seq, 1, &ltp_message(&[1; 5]), &[], 4, true)
+            .unwrap();
+        assert_eq!((r.dropped_full, r.held_at), (1, None));
+        rx.pop_chunk(3, |_| {}); // 1 left: at most half, but shedding ends on a push
+        let r = router
+            .route_from(0, &mut seq, 1, &ltp_message(&[1; 4]), &[], 0, true)
+            .unwrap();
+        assert_eq!(
+            (r.pushed, r.held_at),
+            (3, Some(3)),
+            "holds again once drained"
+        );
+        assert_eq!(c.dropped_full(), 1);
+
+        let t2 = (3 << 8) | 1;
+        let map = TierMap::new(Tier::T1, &[], &[(t2, Tier::T2)]);
+        let lanes: [TickTx; TIERS] = [1, 1, 1].map(|n| crate::ring::tick_ring(n).0);
+        let mut router = Router::tiered(vec![lanes], Arc::new(map))
+            .with_overflow(crate::config::Overflow::Block);
+        let r = router
+            .route_from(0, &mut seq, 1, &ltp_message(&[t2, t2, 7, 7]), &[], 0, true)
+            .unwrap();
+        assert_eq!(
+            (r.pushed, r.dropped_full, r.held_at),
+            (2, 1, Some(3)),
+            "T2 drops, T1 holds"
+        );
     }
 
     #[test]

@@ -104,6 +104,12 @@ families! {
         "Time spent not open after the first open, per connection.";
     SERVER_ERROR_FRAMES = Counter "panda_feed_server_error_frames_total" ["connection"]
         "Text error frames from the server, per connection.";
+    BLOCKED_SECONDS = Counter "panda_feed_blocked_seconds_total" ["connection"]
+        "Time a connection's socket was not read because a ring was full (engine.overflow = block).";
+    BLOCK_STALLS = Counter "panda_feed_block_stalls_total" ["connection"]
+        "Messages held for ring room (engine.overflow = block), per connection.";
+    BLOCK_TIMEOUTS = Counter "panda_feed_block_timeouts_total" ["connection"]
+        "Holds that ran past engine.block_max_ms and dropped what did not fit (ring_full).";
     RECONNECTIONS = Counter "panda_feed_reconnections_total" ["connection", "reason"]
         "Times a connection went down (and reconnected), by reason.";
     KAFKA_CLIENT_ERRORS = Counter "panda_feed_kafka_client_errors_total" []
@@ -431,12 +437,15 @@ pub fn render(view: &View, http: &HttpCounts) -> String {
     o.one(&UNKNOWN_PACKETS, c.unknown_packets);
     let conns: Vec<String> = (0..c.connections.len()).map(|i| i.to_string()).collect();
     type ConnGet = fn(&crate::engine::ConnCounts) -> f64;
-    let per_conn: [(&Family, ConnGet); 5] = [
+    let per_conn: [(&Family, ConnGet); 8] = [
         (&MESSAGES, |x| x.messages as f64),
         (&HEARTBEATS, |x| x.heartbeats as f64),
         (&CONNECTION_ATTEMPTS, |x| x.attempts as f64),
         (&DISCONNECTED_SECONDS, |x| x.disconnected_ms as f64 / 1000.0),
         (&SERVER_ERROR_FRAMES, |x| x.server_errors as f64),
+        (&BLOCKED_SECONDS, |x| x.blocked_ms as f64 / 1000.0),
+        (&BLOCK_STALLS, |x| x.block_stalls as f64),
+        (&BLOCK_TIMEOUTS, |x| x.block_timeouts as f64),
     ];
     for (family, get) in per_conn {
         o.header(family);

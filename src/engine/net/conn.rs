@@ -27,6 +27,7 @@ use tungstenite::handshake::HandshakeError;
 
 use super::backoff::Backoff;
 use super::creds::Credentials;
+use super::hold::{Held, Retry, retry};
 use super::read::{Ctx, read_all};
 use super::resolve::Resolver;
 use super::stats::{ConnState, ConnStats, DownReason, Tally, lock};
@@ -111,6 +112,9 @@ pub(super) struct Conn {
     /// flight from the server are skipped and counted until `gone_until`.
     gone: Vec<u32>,
     gone_until: Option<Instant>,
+    /// A message waiting for ring room (`engine.overflow = "block"`,
+    /// `hold.rs`): nothing more is read from the socket meanwhile.
+    held: Option<Held>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -165,6 +169,7 @@ impl Conn {
             driven_turn: u64::MAX,
             gone: Vec::new(),
             gone_until: None,
+            held: None,
         }
     }
 
@@ -306,6 +311,29 @@ impl Conn {
         self.more
     }
 
+    /// Whether a message waits for ring room (retried every turn).
+    pub(super) const fn is_held(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// Routes a held message now, dropping (and counting) what does not
+    /// fit: the connection is no longer open, or the engine is stopping.
+    pub(super) fn release_held(
+        &mut self,
+        router: &mut Router,
+        cfg: &NetConfig,
+        wakes: &[(Arc<Wake>, Thread)],
+    ) {
+        let rx = Retry {
+            index: self.index,
+            gone: &self.gone,
+            wakes,
+            block_max: cfg.block_max,
+            force: true,
+        };
+        retry(&mut self.held, &rx, &mut self.seq, &mut self.tally, router);
+    }
+
     /// Whether this connection was driven in loop turn `turn` already.
     pub(super) const fn driven_in(&self, turn: u64) -> bool {
         self.driven_turn == turn
@@ -324,6 +352,9 @@ impl Conn {
     ) {
         self.driven_turn = turn;
         self.more = false;
+        if self.held.is_some() && !matches!(self.state, State::Open(_)) {
+            self.release_held(router, cfg, wakes);
+        }
         loop {
             match &mut self.state {
                 State::Open(ws) => {
@@ -335,11 +366,13 @@ impl Conn {
                             wakes,
                             max_text: cfg.max_text_frame_bytes,
                             gone: &self.gone,
+                            block_max: cfg.block_max,
                         },
                         &mut self.seq,
                         &mut self.tally,
                         router,
                         orders,
+                        &mut self.held,
                     );
                     match r {
                         Ok(more) => self.more = more,
@@ -489,8 +522,11 @@ impl Conn {
                 self.down(DownReason::HandshakeFailed, why, now);
             }
             State::Open(ws) => {
-                let silent_ns = now_ns().saturating_sub(self.tally.last_frame_ns);
-                if silent_ns > nanos(sup.liveness) {
+                // Time spent holding a message is not silence: we chose not
+                // to read (README, "Overflow: block or drop").
+                let since = self.tally.last_frame_ns.max(self.tally.unblocked_ns);
+                let silent_ns = now_ns().saturating_sub(since);
+                if self.held.is_none() && silent_ns > nanos(sup.liveness) {
                     let why = format!(
                         "no frame from {} for {} ms (liveness window {} ms); reconnecting",
                         self.stats.url,

@@ -12,7 +12,9 @@
 //! connection's read budget for the turn is spent, and then read on next
 //! turn without waiting), never resolves a name itself (each connection has
 //! a resolver thread), never blocks on a
-//! ring (a full ring drops and counts), and allocates only when a connection
+//! ring (a full ring either drops and counts, or, under `engine.overflow =
+//! "block"`, holds the message and stops reading that socket, retried every
+//! turn with a 1 ms poll timeout: `hold.rs`), and allocates only when a connection
 //! changes state (connect, upgrade, subscribe, going down). A loop turn that
 //! reads market data or heartbeats, or finds nothing to do, allocates
 //! nothing; `tests/no_alloc.rs` drives [`Net::turn`] to check it.
@@ -28,7 +30,7 @@
 //! per-connection `seq` goes on.
 //!
 //! Files: `mod.rs` the loop; `conn.rs` one connection's state machine;
-//! `read.rs` the read loop; `ws.rs` tungstenite/mio set-up; `resolve.rs` name resolution off the
+//! `read.rs` the read loop; `hold.rs` a message held for ring room; `ws.rs` tungstenite/mio set-up; `resolve.rs` name resolution off the
 //! network thread; `budget.rs` the per-turn read budget; `backoff.rs` the
 //! reconnect policy;
 //! `stats.rs` the published state, reasons and counters; `creds.rs` the
@@ -38,6 +40,7 @@ mod backoff;
 mod budget;
 mod conn;
 mod creds;
+mod hold;
 mod read;
 mod resolve;
 mod stats;
@@ -88,6 +91,10 @@ pub struct NetConfig {
     pub supervision: Supervision,
     /// Most instruments one connection holds (live changes included).
     pub max_per_connection: usize,
+    /// What a full ring does (`engine.overflow`); the router is set to it.
+    pub overflow: crate::config::Overflow,
+    /// With `block`: the longest a message waits for ring room.
+    pub block_max: Duration,
     /// Test hook (feature `test-hooks`): every lookup of connection `.0`
     /// sleeps `.1`, then fails.
     #[cfg(feature = "test-hooks")]
@@ -106,6 +113,8 @@ impl Default for NetConfig {
             max_text_frame_bytes: defaults::MAX_TEXT_FRAME_BYTES,
             supervision: Supervision::default(),
             max_per_connection: defaults::MAX_PER_CONNECTION,
+            overflow: crate::config::Overflow::default(),
+            block_max: Duration::from_millis(defaults::BLOCK_MAX_MS),
             #[cfg(feature = "test-hooks")]
             test_slow_resolver: None,
         }
@@ -127,6 +136,10 @@ const WAKE: Token = Token(usize::MAX);
 
 /// Readiness events served per `poll` (more wait for the next turn).
 const EVENTS: usize = 64;
+
+/// While a message waits for ring room, the loop wakes at least this often
+/// to retry it (a timer, never a spin: README, "Overflow: block or drop").
+const HOLD_RETRY: Duration = Duration::from_millis(1);
 
 /// The network thread's state.
 pub struct Net {
@@ -232,7 +245,7 @@ impl Net {
             poll,
             events: Events::with_capacity(EVENTS),
             conns,
-            router,
+            router: router.with_overflow(cfg.overflow),
             wakes,
             stop,
             cfg,
@@ -278,7 +291,13 @@ impl Net {
     /// `poll` failed (`Interrupted` included; the caller retries).
     pub fn turn(&mut self, timeout: Duration) -> std::io::Result<()> {
         let pending = self.conns.iter().any(Conn::has_more);
-        let timeout = if pending { Duration::ZERO } else { timeout };
+        let timeout = if pending {
+            Duration::ZERO
+        } else if self.conns.iter().any(Conn::is_held) {
+            timeout.min(HOLD_RETRY)
+        } else {
+            timeout
+        };
         self.poll.poll(&mut self.events, Some(timeout))?;
         self.turn = self.turn.wrapping_add(1);
         let turn = self.turn;
@@ -296,7 +315,7 @@ impl Net {
             }
         }
         for c in &mut self.conns {
-            if c.has_more() && !c.driven_in(turn) {
+            if (c.has_more() || c.is_held()) && !c.driven_in(turn) {
                 c.drive(
                     turn,
                     &mut self.router,
@@ -359,6 +378,7 @@ impl Net {
     pub fn close(&mut self) {
         let now = Instant::now();
         for c in &mut self.conns {
+            c.release_held(&mut self.router, &self.cfg, &self.wakes);
             c.close();
             c.store_stats(now);
         }

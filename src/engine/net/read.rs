@@ -6,17 +6,19 @@
 use std::io::ErrorKind;
 use std::sync::Arc;
 use std::thread::Thread;
+use std::time::Duration;
 
 use tungstenite::Message;
 
 use super::budget::ReadBudget;
 use super::conn::{Down, escaped};
+use super::hold::{Held, Retry, account, retry};
 use super::stats::{ConnStats, DownReason, Tally, lock};
 use super::ws::{self, Ws};
 use crate::clock::now_ns;
 use crate::engine::orders::OrderTx;
 use crate::engine::route::Router;
-use crate::engine::wake::{Wake, wake_touched};
+use crate::engine::wake::Wake;
 use crate::wire::text::{ServerText, parse_server_text};
 
 /// What [`read_all`] reads alongside the socket (borrowed apart from the
@@ -27,6 +29,8 @@ pub(super) struct Ctx<'a> {
     pub(super) wakes: &'a [(Arc<Wake>, Thread)],
     pub(super) max_text: usize,
     pub(super) gone: &'a [u32],
+    /// `engine.block_max_ms` (the `block` policy is the router's).
+    pub(super) block_max: Duration,
 }
 
 /// Reads until `WouldBlock`, routing every binary message onto the rings
@@ -46,6 +50,10 @@ pub(super) struct Ctx<'a> {
 /// new `Vec` (one allocation per record); avoiding that needs rustls's
 /// unbuffered API under tungstenite.
 ///
+/// A message held for ring room (`hold.rs`) is retried first; while it
+/// still waits nothing is read (TCP back-pressure holds the rest), and a
+/// message that hits a full ring now is held in turn.
+///
 /// # Errors
 /// Why the connection is down, when it is.
 pub(super) fn read_all(
@@ -55,6 +63,7 @@ pub(super) fn read_all(
     tally: &mut Tally,
     router: &mut Router,
     orders: &mut Option<OrderTx>,
+    held: &mut Option<Held>,
 ) -> Result<bool, Down> {
     let Ctx {
         index,
@@ -62,7 +71,18 @@ pub(super) fn read_all(
         wakes,
         max_text,
         gone,
+        block_max,
     } = cx;
+    let rx = Retry {
+        index,
+        gone,
+        wakes,
+        block_max,
+        force: false,
+    };
+    if !retry(held, &rx, seq, tally, router) {
+        return Ok(false);
+    }
     let mut budget = ReadBudget::default();
     let more = loop {
         if budget.spent() {
@@ -77,18 +97,17 @@ pub(super) fn read_all(
             Ok(Message::Binary(bytes)) => {
                 let now = now_ns();
                 tally.last_frame_ns = now;
-                match router.route(index, seq, now, &bytes, gone) {
+                match router.route_from(index, seq, now, &bytes, gone, 0, true) {
                     Ok(r) if r.heartbeat => tally.heartbeats += 1,
                     Ok(r) => {
                         tally.messages += 1;
-                        tally.after_unsubscribe += u64::from(r.after_unsubscribe);
-                        if r.pushed + r.dropped_full > 0 {
-                            tally.last_tick_ns = now;
+                        account(tally, &r, now, wakes);
+                        if r.held_at.is_some() {
+                            // Read no further until it fits (`hold.rs`).
+                            tally.block_stalls += 1;
+                            *held = Some(Held::new(bytes, now, &r));
+                            break false;
                         }
-                        tally.ticks += u64::from(r.pushed + r.dropped_full);
-                        tally.dropped_full += u64::from(r.dropped_full);
-                        tally.unknown += u64::from(r.unknown);
-                        wake_touched(wakes, r.touched);
                     }
                     Err(e) => tally.malformed[e.reason_index()] += 1,
                 }

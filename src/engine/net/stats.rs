@@ -176,6 +176,13 @@ pub struct ConnStats {
     reconnects: [AtomicU64; DownReason::COUNT],
     /// Total time not open after the first open, ns (closed periods only).
     pub disconnected_ns: AtomicU64,
+    /// Messages held for ring room (`engine.overflow = "block"`).
+    pub block_stalls: AtomicU64,
+    /// Holds that ran out (`engine.block_max_ms`): the rest of the message
+    /// was routed with drops counted (`ring_full`).
+    pub block_timeouts: AtomicU64,
+    /// Time spent holding (not reading this socket), ns.
+    pub blocked_ns: AtomicU64,
     /// Why the connection last went down (foreign parts cut and escaped:
     /// [`truncate`](crate::logging::truncate)).
     pub error: Mutex<Option<String>>,
@@ -214,6 +221,9 @@ impl ConnStats {
             attempts: AtomicU64::new(0),
             reconnects: std::array::from_fn(|_| AtomicU64::new(0)),
             disconnected_ns: AtomicU64::new(0),
+            block_stalls: AtomicU64::new(0),
+            block_timeouts: AtomicU64::new(0),
+            blocked_ns: AtomicU64::new(0),
             error: Mutex::new(None),
             last_server_error: Mutex::new(None),
         }
@@ -285,6 +295,14 @@ pub(super) struct Tally {
     pub(super) reconnects: [u64; DownReason::COUNT],
     /// Closed periods only; the current one is added at each store.
     pub(super) disconnected_ns: u64,
+    /// Messages held for ring room (`engine.overflow = "block"`).
+    pub(super) block_stalls: u64,
+    /// Holds that ran out (`engine.block_max_ms`) and dropped.
+    pub(super) block_timeouts: u64,
+    /// Time spent holding, summed over holds, ns.
+    pub(super) blocked_ns: u64,
+    /// When the latest hold ended: liveness counts from here too.
+    pub(super) unblocked_ns: u64,
 }
 
 impl Tally {
@@ -320,6 +338,10 @@ impl Tally {
             self.disconnected_ns.saturating_add(down_now_ns),
             Ordering::Relaxed,
         );
+        s.block_stalls.store(self.block_stalls, Ordering::Relaxed);
+        s.block_timeouts
+            .store(self.block_timeouts, Ordering::Relaxed);
+        s.blocked_ns.store(self.blocked_ns, Ordering::Relaxed);
     }
 }
 
