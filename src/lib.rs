@@ -18,6 +18,8 @@
 //! - [`ring`]: bounded SPSC tick rings with drop counters (network → publisher);
 //! - [`engine`]: the network thread, the publishers, the Kafka producer and
 //!   the accounting (`docs/ARCHITECTURE.md`);
+//! - [`stream`]: the downstream bar stream and its Redis replay lists (its
+//!   own `stream` thread; fed by the publishers' bar hand-offs);
 //! - [`spool`]: the dead-letter spool (publisher threads, failure path; `dlq`);
 //! - [`ops`]: metrics, health, Redis pipeline metrics and the ops HTTP
 //!   server (ops side: the `run` loop and the `ops-http` thread);
@@ -54,6 +56,7 @@ pub mod ring;
 pub mod run_id;
 pub mod secret;
 pub mod spool;
+pub mod stream;
 pub mod tick;
 pub mod tier;
 pub mod wire;

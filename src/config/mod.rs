@@ -18,6 +18,7 @@ mod ops;
 pub mod ranges;
 mod redis;
 mod spool;
+pub mod stream;
 mod tiers;
 
 use crate::tick::Mode;

@@ -1,0 +1,491 @@
+//! The downstream bar stream (README, "Downstream stream"): a loopback
+//! WebSocket server that replays the last N one-minute bars of the
+//! instruments a client subscribes to, then pushes their live bars.
+//!
+//! One thread, `stream`, owns everything here: a mio `Poll` over the
+//! listener and at most `ops.stream_max_clients` non-blocking clients, the
+//! consumer ends of the publishers' bar hand-offs ([`BarRx`]), the replay
+//! windows and the Redis replay lists' connection. It shares only
+//! [`StreamStats`] (counters) with the ops side. No async runtime.
+//!
+//! The feed is never slowed: the publishers push bars into bounded SPSC
+//! hand-offs and never wait; this thread drains them every turn (at most
+//! [`TICK`] apart) whatever the clients or Redis do. Bounds: N bars per
+//! instrument, `ops.stream_max_instruments` instruments, the client count
+//! (past it a connection gets `503` and is closed, counted), each client's
+//! outgoing buffer (past it the client is disconnected, counted), a
+//! handshake deadline ([`HANDSHAKE_DEADLINE`]) and the request size.
+
+mod client;
+mod protocol;
+mod redis_replay;
+mod stats;
+mod window;
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+use tungstenite::Utf8Bytes;
+
+use crate::bars::BarRx;
+use crate::config::RedisConfig;
+pub use crate::config::stream::StreamConfig;
+use crate::run_id::RunId;
+use client::{Client, Gone};
+use redis_replay::RedisReplay;
+pub use stats::{StreamCounts, StreamStats};
+use stats::{add, set};
+use window::Windows;
+
+/// Longest poll wait: how often the bar hand-offs are drained when no
+/// client event arrives (bars close once a minute; 20 ms is far inside
+/// their grace window and costs nothing measurable when idle).
+pub const TICK: Duration = Duration::from_millis(20);
+
+/// Time a connection has, from accept, to complete its WebSocket handshake.
+pub const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(5);
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+/// Client `i` is `Token(FIRST_CLIENT + i)`.
+const FIRST_CLIENT: usize = 2;
+
+/// The refusal a connection past `ops.stream_max_clients` gets.
+const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
+Content-Length: 48\r\nConnection: close\r\n\r\ntoo many stream clients (ops.stream_max_clients)";
+
+/// The stream server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The address cannot be bound.
+    #[error(
+        "cannot listen on ops.stream_listen {addr}: {err}; pick a free loopback port, or set \
+         ops.stream_listen = \"off\""
+    )]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Cause.
+        err: std::io::Error,
+    },
+    /// The poll, waker or thread could not be created.
+    #[error("cannot start the stream server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running stream server; dropping it stops and joins its thread.
+#[derive(Debug)]
+pub struct StreamServer {
+    addr: SocketAddr,
+    stats: Arc<StreamStats>,
+    stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StreamServer {
+    /// Binds `cfg.listen` and starts the `stream` thread, which drains
+    /// `feeds` from now on. With `redis` (a config with a URL) bars are also
+    /// kept in the Redis replay lists and read back after a restart; records
+    /// are stamped with `run`.
+    ///
+    /// # Errors
+    /// [`StreamError`] naming the address and the fix.
+    pub fn start(
+        cfg: StreamConfig,
+        redis: Option<&RedisConfig>,
+        run: RunId,
+        feeds: Vec<BarRx>,
+    ) -> Result<Self, StreamError> {
+        let mut listener = TcpListener::bind(cfg.listen).map_err(|err| StreamError::Bind {
+            addr: cfg.listen,
+            err,
+        })?;
+        let addr = listener.local_addr()?;
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let stats = Arc::new(StreamStats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut server = Server {
+            windows: Windows::new(cfg.replay_bars, cfg.max_instruments, run),
+            redis: redis
+                .filter(|r| !r.url.is_empty())
+                .map(|r| RedisReplay::new(r, cfg.replay_bars, cfg.redis_ttl_s)),
+            clients: (0..cfg.max_clients).map(|_| None).collect(),
+            cfg,
+            poll,
+            listener,
+            feeds,
+            stats: Arc::clone(&stats),
+            stop: Arc::clone(&stop),
+        };
+        let thread = std::thread::Builder::new()
+            .name("stream".into())
+            .spawn(move || server.run())?;
+        Ok(Self {
+            addr,
+            stats,
+            stop,
+            waker,
+            thread: Some(thread),
+        })
+    }
+
+    /// The bound address.
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The counters, shared with the `stream` thread.
+    #[must_use]
+    pub fn stats(&self) -> Arc<StreamStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Stops the thread (it drains the hand-offs and writes Redis once
+    /// more) and returns the final counters.
+    #[must_use]
+    pub fn stop(mut self) -> StreamCounts {
+        self.shutdown();
+        self.stats.snapshot()
+    }
+
+    fn shutdown(&mut self) {
+        // SeqCst: read by the stream thread after its wake-up; any order
+        // that makes the store visible by then would do.
+        self.stop.store(true, Ordering::SeqCst);
+        // A failed wake-up leaves the TICK timeout to notice the stop.
+        if self.waker.wake().is_err() {
+            tracing::debug!("stream: wake-up failed; stopping within one tick");
+        }
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            tracing::error!("stream: the stream thread panicked");
+        }
+    }
+}
+
+impl Drop for StreamServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Everything the `stream` thread owns.
+struct Server {
+    cfg: StreamConfig,
+    poll: Poll,
+    listener: TcpListener,
+    feeds: Vec<BarRx>,
+    windows: Windows,
+    redis: Option<RedisReplay>,
+    clients: Vec<Option<Client>>,
+    stats: Arc<StreamStats>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Server {
+    fn run(&mut self) {
+        let mut events = Events::with_capacity(256);
+        let mut requests = Vec::new();
+        loop {
+            if let Err(e) = self.poll.poll(&mut events, Some(TICK))
+                && e.kind() != std::io::ErrorKind::Interrupted
+            {
+                tracing::error!("stream: poll failed: {e}; stopping the stream server");
+                break;
+            }
+            for ev in &events {
+                match ev.token() {
+                    LISTENER => self.accept_all(),
+                    WAKER => {}
+                    Token(t) => self.client_event(t - FIRST_CLIENT, &mut requests),
+                }
+            }
+            self.drain_feeds();
+            self.expire_handshakes();
+            // SeqCst: pairs with the store in `StreamServer::shutdown`.
+            if self.stop.load(Ordering::SeqCst) {
+                break;
+            }
+        }
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => self.admit(stream),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // E.g. out of file descriptors: try again next event.
+                    tracing::warn!("stream: accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, mut stream: mio::net::TcpStream) {
+        let Some(slot) = self.clients.iter().position(Option::is_none) else {
+            add(&self.stats.clients_refused, 1);
+            // Best effort: the refusal fits any socket buffer; then closed.
+            let _unsent_is_fine = stream.write(REFUSAL);
+            return;
+        };
+        // Bars are small and latency matters more than packet count.
+        let _ = stream.set_nodelay(true);
+        let token = Token(FIRST_CLIENT + slot);
+        if self
+            .poll
+            .registry()
+            .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+            .is_err()
+        {
+            add(&self.stats.handshake_failures, 1);
+            return;
+        }
+        let deadline = Instant::now() + HANDSHAKE_DEADLINE;
+        match Client::accept(stream, self.cfg.client_buffer_bytes, deadline) {
+            Ok(c) => {
+                let open = c.is_open();
+                self.clients[slot] = Some(c);
+                if open {
+                    self.opened();
+                }
+            }
+            Err(_) => add(&self.stats.handshake_failures, 1),
+        }
+    }
+
+    fn opened(&self) {
+        add(&self.stats.clients_accepted, 1);
+        self.sync_clients();
+    }
+
+    fn sync_clients(&self) {
+        let n = self
+            .clients
+            .iter()
+            .flatten()
+            .filter(|c| c.is_open())
+            .count();
+        set(&self.stats.clients, n as u64);
+    }
+
+    fn remove(&mut self, slot: usize, why: Gone) {
+        if self.clients.get_mut(slot).and_then(Option::take).is_none() {
+            return;
+        }
+        match why {
+            Gone::Slow => add(&self.stats.slow_disconnects, 1),
+            Gone::Handshake => add(&self.stats.handshake_failures, 1),
+            Gone::Closed => {}
+        }
+        self.sync_clients();
+    }
+
+    fn client_event(&mut self, slot: usize, requests: &mut Vec<String>) {
+        let Some(Some(c)) = self.clients.get_mut(slot) else {
+            return;
+        };
+        if !c.is_open() {
+            match c.advance() {
+                Ok(true) => self.opened(),
+                Ok(false) => return,
+                Err(g) => return self.remove(slot, g),
+            }
+        }
+        requests.clear();
+        let read = match &mut self.clients[slot] {
+            Some(c) => c.read_requests(requests),
+            None => return,
+        };
+        for text in requests.drain(..) {
+            if let Err(g) = self.request(slot, &text) {
+                return self.remove(slot, g);
+            }
+        }
+        let flushed = match &mut self.clients[slot] {
+            Some(c) => c.flush(),
+            None => return,
+        };
+        if let Err(g) = read.and(flushed) {
+            self.remove(slot, g);
+        }
+    }
+
+    /// Answers one request of client `slot`.
+    fn request(&mut self, slot: usize, text: &str) -> Result<(), Gone> {
+        let req = match protocol::parse(text) {
+            Ok(r) => r,
+            Err(e) => return self.refuse(slot, &e),
+        };
+        match req {
+            protocol::Request::Subscribe(tokens) => self.subscribe(slot, &tokens),
+            protocol::Request::Unsubscribe(tokens) => {
+                let Some(c) = self.clients[slot].as_mut() else {
+                    return Ok(());
+                };
+                for t in &tokens {
+                    c.tokens.remove(t);
+                }
+                c.send(protocol::unsubscribed_frame(&tokens).into())
+            }
+            protocol::Request::ModeBars => Ok(()),
+        }
+    }
+
+    fn refuse(&mut self, slot: usize, message: &str) -> Result<(), Gone> {
+        add(&self.stats.bad_requests, 1);
+        match self.clients[slot].as_mut() {
+            Some(c) => c.send(protocol::error_frame(message).into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Subscribes client `slot` to `tokens` and sends their replay (asking
+    /// Redis, in one pipeline, for those with no bar in memory), then the
+    /// `subscribed` acknowledgement.
+    fn subscribe(&mut self, slot: usize, tokens: &[u32]) -> Result<(), Gone> {
+        let held = self.clients[slot].as_ref().map_or(0, |c| c.tokens.len());
+        let limit = self.cfg.max_instruments;
+        let new = tokens
+            .iter()
+            .filter(|t| {
+                self.clients[slot]
+                    .as_ref()
+                    .is_some_and(|c| !c.tokens.contains(t))
+            })
+            .count();
+        if held + new > limit {
+            return self.refuse(
+                slot,
+                &format!(
+                    "subscribing {new} more tokens to the {held} held would pass {limit} \
+                     (ops.stream_max_instruments); nothing was subscribed"
+                ),
+            );
+        }
+        self.restore_from_redis(tokens);
+        let mut replayed = 0usize;
+        let mut from_redis = 0usize;
+        let mut frames = Vec::new();
+        for &t in tokens {
+            let (f, r) = self.windows.replay(t);
+            from_redis += r;
+            frames.extend(f);
+        }
+        let Some(c) = self.clients[slot].as_mut() else {
+            return Ok(());
+        };
+        c.tokens.extend(tokens.iter().copied());
+        for f in frames {
+            c.send(f)?;
+            replayed += 1;
+        }
+        add(&self.stats.bars_replayed, replayed as u64);
+        add(&self.stats.bars_replayed_from_redis, from_redis as u64);
+        c.send(protocol::subscribed_frame(tokens, replayed).into())
+    }
+
+    /// Reads the Redis lists of the `tokens` that have no bar in memory and
+    /// were not looked up yet (a feed restart). Redis down: nothing is
+    /// restored (counted); the client is served from memory.
+    fn restore_from_redis(&mut self, tokens: &[u32]) {
+        let Some(redis) = self.redis.as_mut() else {
+            return;
+        };
+        let mut want: Vec<u32> = tokens
+            .iter()
+            .copied()
+            .filter(|t| self.windows.needs_lookup(*t))
+            .collect();
+        want.sort_unstable();
+        want.dedup();
+        if want.is_empty() {
+            return;
+        }
+        let Some(lists) = redis.read(&want, &self.stats) else {
+            return;
+        };
+        for (t, records) in want.into_iter().zip(lists) {
+            if !self.windows.restore(t, records) {
+                add(&self.stats.instruments_over_limit, 1);
+            }
+        }
+        set(&self.stats.instruments, self.windows.len() as u64);
+    }
+
+    /// Takes every bar the publishers handed off: into the windows, to the
+    /// subscribed clients, and into the next Redis pipeline.
+    fn drain_feeds(&mut self) {
+        let mut got = 0u64;
+        for i in 0..self.feeds.len() {
+            while let Ok(bar) = self.feeds[i].pop() {
+                got += 1;
+                if !self.windows.push(bar) {
+                    add(&self.stats.instruments_over_limit, 1);
+                }
+                let Some(frame) = self.windows.encode(&bar) else {
+                    continue;
+                };
+                self.fan_out(bar.token, &frame);
+                if let Some(r) = self.redis.as_mut() {
+                    r.queue(bar.token, frame, &self.stats);
+                }
+            }
+        }
+        if got == 0 {
+            return;
+        }
+        add(&self.stats.bars_received, got);
+        set(&self.stats.instruments, self.windows.len() as u64);
+        for slot in 0..self.clients.len() {
+            if let Some(Err(g)) = self.clients[slot].as_mut().map(Client::flush) {
+                self.remove(slot, g);
+            }
+        }
+        if let Some(r) = self.redis.as_mut() {
+            r.flush(&self.stats);
+        }
+    }
+
+    fn fan_out(&mut self, token: u32, frame: &Utf8Bytes) {
+        for slot in 0..self.clients.len() {
+            let Some(c) = self.clients[slot].as_mut() else {
+                continue;
+            };
+            if !c.is_open() || !c.tokens.contains(&token) {
+                continue;
+            }
+            match c.send(frame.clone()) {
+                Ok(()) => add(&self.stats.bars_sent, 1),
+                Err(g) => self.remove(slot, g),
+            }
+        }
+    }
+
+    fn expire_handshakes(&mut self) {
+        let now = Instant::now();
+        for slot in 0..self.clients.len() {
+            if self.clients[slot]
+                .as_ref()
+                .and_then(|c| c.deadline)
+                .is_some_and(|d| now >= d)
+            {
+                self.remove(slot, Gone::Handshake);
+            }
+        }
+    }
+}
