@@ -12,6 +12,7 @@ pub mod doctor;
 pub mod mock_exchange;
 pub mod run;
 mod run_control;
+mod run_stream;
 mod run_watch;
 
 use std::process::ExitCode;

@@ -68,6 +68,7 @@ pub struct Ops {
     control: ControlView,
     calendar: Option<MarketHours>,
     markets_closed: Vec<bool>,
+    stream: Option<Arc<crate::stream::StreamStats>>,
 }
 
 /// The calendar the ops side asks whether a connection's markets are
@@ -132,7 +133,14 @@ impl Ops {
             calendar: None,
             markets_closed: Vec::new(),
             control: ControlView::default(),
+            stream: None,
         })
+    }
+
+    /// Exports the downstream bar stream's counters with every sample
+    /// (README, "Downstream stream").
+    pub fn set_stream(&mut self, stats: Arc<crate::stream::StreamStats>) {
+        self.stream = Some(stats);
     }
 
     /// Standing notes shown in `/health` as `secret_file_readable` for as
@@ -479,6 +487,7 @@ impl Ops {
             expected_tick_interval_s: self.cfg.expected_tick_interval_ms as f64 / 1000.0,
             window_s: self.cfg.window_s,
             control: self.control.clone(),
+            stream: self.stream.as_ref().map(|s| s.snapshot()),
             counts,
         });
         self.shared.view.store(Arc::clone(&view));

@@ -164,6 +164,8 @@ pub struct View {
     pub window_s: u64,
     /// The control plane's state (settings version, universe, reloader).
     pub control: ControlView,
+    /// The downstream bar stream's counters, when it runs.
+    pub stream: Option<crate::stream::StreamCounts>,
 }
 
 /// The control plane's state, as the `run` loop reports it (README,
@@ -206,6 +208,7 @@ impl View {
             expected_tick_interval_s: cfg.expected_tick_interval_ms as f64 / 1000.0,
             window_s: cfg.window_s,
             control: ControlView::default(),
+            stream: None,
         }
     }
 }
