@@ -239,8 +239,17 @@ impl Server {
     fn admit(&mut self, mut stream: mio::net::TcpStream) {
         let Some(slot) = self.clients.iter().position(Option::is_none) else {
             add(&self.stats.clients_refused, 1);
-            // Best effort: the refusal fits any socket buffer; then closed.
+            // Best effort: read what request has arrived (closing with unread
+            // bytes would reset the connection and lose the answer), answer,
+            // close. The refusal fits any socket buffer.
+            let mut scratch = [0u8; 4096];
+            for _ in 0..4 {
+                if !matches!(std::io::Read::read(&mut stream, &mut scratch), Ok(n) if n > 0) {
+                    break;
+                }
+            }
             let _unsent_is_fine = stream.write(REFUSAL);
+            let _ = stream.shutdown(std::net::Shutdown::Write);
             return;
         };
         // Bars are small and latency matters more than packet count.
@@ -332,7 +341,12 @@ impl Server {
             Err(e) => return self.refuse(slot, &e),
         };
         match req {
-            protocol::Request::Subscribe(tokens) => self.subscribe(slot, &tokens),
+            protocol::Request::Subscribe(mut tokens) => {
+                // Each token once, in the order asked.
+                let mut seen = std::collections::HashSet::with_capacity(tokens.len());
+                tokens.retain(|t| seen.insert(*t));
+                self.subscribe(slot, &tokens)
+            }
             protocol::Request::Unsubscribe(tokens) => {
                 let Some(c) = self.clients[slot].as_mut() else {
                     return Ok(());
@@ -378,25 +392,25 @@ impl Server {
             );
         }
         self.restore_from_redis(tokens);
+        // Token by token, so at most one window of frames is held at once.
         let mut replayed = 0usize;
-        let mut from_redis = 0usize;
-        let mut frames = Vec::new();
         for &t in tokens {
-            let (f, r) = self.windows.replay(t);
-            from_redis += r;
-            frames.extend(f);
+            let (frames, from_redis) = self.windows.replay(t);
+            let Some(c) = self.clients[slot].as_mut() else {
+                return Ok(());
+            };
+            c.tokens.insert(t);
+            for f in frames {
+                c.send(f)?;
+                replayed += 1;
+                add(&self.stats.bars_replayed, 1);
+            }
+            add(&self.stats.bars_replayed_from_redis, from_redis as u64);
         }
-        let Some(c) = self.clients[slot].as_mut() else {
-            return Ok(());
-        };
-        c.tokens.extend(tokens.iter().copied());
-        for f in frames {
-            c.send(f)?;
-            replayed += 1;
+        match self.clients[slot].as_mut() {
+            Some(c) => c.send(protocol::subscribed_frame(tokens, replayed).into()),
+            None => Ok(()),
         }
-        add(&self.stats.bars_replayed, replayed as u64);
-        add(&self.stats.bars_replayed_from_redis, from_redis as u64);
-        c.send(protocol::subscribed_frame(tokens, replayed).into())
     }
 
     /// Reads the Redis lists of the `tokens` that have no bar in memory and
