@@ -357,8 +357,10 @@ fn a_client_that_never_reads_is_disconnected_while_another_keeps_up() {
     assert_eq!(c.clients, 1, "{c:?}");
     assert_eq!(c.bars_received, total);
     eprintln!(
-        "{total} bars in {:?}; hand-off full {full} times",
-        started.elapsed()
+        "{total} bars in {:?}; hand-off full {full} times; the sleeper was sent {} bars \
+         before its disconnect",
+        started.elapsed(),
+        c.bars_sent - total
     );
     assert_eq!(full, 0, "the feed was held up");
     // The sleeper finds its connection closed once it reads.
@@ -500,4 +502,26 @@ fn run_mock_serves_the_stream_and_reports_it() {
     let s: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
     assert_eq!(s["stream"]["clients_accepted"], 1, "{}", s["stream"]);
     assert_eq!(s["stream"]["bad_requests"], 0, "{}", s["stream"]);
+}
+
+#[test]
+fn a_connection_that_never_handshakes_is_closed_and_its_slot_freed() {
+    let (_tx, rx) = feed();
+    let cfg = StreamConfig {
+        max_clients: 1,
+        ..config(5)
+    };
+    let s = StreamServer::start(cfg, None, RunId(9), vec![rx]).unwrap();
+    // Holds the only slot and sends nothing.
+    let mut idle = TcpStream::connect(s.local_addr()).unwrap();
+    await_counts(&s, "handshake deadline", |c| c.handshake_failures == 1);
+    idle.set_read_timeout(Some(WAIT)).unwrap();
+    let mut b = [0u8; 16];
+    assert!(
+        matches!(std::io::Read::read(&mut idle, &mut b), Ok(0) | Err(_)),
+        "closed"
+    );
+    let mut ws = connect(s.local_addr());
+    assert_eq!(subscribe(&mut ws, &[1]).1["replayed"], 0);
+    assert_eq!(s.stop().clients_refused, 0);
 }
