@@ -525,3 +525,37 @@ fn a_connection_that_never_handshakes_is_closed_and_its_slot_freed() {
     assert_eq!(subscribe(&mut ws, &[1]).1["replayed"], 0);
     assert_eq!(s.stop().clients_refused, 0);
 }
+
+#[test]
+fn a_replay_larger_than_the_client_buffer_follows_the_client_reading() {
+    // 300 tokens × 100 bars of ~220 bytes: 6.6 MB of replay, a hundred times
+    // the 64 KiB bound and more than the socket buffers hold.
+    let (mut tx, rx) = rtrb::RingBuffer::new(16_384);
+    let cfg = StreamConfig {
+        client_buffer_bytes: 64 * 1024,
+        ..config(100)
+    };
+    let s = StreamServer::start(cfg, None, RunId(10), vec![rx]).unwrap();
+    let tokens: Vec<u32> = (1..=300).collect();
+    for m in 0..100 {
+        for &t in &tokens {
+            while tx.push(bar(t, m)).is_err() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+    await_counts(&s, "windows filled", |c| c.bars_received == 30_000);
+    let mut ws = connect(s.local_addr());
+    let (replay, ack) = subscribe(&mut ws, &tokens);
+    assert_eq!(replay.len(), 30_000);
+    assert_eq!(ack["replayed"], 30_000);
+    // Token by token, oldest first.
+    assert_eq!(replay[0], record(&bar(1, 0), RunId(10)));
+    assert_eq!(replay[29_999], record(&bar(300, 99), RunId(10)));
+    // Subscribed from its window on: a live bar of the last token follows.
+    push(&mut tx, [bar(300, 100)]);
+    assert_eq!(next(&mut ws), record(&bar(300, 100), RunId(10)));
+    let c = s.stop();
+    assert_eq!(c.slow_disconnects, 0, "{c:?}");
+    assert_eq!(c.bars_replayed, 30_000);
+}

@@ -114,6 +114,19 @@ pub(super) fn problems(ops: &OpsConfig, p: &mut Vec<String>) {
     ] {
         super::ranges::check(p, k, v);
     }
+    // A client's bound holds at least one window: a replay is sent a window
+    // at a time (README, "Downstream stream").
+    let window = ops.stream_replay_bars as u128 * crate::bars::MAX_BAR_JSON_LEN as u128;
+    if (ops.stream_client_buffer_bytes as u128) < window {
+        p.push(format!(
+            "ops.stream_client_buffer_bytes = {} is below one replay window \
+             (ops.stream_replay_bars = {} × {} bytes = {window}): raise \
+             ops.stream_client_buffer_bytes or lower ops.stream_replay_bars",
+            ops.stream_client_buffer_bytes,
+            ops.stream_replay_bars,
+            crate::bars::MAX_BAR_JSON_LEN
+        ));
+    }
     let bytes = ops.stream_replay_bars as u128 * ops.stream_max_instruments as u128 * BAR_BYTES;
     if bytes > MAX_WINDOW_BYTES {
         p.push(format!(
@@ -164,6 +177,15 @@ mod tests {
             big.problems().iter().any(|m| m.contains("1 GiB")),
             "{:?}",
             big.problems()
+        );
+        let small = OpsConfig {
+            stream_client_buffer_bytes: 60_000,
+            ..OpsConfig::default()
+        };
+        let p = small.problems();
+        assert!(
+            p.len() == 1 && p[0].contains("below one replay window") && p[0].contains("61440"),
+            "{p:?}"
         );
     }
 }

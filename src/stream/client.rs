@@ -4,7 +4,7 @@
 //! `ops.stream_client_buffer_bytes` ends the client as [`Gone::Slow`]; the
 //! server never waits for a client.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::io::ErrorKind;
 use std::time::Instant;
 
@@ -44,8 +44,24 @@ pub(super) struct Client {
     conn: Conn,
     /// Handshake deadline (`None` once open).
     pub(super) deadline: Option<Instant>,
-    /// Subscribed instrument tokens.
+    /// Subscribed instrument tokens (live bars are sent for these).
     pub(super) tokens: HashSet<u32>,
+    /// Replays not sent yet, in order: a token's window, then the
+    /// acknowledgement of the request that asked for it.
+    pub(super) replay: VecDeque<Replay>,
+    /// The tokens in `replay` (each queued once).
+    pub(super) queued: HashSet<u32>,
+    /// Bars replayed since the last acknowledgement.
+    pub(super) replayed: usize,
+}
+
+/// One step of a subscribe's replay, sent when the socket has room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Replay {
+    /// The window of a token; the token is subscribed when it is sent.
+    Token(u32),
+    /// `{"type":"subscribed",…}` for these tokens.
+    Ack(Vec<u32>),
 }
 
 impl std::fmt::Debug for Client {
@@ -85,6 +101,9 @@ impl Client {
             conn,
             deadline: (!open).then_some(deadline),
             tokens: HashSet::new(),
+            replay: VecDeque::new(),
+            queued: HashSet::new(),
+            replayed: 0,
         })
     }
 
@@ -152,12 +171,18 @@ impl Client {
 
     /// Writes out the queued frames as far as the socket takes them.
     pub(super) fn flush(&mut self) -> Result<(), Gone> {
+        self.try_flush().map(|_| ())
+    }
+
+    /// Writes out the queued frames as far as the socket takes them;
+    /// `Ok(true)` when all of them went (the socket has room for more).
+    pub(super) fn try_flush(&mut self) -> Result<bool, Gone> {
         let Conn::Open(ws) = &mut self.conn else {
-            return Ok(());
+            return Ok(false);
         };
         match ws.flush() {
-            Ok(()) => Ok(()),
-            Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => Ok(()),
+            Ok(()) => Ok(true),
+            Err(WsError::Io(e)) if e.kind() == ErrorKind::WouldBlock => Ok(false),
             Err(WsError::WriteBufferFull(_)) => Err(Gone::Slow),
             Err(_) => Err(Gone::Closed),
         }

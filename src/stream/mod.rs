@@ -325,6 +325,9 @@ impl Server {
                 return self.remove(slot, g);
             }
         }
+        if let Err(g) = self.pump(slot) {
+            return self.remove(slot, g);
+        }
         let flushed = match &mut self.clients[slot] {
             Some(c) => c.flush(),
             None => return,
@@ -368,20 +371,19 @@ impl Server {
         }
     }
 
-    /// Subscribes client `slot` to `tokens` and sends their replay (asking
-    /// Redis, in one pipeline, for those with no bar in memory), then the
-    /// `subscribed` acknowledgement.
+    /// Queues the replay of `tokens` for client `slot` (asking Redis, in one
+    /// pipeline, for those with no bar in memory), then its acknowledgement,
+    /// and sends as much as the socket takes ([`Self::pump`]).
     fn subscribe(&mut self, slot: usize, tokens: &[u32]) -> Result<(), Gone> {
-        let held = self.clients[slot].as_ref().map_or(0, |c| c.tokens.len());
-        let limit = self.cfg.max_instruments;
+        let Some(c) = self.clients[slot].as_ref() else {
+            return Ok(());
+        };
+        let held = c.tokens.union(&c.queued).count();
         let new = tokens
             .iter()
-            .filter(|t| {
-                self.clients[slot]
-                    .as_ref()
-                    .is_some_and(|c| !c.tokens.contains(t))
-            })
+            .filter(|t| !c.tokens.contains(t) && !c.queued.contains(t))
             .count();
+        let limit = self.cfg.max_instruments;
         if held + new > limit {
             return self.refuse(
                 slot,
@@ -391,26 +393,66 @@ impl Server {
                 ),
             );
         }
+        if c.replay.len() > 2 * limit + 64 {
+            return self.refuse(
+                slot,
+                "too many subscribes waiting for their replay; read what was sent first",
+            );
+        }
         self.restore_from_redis(tokens);
-        // Token by token, so at most one window of frames is held at once.
-        let mut replayed = 0usize;
+        let Some(c) = self.clients[slot].as_mut() else {
+            return Ok(());
+        };
         for &t in tokens {
-            let (frames, from_redis) = self.windows.replay(t);
-            let Some(c) = self.clients[slot].as_mut() else {
-                return Ok(());
-            };
-            c.tokens.insert(t);
-            for f in frames {
-                c.send(f)?;
-                replayed += 1;
-                add(&self.stats.bars_replayed, 1);
+            if c.queued.insert(t) {
+                c.replay.push_back(client::Replay::Token(t));
             }
-            add(&self.stats.bars_replayed_from_redis, from_redis as u64);
         }
-        match self.clients[slot].as_mut() {
-            Some(c) => c.send(protocol::subscribed_frame(tokens, replayed).into()),
-            None => Ok(()),
+        c.replay.push_back(client::Replay::Ack(tokens.to_vec()));
+        self.pump(slot)
+    }
+
+    /// Sends client `slot`'s queued replay, one token's window at a time,
+    /// while the socket takes everything written so far: a large replay
+    /// follows the client's reading instead of filling its buffer (at most
+    /// one window, N × 512 bytes, beyond what the socket holds). A token is
+    /// subscribed (gets live bars) from its window on, so no bar is missed
+    /// or sent twice.
+    fn pump(&mut self, slot: usize) -> Result<(), Gone> {
+        let Self {
+            clients,
+            windows,
+            stats,
+            ..
+        } = self;
+        let Some(c) = clients[slot].as_mut() else {
+            return Ok(());
+        };
+        while !c.replay.is_empty() {
+            if !c.try_flush()? {
+                // The writable event continues it.
+                return Ok(());
+            }
+            match c.replay.pop_front() {
+                Some(client::Replay::Token(t)) => {
+                    c.queued.remove(&t);
+                    c.tokens.insert(t);
+                    let (frames, from_redis) = windows.replay(t);
+                    for f in frames {
+                        c.send(f)?;
+                        c.replayed += 1;
+                        add(&stats.bars_replayed, 1);
+                    }
+                    add(&stats.bars_replayed_from_redis, from_redis as u64);
+                }
+                Some(client::Replay::Ack(tokens)) => {
+                    let n = std::mem::take(&mut c.replayed);
+                    c.send(protocol::subscribed_frame(&tokens, n).into())?;
+                }
+                None => {}
+            }
         }
+        Ok(())
     }
 
     /// Reads the Redis lists of the `tokens` that have no bar in memory and
