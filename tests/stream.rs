@@ -257,6 +257,12 @@ fn after_a_feed_restart_the_window_comes_from_redis() {
     let ttl: i64 = redis::cmd("TTL").arg(&key).query(&mut r).unwrap();
     assert!((1..=600).contains(&ttl), "ttl {ttl}");
 
+    // Something else in token 6's list: skipped, counted.
+    let _: i64 = redis::cmd("RPUSH")
+        .arg(format!("{}:bars:6", prefix.0))
+        .arg(r#"{"type":"bar_1m","not":"a bar"}"#)
+        .query(&mut r)
+        .unwrap();
     // A fresh server (empty memory, same prefix): the window comes from Redis,
     // records of the first run as they were published.
     let (mut tx, rx) = feed();
@@ -276,6 +282,7 @@ fn after_a_feed_restart_the_window_comes_from_redis() {
     let c = s.stop();
     assert_eq!(c.redis_reads_ok, 1, "one pipeline, asked once: {c:?}");
     assert_eq!(c.bars_replayed_from_redis, 5 + 4);
+    assert_eq!(c.redis_records_skipped, 1);
 }
 
 #[test]

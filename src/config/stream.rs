@@ -21,8 +21,9 @@ pub const STREAM_MAX_INSTRUMENTS: usize = 9000;
 /// `ops.stream_redis_ttl_s`: time to live of a Redis replay list (4 h).
 pub const STREAM_REDIS_TTL_S: u64 = 14_400;
 
-/// Bytes of one [`Bar`](crate::bars::Bar) in a replay window.
-const BAR_BYTES: u128 = std::mem::size_of::<crate::bars::Bar>() as u128;
+/// Bytes of one entry of a replay window: a [`Bar`](crate::bars::Bar) and,
+/// for one read back from Redis, the run that published it.
+const BAR_BYTES: u128 = std::mem::size_of::<(crate::bars::Bar, crate::run_id::RunId)>() as u128;
 /// Most memory all replay windows together may take (`replay_bars` ×
 /// `max_instruments` × the bar size).
 pub const MAX_WINDOW_BYTES: u128 = 1 << 30;

@@ -210,6 +210,8 @@ families! {
         "Redis replay-list reads or writes skipped while the circuit was open.";
     STREAM_REDIS_DROPPED = Counter "panda_feed_stream_redis_bars_dropped_total" []
         "Bars not written to the Redis replay lists (failed, circuit open or batch full).";
+    STREAM_REDIS_SKIPPED = Counter "panda_feed_stream_redis_records_skipped_total" []
+        "Records read back from a Redis replay list that were not its instrument's bar records.";
 }
 
 const N_FAMILIES: usize = FAMILIES.len();
@@ -578,6 +580,7 @@ fn render_stream(o: &mut Out, s: &crate::stream::StreamCounts) {
     }
     o.one(&STREAM_REDIS_SKIPS, s.redis_circuit_open_skips);
     o.one(&STREAM_REDIS_DROPPED, s.redis_bars_dropped);
+    o.one(&STREAM_REDIS_SKIPPED, s.redis_records_skipped);
 }
 #[cfg(test)]
 mod tests {

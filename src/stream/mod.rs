@@ -18,6 +18,7 @@
 
 mod client;
 mod protocol;
+mod record;
 mod redis_replay;
 mod stats;
 mod window;
@@ -472,12 +473,15 @@ impl Server {
         if want.is_empty() {
             return;
         }
-        let Some(lists) = redis.read(&want, &self.stats) else {
-            return;
-        };
-        for (t, records) in want.into_iter().zip(lists) {
-            if !self.windows.restore(t, records) {
-                add(&self.stats.instruments_over_limit, 1);
+        for chunk in want.chunks(redis_replay::READ_CHUNK) {
+            // Redis down: the rest are not asked either (served from memory).
+            let Some(lists) = redis.read(chunk, &self.stats) else {
+                break;
+            };
+            for (t, bars) in chunk.iter().zip(lists) {
+                if !self.windows.restore(*t, bars) {
+                    add(&self.stats.instruments_over_limit, 1);
+                }
             }
         }
         set(&self.stats.instruments, self.windows.len() as u64);

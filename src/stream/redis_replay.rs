@@ -17,12 +17,16 @@ use std::time::{Duration, Instant};
 use tungstenite::Utf8Bytes;
 
 use super::stats::{StreamStats, add};
-use crate::bars::MAX_BAR_JSON_LEN;
+use crate::bars::{Bar, MAX_BAR_JSON_LEN};
 use crate::config::RedisConfig;
+use crate::json::JsonBuf;
 use crate::ops::redis_sink::Breaker;
+use crate::run_id::RunId;
 
 /// Bars waiting for the next write pipeline; more are dropped (counted).
 pub(super) const MAX_PENDING: usize = 65_536;
+/// Lists read per `LRANGE` pipeline: bounds one answer to ~6 MB at N = 120.
+pub(super) const READ_CHUNK: usize = 256;
 
 /// The replay lists' writer and reader.
 pub(super) struct RedisReplay {
@@ -34,6 +38,7 @@ pub(super) struct RedisReplay {
     bars: usize,
     ttl_s: u64,
     pending: Vec<(u32, Utf8Bytes)>,
+    scratch: JsonBuf,
 }
 
 impl std::fmt::Debug for RedisReplay {
@@ -63,6 +68,7 @@ impl RedisReplay {
             bars,
             ttl_s,
             pending: Vec::with_capacity(1024),
+            scratch: JsonBuf::with_capacity(MAX_BAR_JSON_LEN * 2),
         }
     }
 
@@ -145,15 +151,16 @@ impl RedisReplay {
         }
     }
 
-    /// The stored records of each of `tokens` (oldest first), in one
-    /// pipeline; `None` when the circuit is open or the read failed (both
-    /// counted). Records that are not UTF-8 or are longer than a bar record
-    /// can be are skipped.
+    /// The stored bars of each of `tokens` (oldest first), with the run
+    /// that published them, in one pipeline (call with at most
+    /// [`READ_CHUNK`] tokens); `None` when the circuit is open or the read
+    /// failed (both counted). A record that is not exactly what `write_bar`
+    /// writes is skipped and counted.
     pub(super) fn read(
         &mut self,
         tokens: &[u32],
         stats: &StreamStats,
-    ) -> Option<Vec<Vec<Utf8Bytes>>> {
+    ) -> Option<Vec<Vec<(Bar, RunId)>>> {
         if tokens.is_empty() {
             return Some(Vec::new());
         }
@@ -173,18 +180,23 @@ impl RedisReplay {
             Ok(lists) => {
                 self.breaker.success();
                 add(&stats.redis_reads_ok, 1);
-                Some(
-                    lists
-                        .into_iter()
-                        .map(|l| {
-                            l.into_iter()
-                                .filter(|r| r.len() <= MAX_BAR_JSON_LEN)
-                                .filter_map(|r| String::from_utf8(r).ok())
-                                .map(Utf8Bytes::from)
-                                .collect()
-                        })
-                        .collect(),
-                )
+                let mut skipped = 0u64;
+                let out = lists
+                    .into_iter()
+                    .zip(tokens)
+                    .map(|(l, t)| {
+                        l.iter()
+                            .filter_map(|r| {
+                                let got = super::record::parse(r, &mut self.scratch)
+                                    .filter(|(b, _)| b.token == *t);
+                                skipped += u64::from(got.is_none());
+                                got
+                            })
+                            .collect()
+                    })
+                    .collect();
+                add(&stats.redis_records_skipped, skipped);
+                Some(out)
             }
             Err(_) => {
                 self.conn = None;

@@ -28,6 +28,7 @@ pub struct StreamStats {
     pub(super) redis_reads_ok: AtomicU64,
     pub(super) redis_reads_error: AtomicU64,
     pub(super) redis_circuit_open_skips: AtomicU64,
+    pub(super) redis_records_skipped: AtomicU64,
 }
 
 /// A snapshot of [`StreamStats`] (the summary's `stream` object).
@@ -71,6 +72,9 @@ pub struct StreamCounts {
     pub redis_reads_error: u64,
     /// Redis reads or writes skipped because the circuit was open.
     pub redis_circuit_open_skips: u64,
+    /// Records read back from Redis that were not bar records of their
+    /// list's instrument (not replayed).
+    pub redis_records_skipped: u64,
 }
 
 impl StreamStats {
@@ -97,6 +101,7 @@ impl StreamStats {
             redis_reads_ok: g(&self.redis_reads_ok),
             redis_reads_error: g(&self.redis_reads_error),
             redis_circuit_open_skips: g(&self.redis_circuit_open_skips),
+            redis_records_skipped: g(&self.redis_records_skipped),
         }
     }
 }

@@ -4,8 +4,9 @@
 //! instruments (the bars of more are counted by the caller, not kept).
 //!
 //! After a feed restart a window can start from the records read back from
-//! Redis (kept as the JSON text the previous run published); live bars then
-//! push the oldest of those out first.
+//! Redis (kept as bars with the run that published them, re-encoded to the
+//! same bytes on replay); live bars then push the oldest of those out first.
+//! Memory: at most N × `max_instruments` entries of 64 bytes.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -18,8 +19,8 @@ use crate::run_id::RunId;
 /// One instrument's window.
 #[derive(Debug, Default)]
 struct Window {
-    /// Records read back from Redis (older than every live bar).
-    restored: VecDeque<Utf8Bytes>,
+    /// Bars read back from Redis with their run (older than every live bar).
+    restored: VecDeque<(Bar, RunId)>,
     /// Bars received by this run, oldest first.
     live: VecDeque<Bar>,
     /// Redis was asked for this instrument already (or had nothing).
@@ -65,11 +66,9 @@ impl Windows {
         if !self.map.contains_key(&token) && self.map.len() >= self.max_instruments {
             return None;
         }
-        let bars = self.bars;
-        Some(self.map.entry(token).or_insert_with(|| Window {
-            live: VecDeque::with_capacity(bars),
-            ..Window::default()
-        }))
+        // NB: no `with_capacity(N)`: a window's memory follows its bars (it
+        // reaches N × 56 bytes only after N minutes of them).
+        Some(self.map.entry(token).or_default())
     }
 
     /// Adds a live bar; `false` when its instrument is beyond the limit.
@@ -93,9 +92,9 @@ impl Windows {
             .is_none_or(|w| w.len() == 0 && !w.looked_up)
     }
 
-    /// Installs the records Redis returned for `token` (oldest first; the
-    /// last N are kept); `false` when the instrument is beyond the limit.
-    pub(super) fn restore(&mut self, token: u32, records: Vec<Utf8Bytes>) -> bool {
+    /// Installs the bars Redis returned for `token` (oldest first; the last
+    /// N are kept); `false` when the instrument is beyond the limit.
+    pub(super) fn restore(&mut self, token: u32, records: Vec<(Bar, RunId)>) -> bool {
         let n = self.bars;
         let Some(w) = self.entry(token) else {
             return false;
@@ -109,8 +108,13 @@ impl Windows {
 
     /// The JSON record of `bar` (the `bars.topic` value, `write_bar`).
     pub(super) fn encode(&mut self, bar: &Bar) -> Option<Utf8Bytes> {
+        let run = self.run;
+        self.encode_as(bar, run)
+    }
+
+    fn encode_as(&mut self, bar: &Bar, run: RunId) -> Option<Utf8Bytes> {
         self.json.clear();
-        write_bar(bar, self.run, &mut self.json).ok()?;
+        write_bar(bar, run, &mut self.json).ok()?;
         let text = std::str::from_utf8(self.json.as_bytes()).ok()?;
         Some(Utf8Bytes::from(text.to_owned()))
     }
@@ -121,16 +125,17 @@ impl Windows {
         let Some(w) = self.map.get(&token) else {
             return (Vec::new(), 0);
         };
-        let restored: Vec<Utf8Bytes> = w.restored.iter().cloned().collect();
-        let live: Vec<Bar> = w.live.iter().copied().collect();
-        let from_redis = restored.len();
-        let mut out = restored;
-        out.reserve(live.len());
-        for b in &live {
-            if let Some(t) = self.encode(b) {
-                out.push(t);
-            }
-        }
+        let all: Vec<(Bar, RunId)> = w
+            .restored
+            .iter()
+            .copied()
+            .chain(w.live.iter().map(|b| (*b, self.run)))
+            .collect();
+        let from_redis = w.restored.len();
+        let out = all
+            .iter()
+            .filter_map(|(b, run)| self.encode_as(b, *run))
+            .collect();
         (out, from_redis)
     }
 }
@@ -177,15 +182,20 @@ mod tests {
     fn restored_records_are_older_and_evicted_first() {
         let mut w = Windows::new(3, 10, RunId(1));
         assert!(w.needs_lookup(7));
-        let recs = ["a", "b", "c", "d"].map(|s| Utf8Bytes::from(s.to_owned()));
-        assert!(w.restore(7, recs.to_vec()));
+        let old = RunId(0xabc);
+        let recs: Vec<(Bar, RunId)> = (0..4).map(|m| (bar(7, m), old)).collect();
+        assert!(w.restore(7, recs));
         assert!(!w.needs_lookup(7));
-        assert_eq!(w.replay(7).0, recs[1..].to_vec());
+        let (r, from_redis) = w.replay(7);
+        assert_eq!((r.len(), from_redis), (3, 3));
+        assert!(r[0].as_str().contains("\"run\":\"0000000000000abc\""));
+        assert!(r[0].as_str().contains("\"volume\":1,"));
         w.push(bar(7, 9));
         let (r, from_redis) = w.replay(7);
         assert_eq!((r.len(), from_redis), (3, 2));
-        assert_eq!(r[..2], recs[2..]);
+        assert!(r[0].as_str().contains("\"volume\":2,"));
         assert!(r[2].as_str().contains("\"volume\":9,"));
+        assert!(r[2].as_str().contains("\"run\":\"0000000000000001\""));
         // An empty answer is remembered: Redis is not asked again.
         assert!(w.restore(8, Vec::new()));
         assert!(!w.needs_lookup(8));
