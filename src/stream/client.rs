@@ -53,6 +53,9 @@ pub(super) struct Client {
     pub(super) queued: HashSet<u32>,
     /// Bars replayed since the last acknowledgement.
     pub(super) replayed: usize,
+    /// The last read stopped at [`MAX_REQUESTS_PER_TURN`]: read again next
+    /// turn (no new readiness edge comes for what is already buffered).
+    pub(super) more: bool,
 }
 
 /// One step of a subscribe's replay, sent when the socket has room.
@@ -104,6 +107,7 @@ impl Client {
             replay: VecDeque::new(),
             queued: HashSet::new(),
             replayed: 0,
+            more: false,
         })
     }
 
@@ -141,6 +145,7 @@ impl Client {
         let Conn::Open(ws) = &mut self.conn else {
             return Ok(());
         };
+        self.more = false;
         for _ in 0..MAX_REQUESTS_PER_TURN {
             match ws.read() {
                 Ok(Message::Text(t)) => out.push(t.as_str().to_owned()),
@@ -152,6 +157,7 @@ impl Client {
                 Err(_) => return Err(Gone::Closed),
             }
         }
+        self.more = true;
         Ok(())
     }
 

@@ -213,6 +213,11 @@ impl Server {
                     Token(t) => self.client_event(t - FIRST_CLIENT, &mut requests),
                 }
             }
+            for slot in 0..self.clients.len() {
+                if self.clients[slot].as_ref().is_some_and(|c| c.more) {
+                    self.client_event(slot, &mut requests);
+                }
+            }
             self.drain_feeds();
             self.expire_handshakes();
             // SeqCst: pairs with the store in `StreamServer::shutdown`.
@@ -250,11 +255,12 @@ impl Server {
                 }
             }
             let _unsent_is_fine = stream.write(REFUSAL);
-            let _ = stream.shutdown(std::net::Shutdown::Write);
+            let _closing_anyway = stream.shutdown(std::net::Shutdown::Write);
             return;
         };
-        // Bars are small and latency matters more than packet count.
-        let _ = stream.set_nodelay(true);
+        // Bars are small and latency matters more than packet count; a
+        // failure only costs latency.
+        let _nodelay_is_best_effort = stream.set_nodelay(true);
         let token = Token(FIRST_CLIENT + slot);
         if self
             .poll
