@@ -574,3 +574,23 @@ fn a_replay_larger_than_the_client_buffer_follows_the_client_reading() {
     assert_eq!(c.slow_disconnects, 0, "{c:?}");
     assert_eq!(c.bars_replayed, 30_000);
 }
+
+#[test]
+fn a_busy_stream_address_stops_run_before_the_engine_starts() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap();
+    let out = util::cli::output(
+        feed_run(["--mock", "--duration", "5"]).env("OPS__STREAM_LISTEN", addr.to_string()),
+    );
+    let err = util::cli::stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("cannot listen on ops.stream_listen {addr}"))
+            && err.contains("ops.stream_listen = \"off\""),
+        "{err}"
+    );
+    assert!(
+        !err.contains("every envelope carries"),
+        "the engine started: {err}"
+    );
+}

@@ -240,8 +240,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let mut token_watch = token_file.map(TokenWatch::new);
     let mut next_token_check = Instant::now();
     let initial = engine_cfg.instruments.clone();
+    let stream = run_stream::bind(&cfg.ops)?;
     let mut engine = Engine::start(engine_cfg)?;
-    let stream = run_stream::start(&cfg.ops, &redis_cfg, &mut engine, &mut ops)?;
+    let stream = run_stream::start(stream, &redis_cfg, &mut engine, &mut ops)?;
     let mut control = Control::new(args, cfg.clone(), &initial, control_queue, log);
     control.publish(&mut ops, &engine);
     info!(

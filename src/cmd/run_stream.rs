@@ -13,26 +13,38 @@ use tracing::info;
 use crate::config::{OpsConfig, RedisConfig};
 use crate::engine::{Engine, Summary};
 use crate::ops::Ops;
-use crate::stream::{StreamConfig, StreamCounts, StreamServer};
+use crate::stream::{StreamConfig, StreamCounts, StreamListener, StreamServer};
 
-/// Starts the stream server when `ops.stream_listen` is set, fed by the
-/// engine's bar hand-offs, with the Redis replay lists when `redis.url` is
-/// set; its counters go to `/metrics` through `ops`.
+/// Binds the stream's address when `ops.stream_listen` is set (before the
+/// engine starts, so a bad address fails before anything connects).
 ///
 /// # Errors
 /// The address cannot be bound (named, with the fix).
+pub(super) fn bind(cfg: &OpsConfig) -> anyhow::Result<Option<StreamListener>> {
+    Ok(match StreamConfig::from_ops(cfg) {
+        Some(c) => Some(StreamServer::bind(c)?),
+        None => None,
+    })
+}
+
+/// Starts serving on `listener`, fed by the engine's bar hand-offs, with the
+/// Redis replay lists when `redis.url` is set; its counters go to
+/// `/metrics` through `ops`.
+///
+/// # Errors
+/// The stream thread cannot be started.
 pub(super) fn start(
-    cfg: &OpsConfig,
+    listener: Option<StreamListener>,
     redis: &RedisConfig,
     engine: &mut Engine,
     ops: &mut Ops,
 ) -> anyhow::Result<Option<StreamServer>> {
-    let Some(stream_cfg) = StreamConfig::from_ops(cfg) else {
+    let Some(listener) = listener else {
         return Ok(None);
     };
     let feeds = engine.take_bar_feeds();
     let n = feeds.len();
-    let server = StreamServer::start(stream_cfg, Some(redis), engine.run_id(), feeds)?;
+    let server = listener.start(Some(redis), engine.run_id(), feeds)?;
     ops.set_stream(server.stats());
     info!(
         "stream: serving bars at ws://{}/ ({n} bar hand-offs; replay lists in Redis: {})",
