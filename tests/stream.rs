@@ -543,15 +543,16 @@ fn a_connection_that_never_handshakes_is_closed_and_its_slot_freed() {
 
 #[test]
 fn a_replay_larger_than_the_client_buffer_follows_the_client_reading() {
-    // 300 tokens × 100 bars of ~220 bytes: 6.6 MB of replay, a hundred times
-    // the 64 KiB bound and more than the socket buffers hold.
+    // 600 tokens × 100 bars of ~220 bytes: 13 MB of replay, two hundred
+    // times the 64 KiB bound and more than the socket buffers hold.
     let (mut tx, rx) = rtrb::RingBuffer::new(16_384);
     let cfg = StreamConfig {
         client_buffer_bytes: 64 * 1024,
         ..config(100)
     };
-    let s = StreamServer::start(cfg, None, RunId(10), vec![rx]).unwrap();
-    let tokens: Vec<u32> = (1..=300).collect();
+    let run = RunId(10);
+    let s = StreamServer::start(cfg, None, run, vec![rx]).unwrap();
+    let tokens: Vec<u32> = (1..=600).collect();
     for m in 0..100 {
         for &t in &tokens {
             while tx.push(bar(t, m)).is_err() {
@@ -559,20 +560,41 @@ fn a_replay_larger_than_the_client_buffer_follows_the_client_reading() {
             }
         }
     }
-    await_counts(&s, "windows filled", |c| c.bars_received == 30_000);
+    await_counts(&s, "windows filled", |c| c.bars_received == 60_000);
     let mut ws = connect(s.local_addr());
-    let (replay, ack) = subscribe(&mut ws, &tokens);
-    assert_eq!(replay.len(), 30_000);
-    assert_eq!(ack["replayed"], 30_000);
+    // Subscribe, and before reading anything unsubscribe the last token:
+    // its replay is still queued then, and is not sent.
+    send(&mut ws, &json!({"a": "subscribe", "v": tokens}));
+    send(&mut ws, &json!({"a": "unsubscribe", "v": [600]}));
+    let mut per_token = std::collections::BTreeMap::<u64, u64>::new();
+    let mut first = None;
+    let mut unsubscribed = false;
+    let ack = loop {
+        let v = next(&mut ws);
+        match v["type"].as_str() {
+            Some("bar_1m") => {
+                first.get_or_insert_with(|| v.clone());
+                *per_token
+                    .entry(v["instrument_token"].as_u64().unwrap())
+                    .or_default() += 1;
+            }
+            Some("unsubscribed") => unsubscribed = true,
+            _ => break v,
+        }
+    };
+    assert!(unsubscribed);
+    assert_eq!(ack["type"], "subscribed", "{ack}");
+    assert_eq!(ack["replayed"], 59_900);
+    assert_eq!(per_token.len(), 599);
+    assert!(per_token.values().all(|n| *n == 100), "{per_token:?}");
     // Token by token, oldest first.
-    assert_eq!(replay[0], record(&bar(1, 0), RunId(10)));
-    assert_eq!(replay[29_999], record(&bar(300, 99), RunId(10)));
-    // Subscribed from its window on: a live bar of the last token follows.
-    push(&mut tx, [bar(300, 100)]);
-    assert_eq!(next(&mut ws), record(&bar(300, 100), RunId(10)));
+    assert_eq!(first.unwrap(), record(&bar(1, 0), run));
+    // Live: the unsubscribed token gets nothing, the others their bars.
+    push(&mut tx, [bar(600, 100), bar(599, 100)]);
+    assert_eq!(next(&mut ws), record(&bar(599, 100), run));
     let c = s.stop();
     assert_eq!(c.slow_disconnects, 0, "{c:?}");
-    assert_eq!(c.bars_replayed, 30_000);
+    assert_eq!(c.bars_replayed, 59_900);
 }
 
 #[test]

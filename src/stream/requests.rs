@@ -26,6 +26,10 @@ impl Server {
                 };
                 for t in &tokens {
                     c.tokens.remove(t);
+                    // A replay not sent yet is not sent (nor subscribed).
+                    if c.queued.remove(t) {
+                        c.replay.retain(|r| *r != client::Replay::Token(*t));
+                    }
                 }
                 c.send(protocol::unsubscribed_frame(&tokens).into())
             }
@@ -41,8 +45,9 @@ impl Server {
         }
     }
 
-    /// Queues the replay of `tokens` for client `slot` (asking Redis, in one
-    /// pipeline, for those with no bar in memory), then its acknowledgement,
+    /// Queues the replay of `tokens` for client `slot` (asking Redis, in
+    /// pipelines of 256, for those with no bar in memory), then its
+    /// acknowledgement,
     /// and sends as much as the socket takes ([`Self::pump`]).
     fn subscribe(&mut self, slot: usize, tokens: &[u32]) -> Result<(), Gone> {
         let Some(c) = self.clients[slot].as_ref() else {
