@@ -18,6 +18,8 @@
 //! - [`ring`]: bounded SPSC tick rings with drop counters (network → publisher);
 //! - [`engine`]: the network thread, the publishers, the Kafka producer and
 //!   the accounting (`docs/ARCHITECTURE.md`);
+//! - [`stream`]: the downstream bar stream and its Redis replay lists (its
+//!   own `stream` thread; fed by the publishers' bar hand-offs);
 //! - [`spool`]: the dead-letter spool (publisher threads, failure path; `dlq`);
 //! - [`slo`]: the SLO gap monitor: a last-tick table (written by the network
 //!   thread, one store per tick) sampled per tier on the ops side;
@@ -58,6 +60,7 @@ pub mod run_id;
 pub mod secret;
 pub mod slo;
 pub mod spool;
+pub mod stream;
 #[allow(
     unsafe_code,
     reason = "libc mlockall/getrlimit, each call with a SAFETY note"

@@ -13,6 +13,7 @@ pub mod mock_exchange;
 pub mod run;
 mod run_control;
 mod run_setup;
+mod run_stream;
 mod run_watch;
 
 use std::process::ExitCode;

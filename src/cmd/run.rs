@@ -15,7 +15,7 @@ use super::credentials;
 use super::run_control::{Control, admin_auth};
 use crate::cli::RunArgs;
 use crate::config::env::Layered;
-use crate::engine::{Counts, Engine, EngineConfig, Summary};
+use crate::engine::{Counts, Engine, EngineConfig};
 use crate::instruments::{self, Instrument};
 use crate::logging::{LogFormat, MAX_LOGGED_TEXT, RateLimiter, suppressed_note, truncate};
 use crate::mock::{MockConfig, MockExchange, default_instruments};
@@ -24,6 +24,7 @@ use crate::secret::Secret;
 
 pub use super::run_watch::EXIT_INTERRUPTED;
 use super::run_watch::{CommandWatch, TokenWatch, drain};
+use super::{run_stream, run_stream::write_summary};
 use crate::auth::source::TokenSource;
 
 /// Exit status when a connection was still refused (HTTP 403) at exit.
@@ -182,7 +183,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let mut redis_cfg = cfg.redis.clone();
     redis_cfg.url = credentials::redis_url(args, &cfg)?;
     redis_cfg.url_file = None;
-    let mut ops = Ops::start(ops_cfg, redis_cfg, &engine_cfg.kafka.topic)?;
+    let mut ops = Ops::start(ops_cfg, redis_cfg.clone(), &engine_cfg.kafka.topic)?;
     ops.set_notes(secret_file_notes);
     if !args.mock {
         ops.set_calendar(&cfg.calendar)?;
@@ -211,7 +212,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let mut token_watch = token_file.map(TokenWatch::new);
     let mut next_token_check = Instant::now();
     let initial = engine_cfg.instruments.clone();
+    let stream = run_stream::bind(&cfg.ops)?;
     let mut engine = Engine::start(engine_cfg)?;
+    let stream = run_stream::start(stream, &redis_cfg, &mut engine, &mut ops)?;
     let mut control = Control::new(args, cfg.clone(), &initial, control_queue, log);
     control.publish(&mut ops, &engine);
     info!(
@@ -285,6 +288,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     // Health shows `not_running` while the engine drains.
     ops.sample(&mut engine, false);
     let summary = drain(engine, &stop)?;
+    // After the drain: the publishers' last bars are handed off by then.
+    let stream = stream.map(crate::stream::StreamServer::stop);
     drop(broker);
     drop(mock);
     ops.finish(&summary);
@@ -292,6 +297,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     write_summary(
         &summary,
         &control.summary(),
+        stream,
         started.elapsed(),
         args.summary.as_deref(),
     )?;
@@ -454,40 +460,6 @@ fn report_redis(r: &crate::ops::redis_sink::SinkStatus, reported: &mut Reported)
             suppressed_note(n)
         );
     }
-}
-
-#[derive(Debug, Serialize)]
-struct SummaryOut<'a> {
-    command: &'static str,
-    duration_s: f64,
-    /// The control plane: settings version, universe, reloader counters.
-    control: &'a serde_json::Value,
-    #[serde(flatten)]
-    summary: &'a Summary,
-}
-
-use serde::Serialize;
-
-fn write_summary(
-    s: &Summary,
-    control: &serde_json::Value,
-    elapsed: Duration,
-    path: Option<&Path>,
-) -> anyhow::Result<()> {
-    let out = SummaryOut {
-        command: "run",
-        control,
-        duration_s: elapsed.as_secs_f64(),
-        summary: s,
-    };
-    let mut text = serde_json::to_string_pretty(&out).context("encoding the summary")?;
-    text.push('\n');
-    match path {
-        Some(p) => std::fs::write(p, text)
-            .with_context(|| format!("cannot write the summary to {}", p.display()))?,
-        None => print!("{text}"),
-    }
-    Ok(())
 }
 
 /// The live status line: rates since the previous line.

@@ -21,6 +21,7 @@ pub mod ranges;
 mod redis;
 mod slo;
 mod spool;
+pub mod stream;
 mod tiers;
 
 use crate::tick::Mode;

@@ -35,6 +35,20 @@ pub struct OpsConfig {
     /// Serve control `POST`s to non-loopback clients (needs
     /// `admin_token_file`).
     pub admin_remote: bool,
+    /// Address of the downstream bar stream (README, "Downstream stream"),
+    /// loopback only; empty or `off` turns it off.
+    pub stream_listen: String,
+    /// Bars kept per instrument and replayed to a subscribing client (N).
+    pub stream_replay_bars: usize,
+    /// Stream clients held at once; more are refused (HTTP 503, counted).
+    pub stream_max_clients: usize,
+    /// A stream client's outgoing buffer bound, bytes; a client that does
+    /// not read past it is disconnected (counted).
+    pub stream_client_buffer_bytes: usize,
+    /// Instruments with a replay window; bars of more are counted, not kept.
+    pub stream_max_instruments: usize,
+    /// Time to live of each Redis replay list, s.
+    pub stream_redis_ttl_s: u64,
 }
 
 impl Default for OpsConfig {
@@ -52,6 +66,12 @@ impl Default for OpsConfig {
             expected_tick_interval_ms: 1000,
             admin_token_file: None,
             admin_remote: false,
+            stream_listen: super::stream::STREAM_LISTEN.into(),
+            stream_replay_bars: super::stream::STREAM_REPLAY_BARS,
+            stream_max_clients: super::stream::STREAM_MAX_CLIENTS,
+            stream_client_buffer_bytes: super::stream::STREAM_CLIENT_BUFFER_BYTES,
+            stream_max_instruments: super::stream::STREAM_MAX_INSTRUMENTS,
+            stream_redis_ttl_s: super::stream::STREAM_REDIS_TTL_S,
         }
     }
 }
@@ -107,6 +127,7 @@ impl OpsConfig {
                 p.push(format!("{k} = {v} must be a percentage, 0..100"));
             }
         }
+        super::stream::problems(self, &mut p);
         p
     }
 }

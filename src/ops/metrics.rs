@@ -202,6 +202,34 @@ families! {
         "Latency from receive to the produce call, since start.";
     ACK_LATENCY = Histogram "panda_feed_ack_latency_seconds" []
         "Latency from receive to the broker's acknowledgement (delivery report), since start.";
+    STREAM_CLIENTS = Gauge "panda_feed_stream_clients" []
+        "Downstream stream clients connected now.";
+    STREAM_CLIENTS_REFUSED = Counter "panda_feed_stream_clients_refused_total" []
+        "Stream connections refused (503) at ops.stream_max_clients.";
+    STREAM_SLOW_DISCONNECTS = Counter "panda_feed_stream_slow_disconnects_total" []
+        "Stream clients disconnected for not reading (buffer past ops.stream_client_buffer_bytes).";
+    STREAM_HANDSHAKE_FAILURES = Counter "panda_feed_stream_handshake_failures_total" []
+        "Stream connections whose WebSocket handshake failed or timed out.";
+    STREAM_BAD_REQUESTS = Counter "panda_feed_stream_bad_requests_total" []
+        "Stream client requests answered with an error frame.";
+    STREAM_BARS_RECEIVED = Counter "panda_feed_stream_bars_received_total" []
+        "Bars taken from the publishers' hand-offs by the stream thread.";
+    STREAM_BAR_FRAMES = Counter "panda_feed_stream_bar_frames_sent_total" ["source"]
+        "Bar frames sent to stream clients: live, replay_memory, replay_redis.";
+    STREAM_INSTRUMENTS = Gauge "panda_feed_stream_instruments" []
+        "Instruments with a replay window.";
+    STREAM_OVER_LIMIT = Counter "panda_feed_stream_instruments_over_limit_total" []
+        "Bars or look-ups of instruments past ops.stream_max_instruments, not kept.";
+    STREAM_REDIS_WRITES = Counter "panda_feed_stream_redis_writes_total" ["result"]
+        "Redis replay-list write pipelines, ok or error.";
+    STREAM_REDIS_READS = Counter "panda_feed_stream_redis_reads_total" ["result"]
+        "Redis replay-list reads (after a restart), ok or error.";
+    STREAM_REDIS_SKIPS = Counter "panda_feed_stream_redis_circuit_open_skips_total" []
+        "Redis replay-list reads or writes skipped while the circuit was open.";
+    STREAM_REDIS_DROPPED = Counter "panda_feed_stream_redis_bars_dropped_total" []
+        "Bars not written to the Redis replay lists (failed, circuit open or batch full).";
+    STREAM_REDIS_SKIPPED = Counter "panda_feed_stream_redis_records_skipped_total" []
+        "Records read back from a Redis replay list that were not its instrument's bar records.";
 }
 
 const N_FAMILIES: usize = FAMILIES.len();
@@ -585,7 +613,46 @@ pub fn render(view: &View, http: &HttpCounts) -> String {
     render_slo(&mut o, &view.slo);
     o.histogram(&PRODUCE_LATENCY, &view.produce_latency);
     o.histogram(&ACK_LATENCY, &view.ack_latency);
+    render_stream(&mut o, &view.stream.unwrap_or_default());
     o.s
+}
+
+/// The downstream stream's families (zeros when it is off).
+fn render_stream(o: &mut Out, s: &crate::stream::StreamCounts) {
+    o.one(&STREAM_CLIENTS, s.clients);
+    o.one(&STREAM_CLIENTS_REFUSED, s.clients_refused);
+    o.one(&STREAM_SLOW_DISCONNECTS, s.slow_disconnects);
+    o.one(&STREAM_HANDSHAKE_FAILURES, s.handshake_failures);
+    o.one(&STREAM_BAD_REQUESTS, s.bad_requests);
+    o.one(&STREAM_BARS_RECEIVED, s.bars_received);
+    o.header(&STREAM_BAR_FRAMES);
+    for (k, v) in [
+        ("live", s.bars_sent),
+        (
+            "replay_memory",
+            s.bars_replayed.saturating_sub(s.bars_replayed_from_redis),
+        ),
+        ("replay_redis", s.bars_replayed_from_redis),
+    ] {
+        o.sample(&STREAM_BAR_FRAMES, &[k], v);
+    }
+    o.one(&STREAM_INSTRUMENTS, s.instruments);
+    o.one(&STREAM_OVER_LIMIT, s.instruments_over_limit);
+    for (f, ok, err) in [
+        (
+            &STREAM_REDIS_WRITES,
+            s.redis_writes_ok,
+            s.redis_writes_error,
+        ),
+        (&STREAM_REDIS_READS, s.redis_reads_ok, s.redis_reads_error),
+    ] {
+        o.header(f);
+        o.sample(f, &["ok"], ok);
+        o.sample(f, &["error"], err);
+    }
+    o.one(&STREAM_REDIS_SKIPS, s.redis_circuit_open_skips);
+    o.one(&STREAM_REDIS_DROPPED, s.redis_bars_dropped);
+    o.one(&STREAM_REDIS_SKIPPED, s.redis_records_skipped);
 }
 #[cfg(test)]
 mod tests {

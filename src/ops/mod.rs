@@ -70,6 +70,7 @@ pub struct Ops {
     calendar: Option<MarketHours>,
     markets_closed: Vec<bool>,
     slo: Option<slo::Slo>,
+    stream: Option<Arc<crate::stream::StreamStats>>,
 }
 
 /// The calendar the ops side asks whether a connection's markets are
@@ -135,7 +136,14 @@ impl Ops {
             markets_closed: Vec::new(),
             slo: None,
             control: ControlView::default(),
+            stream: None,
         })
+    }
+
+    /// Exports the downstream bar stream's counters with every sample
+    /// (README, "Downstream stream").
+    pub fn set_stream(&mut self, stats: Arc<crate::stream::StreamStats>) {
+        self.stream = Some(stats);
     }
 
     /// Standing notes shown in `/health` as `secret_file_readable` for as
@@ -497,6 +505,7 @@ impl Ops {
                 .as_ref()
                 .map(|s| s.view().clone())
                 .unwrap_or_default(),
+            stream: self.stream.as_ref().map(|s| s.snapshot()),
             counts,
         });
         self.shared.view.store(Arc::clone(&view));

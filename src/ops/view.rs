@@ -166,6 +166,8 @@ pub struct View {
     pub control: ControlView,
     /// The SLO gap monitor's latest round (README, "SLO monitoring").
     pub slo: crate::slo::SloView,
+    /// The downstream bar stream's counters, when it runs.
+    pub stream: Option<crate::stream::StreamCounts>,
 }
 
 /// The control plane's state, as the `run` loop reports it (README,
@@ -209,6 +211,7 @@ impl View {
             window_s: cfg.window_s,
             control: ControlView::default(),
             slo: crate::slo::SloView::default(),
+            stream: None,
         }
     }
 }

@@ -24,7 +24,10 @@ where
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .env_remove("ZERODHA__API_KEY")
-        .env_remove("ZERODHA__ACCESS_TOKEN");
+        .env_remove("ZERODHA__ACCESS_TOKEN")
+        // Tests run `run` in parallel: the downstream stream on a free port,
+        // never on the default 9101 (a test may override it).
+        .env("OPS__STREAM_LISTEN", "127.0.0.1:0");
     cmd
 }
 
