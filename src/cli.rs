@@ -114,6 +114,37 @@ pub enum Command {
     /// Exit status: 0 printed; 1 a bad --date or --exchange, or a holiday
     /// file that cannot be read or is invalid; 2 a bad command line.
     Calendar(CalendarArgs),
+    /// Connect to a running feed's downstream bar stream (ops.stream_listen)
+    /// and print what it sends, one JSON frame per line on stdout.
+    ///
+    /// Subscribes to --tokens with Kite's shape ({"a":"subscribe","v":[…]}):
+    /// the feed answers with the last bars of each token at once (the
+    /// replay), a {"type":"subscribed",…,"replayed":K} frame, then live
+    /// bars. A summary line goes to stderr at the end.
+    ///
+    /// Exit status: 0 got --bars bar frames (or the stream closed after at
+    /// least one); 1 could not connect, the feed refused, or --timeout-s
+    /// passed first; 2 a bad command line.
+    StreamTail(StreamTailArgs),
+}
+
+/// Arguments of `panda-feed stream-tail`.
+#[derive(Debug, Args)]
+pub struct StreamTailArgs {
+    /// The stream's address (the feed's `ops.stream_listen`).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9101")]
+    pub connect: String,
+    /// Instrument tokens to subscribe to, comma-separated.
+    #[arg(long, value_name = "TOKEN,...", value_delimiter = ',', required = true)]
+    pub tokens: Vec<u32>,
+    /// Exit after this many bar frames, replayed and live together (0: run
+    /// until the stream closes or --timeout-s).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub bars: u64,
+    /// Give up after this long.
+    #[arg(long, value_name = "SECS", default_value_t = 300.0,
+          value_parser = secs_parser(true))]
+    pub timeout_s: f64,
 }
 
 /// Arguments of `panda-feed calendar`.

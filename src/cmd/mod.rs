@@ -15,6 +15,7 @@ mod run_control;
 mod run_setup;
 mod run_stream;
 mod run_watch;
+pub mod stream_tail;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,7 @@ pub fn main(cli: Cli) -> ExitCode {
             ExitCode::from(decode::run(&args, &mut stdout.lock(), &mut stderr.lock()))
         }
         Command::Doctor(args) => doctor::run(&args),
+        Command::StreamTail(args) => stream_tail::run(&args),
         Command::MockExchange(args) => report(mock_exchange::run(&args)),
         Command::MockKafka(args) => report(mock_kafka(&args)),
         Command::Dlq(args) => match dlq::run(&args) {
