@@ -182,11 +182,12 @@ def run_once(a, corpus, ticks, env_over, workdir):
         ex_cmd += ["--replay-rate", str(a.replay_rate)]
     exchange = start(ex_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     feed = None
+    drain = None
     try:
         line = read_line(exchange, "listening on", timeout=120)
         ws_url = line.split("listening on ")[1].split(" ")[0]
         # the exchange's status lines are not read any more: drain them to /dev/null
-        subprocess.Popen(["cat"], stdin=exchange.stderr, stdout=subprocess.DEVNULL)
+        drain = subprocess.Popen(["cat"], stdin=exchange.stderr, stdout=subprocess.DEVNULL)
         token = os.path.join(workdir, "token")
         with open(token, "w") as fh:
             fh.write("mock_access_token")
@@ -250,6 +251,8 @@ def run_once(a, corpus, ticks, env_over, workdir):
                 pass
         stop(exchange)
         stop(broker)
+        if drain is not None:
+            drain.wait()
     try:
         with open(summary) as fh:
             s = json.load(fh)

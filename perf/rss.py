@@ -45,11 +45,12 @@ def one(a, n, wd):
     exchange = start([a.bin, "mock-exchange", "--listen", "127.0.0.1:0", "--rate", str(a.rate)],
                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     feed = None
+    drain = None
     samples = []
     try:
         line = read_line(exchange, "listening on")
         ws_url = line.split("listening on ")[1].split(" ")[0]
-        subprocess.Popen(["cat"], stdin=exchange.stderr, stdout=subprocess.DEVNULL)
+        drain = subprocess.Popen(["cat"], stdin=exchange.stderr, stdout=subprocess.DEVNULL)
         port = free_port()
         summary = os.path.join(wd, "summary.json")
         env = dict(os.environ, RUST_LOG="warn")
@@ -78,6 +79,8 @@ def one(a, n, wd):
             feed.kill()
         stop(exchange)
         stop(broker)
+        if drain is not None:
+            drain.wait()
     with open(summary) as fh:
         s = json.load(fh)
     after = [x["rss_mib"] for x in samples if x["t_s"] >= min(60, a.seconds / 2)]
