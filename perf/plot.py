@@ -4,6 +4,7 @@
 
     perf/plot.py latency perf/results/latency_vs_rate.json   -> perf/results/latency_vs_rate.png
     perf/plot.py rss     perf/results/rss_vs_instruments.json -> perf/results/rss_vs_instruments.png
+                         (also rss_vs_instruments_nothp.json, from rss.py --no-thp)
     perf/plot.py soak    perf/results/soak.json               -> perf/results/soak.png
 
 `latency` reads the report of perf/sweep.sh (cost.py runs at fixed rates),
@@ -52,7 +53,9 @@ def rss(d, out):
     ax.set_xlabel("instruments subscribed (full mode)")
     ax.set_ylabel("RSS of panda-feed run, MiB")
     ax.set_ylim(bottom=0)
-    ax.set_title("panda-feed run: RSS vs instruments (%s ticks/s generated)" % rows[0]["rate_ticks_per_s"])
+    thp = ", THP off" if d.get("thp_disabled") else ""
+    ax.set_title("panda-feed run: RSS vs instruments (%s ticks/s generated%s)"
+                 % (rows[0]["rate_ticks_per_s"], thp))
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
