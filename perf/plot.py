@@ -73,8 +73,9 @@ def soak(d, out):
             ax.axhline(v, color="red", linestyle=":")
     ax.set_xlabel("minutes")
     ax.set_ylabel("RSS, MiB")
-    ax.set_title("soak: %d instruments, %d ticks/s; dotted: median after warm-up ± 2 MB"
-                 % (r["instruments"], r["rate_ticks_per_s"]))
+    thp = ", THP off" if d.get("thp_disabled") else ""
+    ax.set_title("soak: %d instruments, %d ticks/s%s; dotted: median after warm-up ± 2 MB"
+                 % (r["instruments"], r["rate_ticks_per_s"], thp), fontsize=10)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
