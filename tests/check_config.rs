@@ -124,7 +124,7 @@ fn each_value_shows_its_source_and_env_beats_file_and_flag_beats_env() {
     );
     assert_eq!(
         line(&text, "kafka.compression"),
-        "kafka.compression = \"lz4\"  (default)"
+        "kafka.compression = \"none\"  (default)"
     );
 
     // And a flag beats the environment for a number too, in JSON.

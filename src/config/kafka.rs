@@ -21,7 +21,9 @@ pub struct KafkaConfig {
     pub linger_ms: u32,
     /// `batch.size` in bytes.
     pub batch_size: u32,
-    /// `compression.type`: none, gzip, snappy or lz4.
+    /// `compression.type`: none, gzip, snappy or lz4. `none` by default: on
+    /// a feed host next to its brokers it is the cheapest in CPU (lz4 cost
+    /// 34 % more CPU per tick; README "Performance", "Compression").
     pub compression: String,
     /// `message.timeout.ms`: a record not delivered by then fails.
     pub message_timeout_ms: u32,
@@ -50,7 +52,7 @@ impl Default for KafkaConfig {
             topic: defaults::TOPIC.into(),
             linger_ms: 5,
             batch_size: 1_000_000,
-            compression: "lz4".into(),
+            compression: "none".into(),
             message_timeout_ms: 30_000,
             queue_max_messages: 500_000,
             queue_full_wait_ms: 5_000,

@@ -49,7 +49,7 @@ fn parse_opts() -> Result<Opts, String> {
         bin: PathBuf::from("target/release/panda-feed"),
         out: PathBuf::from("perf/results"),
         instruments: 300,
-        compression: "lz4".into(),
+        compression: KafkaConfig::default().compression,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
