@@ -616,3 +616,70 @@ fn a_busy_stream_address_stops_run_before_the_engine_starts() {
         "the engine started: {err}"
     );
 }
+
+#[test]
+fn stream_tail_prints_the_replayed_window_then_live_bars_and_exits_when_it_has_them() {
+    let (mut tx, rx) = feed();
+    let run = RunId(9);
+    let s = StreamServer::start(config(3), None, run, vec![rx]).unwrap();
+    push(&mut tx, (0..5).map(|m| bar(1, m)));
+    await_counts(&s, "bars handed off", |c| c.bars_received == 5);
+    let addr = s.local_addr().to_string();
+    // The window (3 bars) at once, then one live bar: 4 in all.
+    let child = util::cli::panda_feed([
+        "stream-tail",
+        "--connect",
+        &addr,
+        "--tokens",
+        "1",
+        "--bars",
+        "4",
+        "--timeout-s",
+        "60",
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    await_counts(&s, "the tail subscribed", |c| c.clients == 1);
+    await_counts(&s, "the window replayed", |c| c.bars_replayed >= 3);
+    push(&mut tx, [bar(1, 5)]);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let want: Vec<Value> = (2..5).map(|m| record(&bar(1, m), run)).collect();
+    assert_eq!(&lines[..3], &want[..], "the window, oldest first");
+    assert_eq!(
+        lines[3],
+        json!({"type":"subscribed","tokens":[1],"replayed":3})
+    );
+    assert_eq!(lines[4], record(&bar(1, 5), run), "then live");
+    assert!(
+        stderr.contains("3 bars replayed at once") && stderr.contains("3 replayed, 1 live"),
+        "{stderr}"
+    );
+    let c = s.stop();
+    assert_eq!((c.clients_accepted, c.slow_disconnects), (1, 0));
+
+    // Nothing listening: a clear error and exit 1 once the timeout passes.
+    let out = util::cli::output(&mut util::cli::panda_feed([
+        "stream-tail",
+        "--connect",
+        "127.0.0.1:1",
+        "--tokens",
+        "1",
+        "--timeout-s",
+        "0.5",
+    ]));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot connect to 127.0.0.1:1") && stderr.contains("ops.stream_listen"),
+        "{stderr}"
+    );
+}

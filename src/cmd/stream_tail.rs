@@ -30,12 +30,26 @@ pub fn run(args: &StreamTailArgs) -> ExitCode {
 /// some), `Ok(false)` on a timeout.
 fn tail(args: &StreamTailArgs) -> Result<bool, String> {
     let deadline = Instant::now() + Duration::from_secs_f64(args.timeout_s);
-    let tcp = TcpStream::connect(&args.connect).map_err(|e| {
-        format!(
-            "cannot connect to {}: {e} (is `panda-feed run` running with ops.stream_listen = {:?}?)",
-            args.connect, args.connect
-        )
-    })?;
+    // A feed that is starting binds its stream in a moment: connection
+    // refused is retried until the deadline.
+    let tcp = loop {
+        match TcpStream::connect(&args.connect) {
+            Ok(t) => break t,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ConnectionRefused
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "cannot connect to {}: {e} (is `panda-feed run` running with \
+                     ops.stream_listen = {:?}?)",
+                    args.connect, args.connect
+                ));
+            }
+        }
+    };
     tcp.set_read_timeout(Some(Duration::from_millis(500)))
         .map_err(|e| e.to_string())?;
     let url = format!("ws://{}/", args.connect);
