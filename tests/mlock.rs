@@ -76,3 +76,39 @@ fn mlockall_refused_is_a_warning_naming_the_limit_and_the_fix_not_a_failure() {
     assert_eq!(s["identity_holds"], true, "{s:#}");
     assert!(s["received"].as_u64().unwrap() > 0, "{s:#}");
 }
+
+/// `THP_enabled` of `/proc/PID/status` (Linux ≥ 5.0): 0 once the process
+/// disabled transparent huge pages for itself.
+fn thp_enabled(pid: u32) -> Option<String> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .map(|v| v.trim().to_owned())
+}
+
+#[test]
+fn transparent_huge_pages_are_off_for_the_feed_by_default_and_on_when_asked() {
+    use std::time::Duration;
+    for (env, want) in [(None, "0"), (Some("true"), "1")] {
+        let mut cmd = util::cli::feed_run(["--mock", "--duration", "30"]);
+        if let Some(v) = env {
+            cmd.env("ENGINE__TRANSPARENT_HUGE_PAGES", v);
+        }
+        let mut run = util::cli::Running::spawn(cmd.stdout(std::process::Stdio::null()));
+        // Past start-up: the engine has started once the ops line is logged.
+        run.ops_addr();
+        let got = thp_enabled(run.id());
+        run.signal("INT");
+        let (status, _) = run.wait(Duration::from_secs(30));
+        assert!(status.success(), "{status:?}");
+        if got.is_none() {
+            eprintln!("skipped: this kernel has no THP_enabled in /proc/PID/status");
+            return;
+        }
+        assert_eq!(
+            got.as_deref(),
+            Some(want),
+            "ENGINE__TRANSPARENT_HUGE_PAGES={env:?}"
+        );
+    }
+}

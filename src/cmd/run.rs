@@ -69,6 +69,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     if !problems.is_empty() {
         bail!("invalid settings:\n  {}", problems.join("\n  "));
     }
+    super::run_setup::memory(&cfg);
     if let Some(d) = args.duration
         && !(d.is_finite() && d > 0.0)
     {

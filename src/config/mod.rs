@@ -329,6 +329,9 @@ pub struct EngineSection {
     /// Lock the process's memory (`mlockall`) at start; a failure is a
     /// warning.
     pub mlockall: bool,
+    /// `false` (default): transparent huge pages off for this process
+    /// (`prctl(PR_SET_THP_DISABLE)` at start); `true`: the system's setting.
+    pub transparent_huge_pages: bool,
 }
 
 impl EngineSection {
@@ -390,6 +393,7 @@ impl Default for EngineSection {
             overflow: Overflow::default(),
             block_max_ms: defaults::BLOCK_MAX_MS,
             mlockall: false,
+            transparent_huge_pages: false,
         }
     }
 }
