@@ -144,6 +144,62 @@ fn bench_json(c: &mut Criterion) {
         });
     }
     g.finish();
+    // A corpus, not one tick (issue 15): 1,000 full ticks of 250 NSE
+    // instruments with realistic, varied values (prices around 1,500-2,000
+    // rupees, growing volumes, five depth levels around the price), as
+    // envelopes, the publisher's work per tick.
+    let corpus: Vec<Tick> = (0..1000).map(realistic_full).collect();
+    let mut g = c.benchmark_group("json_corpus");
+    g.throughput(Throughput::Elements(corpus.len() as u64));
+    let mut out = JsonBuf::with_capacity(4096);
+    g.bench_function("full_envelopes_x1000", |b| {
+        b.iter(|| {
+            let mut n = 0;
+            for t in black_box(&corpus) {
+                out.clear();
+                panda_feed::json::write_envelope(t, panda_feed::run_id::RunId(7), &mut out)
+                    .expect("room for an envelope");
+                n += out.len();
+            }
+            n
+        })
+    });
+    g.finish();
+}
+
+/// A full NSE tick with realistic, varied values (the same generator as
+/// `perf/src/bin/instr.rs`).
+#[allow(clippy::cast_possible_truncation)]
+fn realistic_full(i: u32) -> Tick {
+    let mut t = Tick::for_token(((1000 + i % 250) << 8) | 1, PacketKind::Full);
+    let p = 150_000 + (i * 37) % 5_000;
+    t.last_price = p;
+    t.last_traded_quantity = 1 + i % 500;
+    t.average_traded_price = p - 13;
+    t.volume_traded = 1_000_000 + i * 17;
+    t.total_buy_quantity = 50_000 + i;
+    t.total_sell_quantity = 60_000 + i;
+    t.ohlc.open = p - 200;
+    t.ohlc.high = p + 300;
+    t.ohlc.low = p - 400;
+    t.ohlc.close = p - 150;
+    t.last_trade_time = 1_764_000_000 + i;
+    t.exchange_timestamp = 1_764_000_000 + i;
+    for (k, l) in t.depth.buy.iter_mut().enumerate() {
+        let k = k as u32;
+        l.price = p - 5 * (k + 1);
+        l.quantity = 10 + k * 7 + i % 13;
+        l.orders = (1 + k as u16) * 2;
+    }
+    for (k, l) in t.depth.sell.iter_mut().enumerate() {
+        let k = k as u32;
+        l.price = p + 5 * (k + 1);
+        l.quantity = 12 + k * 5 + i % 11;
+        l.orders = 1 + k as u16;
+    }
+    t.seq = u64::from(i) + 1;
+    t.ts_recv_ns = 1_764_000_000_000_000_000 + u64::from(i) * 1_000;
+    t
 }
 
 /// Routes one message per iteration, timing only the `route` call.
