@@ -175,3 +175,58 @@ fn bars_reach_their_topic_exactly_once_and_match_the_ticks_of_their_minute() {
     // minute not over at stop, counted as incomplete.
     assert_eq!(want.len() as u64, b.built + b.incomplete_at_stop, "{b:?}");
 }
+
+#[test]
+fn a_hand_off_without_a_reader_is_skipped_and_a_full_one_counts_its_drops() {
+    use panda_feed::engine::bar_lane::{BarLane, Emit};
+    use panda_feed::engine::kafka::{KafkaConfig, TickProducer};
+    use panda_feed::{PacketKind, Tick};
+    use std::sync::atomic::Ordering::Relaxed;
+
+    let dir = util::TempDir::new("bars-handoff");
+    let kafka = KafkaConfig {
+        sink: "blackhole".into(),
+        ..KafkaConfig::default()
+    };
+    let spool = std::sync::Arc::new(panda_feed::spool::Spool::new(
+        panda_feed::spool::SpoolConfig {
+            dir: dir.join("spool"),
+            ..Default::default()
+        },
+        0,
+        std::sync::Arc::default(),
+    ));
+    let producer = TickProducer::new(&kafka, "bars-handoff", spool)
+        .unwrap()
+        .with_bars_topic(BARS_TOPIC)
+        .unwrap();
+    for reader in [false, true] {
+        let (tx, rx) = rtrb::RingBuffer::new(1);
+        let rx = reader.then_some(rx);
+        let book = panda_feed::bars::BarBook::new(16, 0, BarClock::Receive, None);
+        let mut lane = BarLane::new(book, tx, Vec::new());
+        // Two instruments over four minutes: 6 bars close on rotation.
+        for m in 0..4u64 {
+            for tok in [408_065u32, 408_321] {
+                let mut t = Tick::for_token(tok, PacketKind::Ltp);
+                t.last_price = 100;
+                t.ts_recv_ns = u64::from(T10_S) * 1_000_000_000 + m * 60_000_000_000;
+                let e = Emit {
+                    producer: &producer,
+                    run: panda_feed::run_id::RunId(1),
+                    wait: Duration::ZERO,
+                };
+                lane.on_tick(&t, e);
+            }
+        }
+        lane.store_counters();
+        let c = lane.counters();
+        assert_eq!(c.built.load(Relaxed), 4, "reader {reader}");
+        assert_eq!(c.produced.load(Relaxed), 4, "reader {reader}");
+        // With a reader the one-slot ring takes the first bar and drops 3;
+        // without one nothing is pushed and nothing counted.
+        let want = if reader { 3 } else { 0 };
+        assert_eq!(c.handoff_dropped.load(Relaxed), want, "reader {reader}");
+        drop(rx);
+    }
+}

@@ -40,6 +40,9 @@ pub(super) fn start(
     ops: &mut Ops,
 ) -> anyhow::Result<Option<StreamServer>> {
     let Some(listener) = listener else {
+        // No stream: the publishers see their hand-offs abandoned and stop
+        // pushing bars there (nothing counted as dropped).
+        drop(engine.take_bar_feeds());
         return Ok(None);
     };
     let feeds = engine.take_bar_feeds();

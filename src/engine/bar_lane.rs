@@ -220,7 +220,8 @@ fn emit(
             park(e.producer, key, buf.as_bytes(), err, e.wait);
         }
     }
-    if tx.push(*bar).is_err() {
+    // No consumer (the downstream stream is off): nothing to hand off.
+    if !tx.is_abandoned() && tx.push(*bar).is_err() {
         *handoff_dropped += 1;
     }
 }

@@ -352,7 +352,8 @@ impl Engine {
     /// The ops side's ends of the publishers' bar hand-offs (one per
     /// publisher), once: later calls return none. Each [`Bar`](crate::bars::Bar)
     /// a publisher closes is also pushed here (full = dropped from the
-    /// hand-off, counted; the Kafka record is unaffected).
+    /// hand-off, counted; the Kafka record is unaffected). Dropping the
+    /// returned ends stops the pushes: an abandoned hand-off is skipped.
     pub fn take_bar_feeds(&mut self) -> Vec<crate::bars::BarRx> {
         std::mem::take(&mut self.bar_feeds)
     }
