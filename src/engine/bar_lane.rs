@@ -49,12 +49,19 @@ pub struct BarCounters {
 #[derive(Debug)]
 pub struct BarLane {
     book: BarBook,
-    buf: JsonBuf,
-    tx: BarTx,
+    sink: Sink,
     conns: Vec<Arc<ConnStats>>,
     /// Connection attempts of each connection, read once per chunk.
     epochs: Vec<u64>,
     counters: Arc<BarCounters>,
+}
+
+/// Where a closed bar goes: the encoding buffer, the hand-off, and this
+/// thread's tallies of both.
+#[derive(Debug)]
+struct Sink {
+    buf: JsonBuf,
+    tx: BarTx,
     produced: u64,
     refused: u64,
     handoff_dropped: u64,
@@ -78,14 +85,16 @@ impl BarLane {
     pub fn new(book: BarBook, tx: BarTx, conns: Vec<Arc<ConnStats>>) -> Self {
         Self {
             book,
-            buf: JsonBuf::with_capacity(MAX_BAR_JSON_LEN),
-            tx,
+            sink: Sink {
+                buf: JsonBuf::with_capacity(MAX_BAR_JSON_LEN),
+                tx,
+                produced: 0,
+                refused: 0,
+                handoff_dropped: 0,
+            },
             epochs: vec![0; conns.len()],
             conns,
             counters: Arc::default(),
-            produced: 0,
-            refused: 0,
-            handoff_dropped: 0,
         }
     }
 
@@ -108,18 +117,8 @@ impl BarLane {
     #[inline]
     pub fn on_tick(&mut self, t: &Tick, e: Emit<'_>) {
         let epoch = self.epochs.get(usize::from(t.conn)).copied().unwrap_or(0);
-        let Self {
-            book,
-            buf,
-            tx,
-            produced,
-            refused,
-            handoff_dropped,
-            ..
-        } = self;
-        book.on_tick(t, epoch, &mut |bar| {
-            emit(bar, e, buf, tx, (produced, refused, handoff_dropped));
-        });
+        let Self { book, sink, .. } = self;
+        book.on_tick(t, epoch, &mut |bar| sink.emit(bar, e));
     }
 
     /// Closes the bars whose grace has passed at `now_ns` (one compare when
@@ -129,36 +128,16 @@ impl BarLane {
         if !self.book.due(now_ns) {
             return;
         }
-        let Self {
-            book,
-            buf,
-            tx,
-            produced,
-            refused,
-            handoff_dropped,
-            ..
-        } = self;
-        book.sweep(now_ns, &mut |bar| {
-            emit(bar, e, buf, tx, (produced, refused, handoff_dropped));
-        });
+        let Self { book, sink, .. } = self;
+        book.sweep(now_ns, &mut |bar| sink.emit(bar, e));
         self.store_counters();
     }
 
     /// At stop: emits the bars whose minute has ended, drops (counts) the
     /// others.
     pub fn finish(&mut self, now_ns: u64, e: Emit<'_>) {
-        let Self {
-            book,
-            buf,
-            tx,
-            produced,
-            refused,
-            handoff_dropped,
-            ..
-        } = self;
-        book.finish(now_ns, &mut |bar| {
-            emit(bar, e, buf, tx, (produced, refused, handoff_dropped));
-        });
+        let Self { book, sink, .. } = self;
+        book.finish(now_ns, &mut |bar| sink.emit(bar, e));
         self.store_counters();
     }
 
@@ -178,9 +157,9 @@ impl BarLane {
         } = self.book.stats();
         for (a, v) in [
             (&c.built, built),
-            (&c.produced, self.produced),
-            (&c.refused, self.refused),
-            (&c.handoff_dropped, self.handoff_dropped),
+            (&c.produced, self.sink.produced),
+            (&c.refused, self.sink.refused),
+            (&c.handoff_dropped, self.sink.handoff_dropped),
             (&c.late_ticks, late_ticks),
             (&c.closed_market_ticks, closed_market_ticks),
             (&c.unpriced_ticks, unpriced_ticks),
@@ -194,35 +173,38 @@ impl BarLane {
     }
 }
 
-/// Produces `bar` (waiting up to `e.wait` on a full queue, then parking
-/// it) and hands it to the ops side.
-fn emit(
-    bar: &Bar,
-    e: Emit<'_>,
-    buf: &mut JsonBuf,
-    tx: &mut BarTx,
-    (produced, refused, handoff_dropped): (&mut u64, &mut u64, &mut u64),
-) {
-    buf.clear();
-    let mut key = itoa::Buffer::new();
-    let key = key.format(bar.token).as_bytes();
-    let r = match write_bar(bar, e.run, buf) {
-        Ok(()) => produce(e, key, buf.as_bytes(), bar.end_ns),
-        // Unreachable: the buffer holds MAX_BAR_JSON_LEN. Counted, not hidden.
-        Err(_) => Err(ProduceError::Other(
-            rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge,
-        )),
-    };
-    match r {
-        Ok(()) => *produced += 1,
-        Err(err) => {
-            *refused += 1;
-            park(e.producer, key, buf.as_bytes(), err, e.wait);
+impl Sink {
+    /// Produces `bar` (waiting up to `e.wait` on a full queue, then parking
+    /// it) and hands it to the ops side.
+    fn emit(&mut self, bar: &Bar, e: Emit<'_>) {
+        let Self {
+            buf,
+            tx,
+            produced,
+            refused,
+            handoff_dropped,
+        } = self;
+        buf.clear();
+        let mut key = itoa::Buffer::new();
+        let key = key.format(bar.token).as_bytes();
+        let r = match write_bar(bar, e.run, buf) {
+            Ok(()) => produce(e, key, buf.as_bytes(), bar.end_ns),
+            // Unreachable: the buffer holds MAX_BAR_JSON_LEN. Counted, not hidden.
+            Err(_) => Err(ProduceError::Other(
+                rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge,
+            )),
+        };
+        match r {
+            Ok(()) => *produced += 1,
+            Err(err) => {
+                *refused += 1;
+                park(e.producer, key, buf.as_bytes(), err, e.wait);
+            }
         }
-    }
-    // No consumer (the downstream stream is off): nothing to hand off.
-    if !tx.is_abandoned() && tx.push(*bar).is_err() {
-        *handoff_dropped += 1;
+        // No consumer (the downstream stream is off): nothing to hand off.
+        if !tx.is_abandoned() && tx.push(*bar).is_err() {
+            *handoff_dropped += 1;
+        }
     }
 }
 
