@@ -87,8 +87,18 @@ fn a_full_producer_queue_is_retried_in_order_and_every_tick_lands_once() {
         .counts()
         .published
         > 20_000));
-    let summary = s.engine.stop();
+    // The feed ends, then the publishers drain what they hold (waiting on
+    // the full queue as in a run: a stop would park the rest at once).
     s.mock.stop();
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let c = s.engine.counts();
+            c.in_flight == 0 && c.received == c.published + c.parked + c.dropped
+        }),
+        "{:?}",
+        s.engine.counts()
+    );
+    let summary = s.engine.stop();
     let c = &summary.counts;
     assert!(summary.identity_holds, "{summary:?}");
     assert_eq!((c.parked, c.dropped), (0, 0), "{c:?}");
